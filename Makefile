@@ -1,0 +1,63 @@
+# agentos — every target that needs the virtualenv creates it first, so on a fresh clone
+# `make run-requirements PARALLEL=4` and `make test` are the whole set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Workflow knobs: make run-requirements PARALLEL=4 [REPO=path] [AGENT=spec] [DRY_RUN=1]
+PARALLEL ?=
+REPO     ?=
+AGENT    ?= mock
+DRY_RUN  ?=
+DEMO_SRC := examples/demo-repo
+DEMO_DIR := build/demo-repo
+
+RUN_REPO := $(if $(REPO),$(REPO),$(DEMO_DIR))
+RUN_ENV  := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
+RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run)
+
+.PHONY: install test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m 'not slow and not chaos'
+
+lint: $(STAMP)
+	$(BIN)/ruff check agentos scripts tests bench
+	$(BIN)/ruff format --check agentos scripts tests bench
+	$(BIN)/mypy
+
+$(DEMO_DIR):
+	@mkdir -p build
+	cp -R $(DEMO_SRC) $(DEMO_DIR)
+
+demo-reset:
+	rm -rf $(DEMO_DIR)
+	@mkdir -p build
+	cp -R $(DEMO_SRC) $(DEMO_DIR)
+
+run-requirements: $(STAMP) $(if $(REPO),,$(DEMO_DIR))
+	$(RUN_ENV) $(BIN)/python scripts/run_requirements_workflow.py --repo $(RUN_REPO) --drafter $(AGENT) $(RUN_FLAGS)
+
+run-implement: $(STAMP) $(if $(REPO),,$(DEMO_DIR))
+	$(RUN_ENV) $(BIN)/python scripts/run_implement_from_lld.py --repo $(RUN_REPO) --implementer $(AGENT) $(RUN_FLAGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --smoke
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,29 @@
+"""`python -m agentos` and the `agentos` console script.
+
+The import of the CLI is inside `main` so that a Ctrl+C while the interpreter is still loading
+modules ends with exit 130 and one line, not a traceback."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def exit_interrupted() -> None:
+    """Exit 130 after a Ctrl+C that arrived outside a run (a run has its own handlers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the exit short
+    sys.stderr.write("agentos: interrupted\n")
+    sys.exit(130)
+
+
+def main() -> None:
+    try:
+        from agentos.cli import main as cli_main
+
+        cli_main()
+    except KeyboardInterrupt:
+        exit_interrupted()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Workflows (what to run) and the shared runner (how to run it)."""

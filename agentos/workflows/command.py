@@ -1,0 +1,134 @@
+"""`agentos run`: the generic workflow. One item per non-empty input line, one command per item.
+
+    agentos run [OPTIONS] [--items FILE] -- COMMAND [ARG]...
+
+`{}` in any argument is replaced by the item (it stays one argument; there is no shell), or the
+item is appended as the last argument when no `{}` appears. Item ids are `item-<line number>`, or
+the sanitised line with `--id-from-item`. Exit status 0 is done, 75 or a rate-limit message on
+stderr is rate limited, anything else failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentos.errors import ConfigError, ItemError, UsageError
+from agentos.workflows.items import Item, Option, Workflow
+from agentos.workflows.parallel.context import ItemContext
+from agentos.workflows.parallel.sanitize import sanitize_id
+
+PLACEHOLDER = "{}"
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    items_path: Path | None
+    id_from_item: bool
+    argv: tuple[str, ...]
+
+
+def make_config(items: Path | None, id_from_item: bool, command: tuple[str, ...]) -> CommandConfig:
+    if not command:
+        raise UsageError(
+            "no command given; put it after --, e.g. agentos run --items list.txt -- echo {}"
+        )
+    program = command[0]
+    if PLACEHOLDER not in program and shutil.which(program) is None:
+        if os.sep in program and os.path.isfile(program):
+            raise ConfigError(f"{program} is not executable; run: chmod +x {program}")
+        raise ConfigError(f"command not found: {program}; check the name or give a path to it")
+    return CommandConfig(items, id_from_item, tuple(command))
+
+
+def _read_lines(path: Path | None) -> tuple[list[str], str]:
+    if path is None or str(path) == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("no items: pass --items FILE, or pipe one item per line on stdin")
+        data = sys.stdin.buffer.read()
+        name = "stdin"
+    else:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"items file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ConfigError(
+                f"items file {path} is a directory; pass a file with one item per line"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read items file {path}: {exc.strerror}") from None
+        name = str(path)
+    if b"\0" in data:
+        raise ConfigError(
+            f"items file {name} contains NUL bytes; it must be text with one item per line"
+        )
+    return data.decode("utf-8", errors="surrogateescape").splitlines(), name
+
+
+def substitute(argv: tuple[str, ...], item: str) -> list[str]:
+    if any(PLACEHOLDER in arg for arg in argv):
+        return [arg.replace(PLACEHOLDER, item) for arg in argv]
+    return [*argv, item]
+
+
+def collect_items(config: CommandConfig) -> list[Item]:
+    lines, name = _read_lines(config.items_path)
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        shown = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+        item_id = sanitize_id(shown) if config.id_from_item else f"item-{number}"
+        items.append(
+            Item(
+                id=item_id,
+                title=shown,
+                source=f"{name}:{number}",
+                data=substitute(config.argv, line),
+            )
+        )
+    return items
+
+
+def execute_command(item: Item, ctx: ItemContext) -> None:
+    argv: list[str] = item.data
+    try:
+        ctx.run_checked(argv)
+    except FileNotFoundError:
+        raise ItemError(f"cannot run {argv[0]}: no such file", exit_code=127) from None
+    except PermissionError:
+        raise ItemError(f"cannot run {argv[0]}: permission denied", exit_code=126) from None
+
+
+WORKFLOW = Workflow(
+    name="run",
+    summary="Run COMMAND once per input line, in parallel with --parallel N.",
+    epilog=(
+        "Examples:\n\n"
+        "  agentos run -j4 --items urls.txt -- curl -sS {}\n\n"
+        "  ls *.md | agentos run -j2 --id-from-item -- wc -l"
+    ),
+    collect_items=collect_items,
+    execute_item=execute_command,
+    options=(
+        Option(
+            ("--items",),
+            "items",
+            "File with one item per line ('-' or absent: stdin).",
+            kind="path",
+            metavar="FILE",
+        ),
+        Option(
+            ("--id-from-item",),
+            "id_from_item",
+            "Use the sanitised line as the item id instead of item-<line number>.",
+            kind="flag",
+        ),
+        Option((), "command", "", kind="argv"),
+    ),
+    make_config=make_config,
+)

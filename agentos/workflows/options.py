@@ -1,0 +1,233 @@
+"""The shared command-line options, defined once with click and reused by every command.
+
+`runner_options` adds them to a click command; `RunnerOptions.from_params` turns the parsed values
+into one checked record. A workflow's own options (`Workflow.options`, plain data) become click
+options through `workflow_params`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from agentos.errors import UsageError
+from agentos.workflows.items import Option
+from agentos.workflows.parallel.context import DEFAULT_RATE_LIMIT_PATTERN
+from agentos.workflows.parallel.credentials import BASE_COOLDOWN
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    parallel: int | None
+    dry_run: bool
+    run_dir: Path | None
+    resume: Path | None
+    grace: float
+    no_color: bool
+    quiet: bool
+    verbose: bool
+    credentials_file: Path | None
+    credential_env: str
+    timeout: float | None
+    retries: int
+    retry_backoff: float
+    max_rate_limit_waits: int
+    rate_limit_pattern: str
+    rate_limit_cooldown: float
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RunnerOptions:
+        pattern = params.pop("rate_limit_pattern")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(
+                f"--rate-limit-pattern is not a valid regular expression: {exc}"
+            ) from None
+        env_name = params.pop("credential_env")
+        if not _ENV_NAME.fullmatch(env_name):
+            raise UsageError(
+                f"--credential-env {env_name!r} is not a valid environment variable name"
+            )
+        verbosity = params.pop("verbose") - params.pop("quiet")
+        timeout = params.pop("timeout")
+        return cls(
+            parallel=params.pop("parallel"),
+            dry_run=params.pop("dry_run"),
+            run_dir=params.pop("run_dir"),
+            resume=params.pop("resume"),
+            grace=params.pop("grace"),
+            no_color=params.pop("no_color"),
+            quiet=verbosity < 0,
+            verbose=verbosity > 0,
+            credentials_file=params.pop("credentials_file"),
+            credential_env=env_name,
+            timeout=timeout if timeout else None,
+            retries=params.pop("retries"),
+            retry_backoff=params.pop("retry_backoff"),
+            max_rate_limit_waits=params.pop("max_rate_limit_waits"),
+            rate_limit_pattern=pattern,
+            rate_limit_cooldown=params.pop("rate_limit_cooldown"),
+        )
+
+
+_PATH = click.Path(path_type=Path)
+
+_SHARED: list[Callable[[F], F]] = [
+    click.option(
+        "--parallel",
+        "-j",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Run N items at once in worker processes (at most 10). Without it items run "
+        "one after another in this process, unprefixed, like a plain tool.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="List the pending items and exit: nothing is created, started or called.",
+    ),
+    click.option(
+        "--run-dir",
+        type=_PATH,
+        default=None,
+        metavar="PATH",
+        help="Where the journal, joblog, logs and summary go "
+        "[default: .agentos/runs/<UTC time>-<command>].",
+    ),
+    click.option(
+        "--resume",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        metavar="RUN_DIR",
+        help="Continue a previous run: skip the items its journal records as done.",
+    ),
+    click.option(
+        "--grace",
+        type=click.FloatRange(min=0),
+        default=60.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="After the first Ctrl+C/SIGTERM, how long running items may finish before "
+        "they are killed.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=1800.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Per-attempt time limit; 0 disables it.",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=1,
+        show_default=True,
+        metavar="N",
+        help="Extra attempts for a failed or timed-out item.",
+    ),
+    click.option(
+        "--retry-backoff",
+        type=click.FloatRange(min=0),
+        default=2.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="First retry delay; doubles per failure, capped at 60 s.",
+    ),
+    click.option(
+        "--credentials-file",
+        type=_PATH,
+        default=None,
+        metavar="PATH",
+        help="API keys, one per line ('#' comments). Default: the AGENTOS_CREDENTIALS "
+        "environment variable (comma-separated), else no keys.",
+    ),
+    click.option(
+        "--credential-env",
+        default="AGENTOS_API_KEY",
+        show_default=True,
+        metavar="NAME",
+        help="Environment variable that carries the leased key into item subprocesses.",
+    ),
+    click.option(
+        "--max-rate-limit-waits",
+        type=click.IntRange(min=0),
+        default=20,
+        show_default=True,
+        metavar="N",
+        help="How often one item may be re-queued because of rate limits.",
+    ),
+    click.option(
+        "--rate-limit-pattern",
+        default=DEFAULT_RATE_LIMIT_PATTERN,
+        show_default=True,
+        metavar="REGEX",
+        help="A failing command whose stderr matches this (case-insensitive) was rate "
+        "limited. Exit status 75 always means rate limited.",
+    ),
+    click.option(
+        "--rate-limit-cooldown",
+        type=click.FloatRange(min=0, min_open=True),
+        default=BASE_COOLDOWN,
+        show_default=True,
+        metavar="SECONDS",
+        help="Cooldown of a rate-limited key when the provider gives no Retry-After; "
+        "doubles per repeat, capped at 15 min.",
+    ),
+    click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
+    click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),
+    click.option("-v", "--verbose", count=True, help="Say when each item starts and ends."),
+]
+
+
+def runner_options(f: F) -> F:
+    for decorator in reversed(_SHARED):
+        f = decorator(f)
+    return f
+
+
+_KINDS: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "path": _PATH,
+}
+
+
+def workflow_params(options: tuple[Option, ...]) -> list[click.Parameter]:
+    params: list[click.Parameter] = []
+    for opt in options:
+        if opt.kind == "argv":
+            params.append(
+                click.Argument(
+                    [opt.dest],
+                    nargs=-1,
+                    type=click.UNPROCESSED,
+                    metavar=opt.metavar or "COMMAND [ARG]...",
+                )
+            )
+        elif opt.kind == "flag":
+            params.append(click.Option([*opt.flags, opt.dest], is_flag=True, help=opt.help))
+        else:
+            params.append(
+                click.Option(
+                    [*opt.flags, opt.dest],
+                    type=_KINDS[opt.kind],
+                    default=opt.default,
+                    show_default=opt.default is not None,
+                    metavar=opt.metavar,
+                    help=opt.help,
+                )
+            )
+    return params

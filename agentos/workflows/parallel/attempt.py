@@ -1,0 +1,200 @@
+"""One attempt of one item: claim the key, capture output, enforce the deadline, classify the end.
+
+The same function runs inside a loky worker (parallel mode) and in the parent's main thread
+(sequential mode), so an item behaves the same either way. It never raises for anything the item
+does: every ending becomes an `AttemptResult` with one of the statuses
+
+    done | failed | rate_limited | rejected | timeout | interrupted
+
+and the runner, not the attempt, decides what happens next (retry, cooldown, stop).
+
+The deadline is a SIGALRM timer whose handler raises `ItemTimeout` in the item's own thread (items
+run in the main thread of their process in both modes); `ctx.run` kills the command's process group
+on the way out, and the attempt kills any group still registered, so a timed-out item leaves
+nothing.
+
+Runs inside workers: imports nothing of the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentos.errors import (
+    CredentialRejected,
+    Interrupted,
+    ItemError,
+    ItemTimeout,
+    RateLimited,
+)
+from agentos.workflows.items import ExecuteItem, Item
+from agentos.workflows.parallel.context import ACTIVE_GROUPS, ItemContext
+from agentos.workflows.parallel.process_tree import terminate_groups
+
+DONE = "done"
+FAILED = "failed"
+RATE_LIMITED = "rate_limited"
+REJECTED = "rejected"
+TIMEOUT = "timeout"
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """Everything an attempt needs that is the same for the whole run. Sent to each worker once,
+    through the loky initializer."""
+
+    run_dir: str
+    execute_item: ExecuteItem
+    config: Any
+    timeout: float | None
+    credential_env: str
+    rate_limit_pattern: str
+    parallel: bool
+
+
+@dataclass
+class AttemptResult:
+    item_id: str
+    attempt: int
+    status: str
+    started: float  # epoch seconds
+    runtime: float
+    exit_code: int = 0
+    signal: int = 0
+    error: str = ""
+    retry_after: float | None = None
+    key_label: str | None = None
+    worker_pid: int = 0
+    command: str = ""
+
+
+class KeyClaimer(Protocol):
+    def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]: ...
+
+
+CaptureFactory = Callable[[Item, int], AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise ItemTimeout in this (main) thread after `seconds`."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise ItemTimeout(f"timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_attempt(
+    spec: AttemptSpec,
+    item: Item,
+    attempt: int,
+    lease_id: int | None,
+    keys: KeyClaimer | None,
+    capture: CaptureFactory | None,
+    around_item: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> AttemptResult:
+    started = time.time()
+    t0 = time.monotonic()
+    pid = os.getpid()
+    result = AttemptResult(item.id, attempt, DONE, started, 0.0, worker_pid=pid)
+    key: str | None = None
+    try:
+        if lease_id is not None and keys is not None:
+            key, result.key_label = keys.claim(lease_id, pid)
+        ctx = ItemContext(
+            item=item,
+            attempt=attempt,
+            run_dir=Path(spec.run_dir),
+            config=spec.config,
+            credential=key,
+            credential_label=result.key_label,
+            credential_env=spec.credential_env,
+            rate_limit_pattern=spec.rate_limit_pattern,
+            parallel=spec.parallel,
+        )
+        with (
+            capture(item, attempt) if capture is not None else contextlib.nullcontext(),
+            _kill_leftovers(),
+        ):
+            _execute(spec, item, ctx, result, around_item)
+        if ctx.last_command is not None:
+            result.command = ctx.describe_argv(ctx.last_command.argv)
+            if result.status != DONE or ctx.last_command.returncode != 0:
+                result.exit_code = result.exit_code or ctx.last_command.returncode
+    except Interrupted as exc:
+        _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
+    except Exception as exc:  # the claim or the capture failed: infrastructure, not the item
+        _set(result, FAILED, f"could not start the item: {exc}")
+    result.runtime = time.monotonic() - t0
+    if key:
+        result.error = result.error.replace(key, f"[{result.key_label}]")
+    return result
+
+
+def _execute(
+    spec: AttemptSpec,
+    item: Item,
+    ctx: ItemContext,
+    result: AttemptResult,
+    around_item: Callable[[], AbstractContextManager[Any]] | None,
+) -> None:
+    guard = around_item() if around_item is not None else contextlib.nullcontext()
+    try:
+        with deadline(spec.timeout), guard:
+            spec.execute_item(item, ctx)
+    except RateLimited as exc:
+        _set(result, RATE_LIMITED, str(exc) or "rate limited", exit_code=75)
+        result.retry_after = exc.retry_after
+    except CredentialRejected as exc:
+        _set(result, REJECTED, str(exc) or "credential rejected")
+    except ItemTimeout as exc:
+        _set(result, TIMEOUT, str(exc), exit_code=-1, sig=signal.SIGTERM)
+    except ItemError as exc:
+        _set(result, FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
+        print(f"error: {exc}", file=sys.stderr)
+    except Interrupted as exc:
+        _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
+    except Exception as exc:
+        traceback.print_exc()
+        _set(result, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+
+
+def _set(
+    result: AttemptResult, status: str, error: str, *, exit_code: int = 1, sig: int = 0
+) -> None:
+    result.status = status
+    result.error = error
+    result.exit_code = exit_code
+    result.signal = sig
+
+
+@contextlib.contextmanager
+def _kill_leftovers() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if ACTIVE_GROUPS:
+            terminate_groups(list(ACTIVE_GROUPS), grace=0.3)
+            ACTIVE_GROUPS.clear()

@@ -1,0 +1,190 @@
+"""What both execution modes share: the queue, the keys, the journal, progress and messages.
+
+`Batch` is driven by an executor (`sequential.run_sequential` or `pool.ParallelRun`): the executor
+asks it for the next item and a lease, runs the attempt however it runs attempts, and hands the
+`AttemptResult` back to `end_attempt`, which releases the lease with the right outcome, records the
+attempt in the journal, applies the retry rules and tells the user what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK
+from agentos.workflows.items import Item
+from agentos.workflows.parallel import credentials as creds
+from agentos.workflows.parallel.attempt import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    RATE_LIMITED,
+    REJECTED,
+    TIMEOUT,
+    AttemptResult,
+)
+from agentos.workflows.parallel.credentials import Credential, Lease, Redactor
+from agentos.workflows.parallel.journal import Journal
+from agentos.workflows.parallel.progress import Progress
+from agentos.workflows.parallel.scheduler import NOT_RUN, ItemState, Scheduler
+from agentos.workflows.parallel.shutdown import ShutdownState
+from agentos.workflows.parallel.terminal import Terminal
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    command_name: str
+    workers: int | None  # None: sequential mode
+    grace: float = 60.0
+    timeout: float | None = 1800.0
+    retries: int = 1
+    retry_backoff: float = 2.0
+    max_rate_limit_waits: int = 20
+    rate_limit_pattern: str = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
+    rate_limit_cooldown: float = creds.BASE_COOLDOWN
+    credential_env: str = "AGENTOS_API_KEY"
+    quiet: bool = False
+    verbose: bool = False
+    colour: bool = False
+
+
+_OUTCOME = {
+    DONE: creds.OK,
+    FAILED: creds.FAILED,
+    TIMEOUT: creds.FAILED,
+    RATE_LIMITED: creds.RATE_LIMITED,
+    REJECTED: creds.REVOKED,
+    INTERRUPTED: creds.RECLAIMED,
+}
+
+
+class Batch:
+    def __init__(
+        self,
+        settings: ExecutionSettings,
+        items: list[Item],
+        journal: Journal,
+        terminal: Terminal,
+        credentials: list[Credential],
+        keys: Any = None,
+        *,
+        progress: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.scheduler = Scheduler(
+            items,
+            retries=settings.retries,
+            max_rate_limit_waits=settings.max_rate_limit_waits,
+            backoff_base=settings.retry_backoff,
+        )
+        self.journal = journal
+        self.terminal = terminal
+        self.credentials = credentials
+        self.keys = keys  # CredentialCoordinator, its Manager proxy, or None without keys
+        self.redactor = Redactor(credentials)
+        self.shutdown = ShutdownState(settings.grace)
+        self.progress = Progress(terminal, len(items), enabled=progress and not settings.quiet)
+        self._waiting_for_key = False
+        #: what the executor wants done on a signal, besides recording it in `shutdown`
+        self.on_signal: Callable[[int], None] | None = None
+
+    def signal_received(self, signum: int) -> None:
+        if self.on_signal is not None:
+            self.on_signal(signum)
+
+    # -- keys
+    def take_lease(self, state: ItemState, wait: float = 0.0) -> Lease | None:
+        """A lease for `state`, or None when every key is busy, cooling or revoked (the caller
+        tries again later; when all are revoked, the waiting items fail here)."""
+        lease: Lease | None = self.keys.acquire(state.id, wait, 0)
+        if lease is not None:
+            self._waiting_for_key = False
+            return lease
+        status = self.keys.status()
+        if status.revoked == status.total:
+            failed = self.scheduler.fail_waiting(
+                f"every key was rejected by the provider ({status.total} of {status.total}); "
+                "check the keys in --credentials-file or AGENTOS_CREDENTIALS"
+            )
+            for s in failed:
+                self.terminal.message(f"{s.id} failed: {s.error}", force=True)
+            return None
+        if not self._waiting_for_key:
+            self._waiting_for_key = True
+            when = (
+                f"; next free in {status.next_free_in:.0f} s"
+                if status.next_free_in is not None
+                else ""
+            )
+            self.terminal.message(f"all {status.total} keys busy or cooling{when}")
+        return None
+
+    def release(self, lease: Lease | None, result: AttemptResult) -> None:
+        if lease is None or self.keys is None:
+            return
+        cooldown = self.keys.release(lease.lease_id, _OUTCOME[result.status], result.retry_after)
+        if result.status == RATE_LIMITED:
+            self.terminal.message(
+                f"{lease.label} rate limited; cooling for {cooldown:.0f} s; "
+                f"{result.item_id} queued again"
+            )
+        elif result.status == REJECTED:
+            self.terminal.message(
+                f"{lease.label} rejected by the provider ({result.error}); not used again this run",
+                force=True,
+            )
+
+    def reclaim(self, lease: Lease | None) -> None:
+        if lease is not None and self.keys is not None:
+            self.keys.release(lease.lease_id, creds.RECLAIMED, None)
+
+    # -- attempts
+    def end_attempt(self, state: ItemState, lease: Lease | None, result: AttemptResult) -> bool:
+        """Record one finished attempt. Returns True when the item reached its final status."""
+        result.error = self.redactor.text(result.error)
+        self.release(lease, result)
+        final = self.scheduler.finish(state, result)
+        self.journal.record(result, state.item.seq, final=final)
+        self._tell(state, result, final)
+        self.update_progress()
+        return final
+
+    def _tell(self, state: ItemState, result: AttemptResult, final: bool) -> None:
+        if result.status in (DONE, INTERRUPTED):
+            if self.settings.verbose:
+                self.terminal.message(f"{state.id} {result.status} in {result.runtime:.1f} s")
+            return
+        if result.status in (RATE_LIMITED, REJECTED) and not final:
+            return  # release() already said it
+        what = (
+            f"{state.id} {result.status}: {result.error}"
+            if result.error
+            else f"{state.id} {result.status}"
+        )
+        if not final:
+            retry = state.failures
+            self.terminal.message(f"{what}; retry {retry}/{self.settings.retries} coming")
+        else:
+            self.terminal.message(what, force=True)
+
+    def update_progress(self, force: bool = False) -> None:
+        counts = self.scheduler.counts()
+        self.progress.update(
+            counts[DONE],
+            counts[FAILED] + counts[TIMEOUT],
+            len(self.scheduler.running),
+            force=force,
+        )
+
+    def stop_waiting(self) -> None:
+        self.scheduler.stop_waiting()
+
+    # -- the end
+    def exit_code(self) -> int:
+        signalled = self.shutdown.exit_code
+        if signalled is not None:
+            return signalled
+        counts = self.scheduler.counts()
+        bad = counts[FAILED] + counts[TIMEOUT] + counts[INTERRUPTED] + counts[NOT_RUN]
+        return EXIT_ITEMS_FAILED if bad else EXIT_OK

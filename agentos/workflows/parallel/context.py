@@ -1,0 +1,303 @@
+"""`ItemContext`: what `execute_item(item, ctx)` gets, and how items run subprocesses.
+
+`ctx.run(argv)` is the one way items should start processes. It puts the command in its own process
+group and session (so the terminal's Ctrl+C does not reach it and one `killpg` reaches everything
+it forks), passes the leased key in the environment and never on the command line, keeps stdin at
+/dev/null unless given input, tees stderr to the item's output while scanning it for rate-limit
+messages, and kills what the command left behind when it exits or when the attempt ends.
+
+Runs inside workers: imports nothing of the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentos.errors import ItemError, RateLimited
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.process_tree import terminate_groups
+
+DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
+EX_TEMPFAIL = 75
+_RETRY_AFTER = re.compile(rb"retry[-_ ]?after[\"']?\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_MAX_CAPTURE = 256 * 1024 * 1024
+_STDERR_TAIL_LINES = 20
+
+#: Process groups started by the current attempt; the worker's SIGTERM handler kills them too.
+ACTIVE_GROUPS: set[int] = set()
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr_tail: list[str]
+    rate_limited: bool
+    retry_after: float | None
+
+    @property
+    def signal(self) -> int:
+        return -self.returncode if self.returncode < 0 else 0
+
+    def describe_failure(self) -> str:
+        how = (
+            f"killed by {signal.Signals(self.signal).name}"
+            if self.signal
+            else f"exit {self.returncode}"
+        )
+        tail = " | ".join(line for line in self.stderr_tail[-3:] if line.strip())
+        name = os.path.basename(self.argv[0]) if self.argv else "command"
+        return f"{name}: {how}" + (f": {tail}" if tail else "")
+
+
+@dataclass
+class ItemContext:
+    """Per-attempt context. `credential` is the leased key (None without keys); it is also in the
+    environment of every `ctx.run` subprocess under `credential_env`."""
+
+    item: Item
+    attempt: int
+    run_dir: Path
+    config: Any
+    credential: str | None = None
+    credential_label: str | None = None
+    credential_env: str = "AGENTOS_API_KEY"
+    rate_limit_pattern: str = DEFAULT_RATE_LIMIT_PATTERN
+    parallel: bool = True
+    last_command: CommandResult | None = None
+    _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def item_id(self) -> str:
+        return self.item.id
+
+    @property
+    def state_dir(self) -> Path:
+        """`<run-dir>/items/<id>/`: the item's private working state (created on first use)."""
+        path = self.run_dir / "items" / self.item.id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop(self.credential_env, None)
+        if self.credential is not None:
+            env[self.credential_env] = self.credential
+        env["AGENTOS_ITEM_ID"] = self.item.id
+        env["AGENTOS_ATTEMPT"] = str(self.attempt)
+        if extra:
+            env.update(extra)
+        return env
+
+    def log(self, message: str) -> None:
+        """A progress line in the item's output (stderr, so it never mixes with a response)."""
+        print(message, file=sys.stderr, flush=True)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    # -- subprocesses
+    def run(
+        self,
+        argv: list[str],
+        *,
+        input: bytes | None = None,
+        capture_stdout: bool = False,
+        cwd: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> CommandResult:
+        """Run `argv` in its own session; see the module docstring. Never raises for a non-zero
+        exit (see `run_checked`); raises OSError when the program cannot start."""
+        if self._rate_limit_re is None:
+            self._rate_limit_re = re.compile(self.rate_limit_pattern.encode(), re.IGNORECASE)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture_stdout else None,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=self.env(env),
+            cwd=cwd,
+        )
+        ACTIVE_GROUPS.add(proc.pid)
+        try:
+            pump = _Pump(proc, input, self._rate_limit_re)
+            pump.run()
+            returncode = proc.wait()
+        except BaseException:
+            terminate_groups([proc.pid], grace=0.2)
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=2)
+            raise
+        finally:
+            # whatever the command left running in its group (background jobs) ends with it
+            terminate_groups([proc.pid], grace=0.2)
+            ACTIVE_GROUPS.discard(proc.pid)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        result = CommandResult(
+            argv=list(argv),
+            returncode=returncode,
+            stdout=pump.stdout(),
+            stderr_tail=list(pump.tail),
+            rate_limited=returncode == EX_TEMPFAIL or (returncode != 0 and pump.matched),
+            retry_after=pump.retry_after,
+        )
+        self.last_command = result
+        return result
+
+    def run_checked(self, argv: list[str], **kwargs: Any) -> CommandResult:
+        """`run`, then: rate-limit signs → RateLimited; other non-zero exit → ItemError."""
+        result = self.run(argv, **kwargs)
+        if result.returncode == 0:
+            return result
+        if result.rate_limited:
+            raise RateLimited(result.describe_failure(), retry_after=result.retry_after)
+        raise ItemError(
+            result.describe_failure(),
+            exit_code=result.returncode if result.returncode > 0 else -1,
+            signal=result.signal,
+        )
+
+    @staticmethod
+    def describe_argv(argv: list[str]) -> str:
+        return shlex.join(argv)
+
+
+class _Pump:
+    """Moves bytes between a child and us until it exits: input → stdin, stdout → memory,
+    stderr → our fd 2 (the item's output) with a rolling rate-limit scan."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], data: bytes | None, pattern: re.Pattern[bytes]
+    ) -> None:
+        self.proc = proc
+        self.pattern = pattern
+        self.matched = False
+        self.retry_after: float | None = None
+        self.tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._chunks: list[bytes] = []
+        self._captured = 0
+        self._input = memoryview(data) if data is not None else None
+        self._carry = b""
+        self._line_carry = b""
+
+    def stdout(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        proc = self.proc
+        try:
+            if proc.stdin is not None:
+                if self._input:
+                    os.set_blocking(proc.stdin.fileno(), False)
+                    sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+                else:
+                    proc.stdin.close()
+            if proc.stdout is not None:
+                sel.register(proc.stdout, selectors.EVENT_READ, "out")
+            assert proc.stderr is not None
+            sel.register(proc.stderr, selectors.EVENT_READ, "err")
+            exited_at: float | None = None
+            pidfd = _pidfd(proc.pid)
+            if pidfd is not None:
+                sel.register(pidfd, selectors.EVENT_READ, "exit")
+            while len(sel.get_map()) > (1 if pidfd is not None else 0):
+                # once the command exited, give its pipes a moment: a background child that still
+                # holds them must not keep the attempt alive
+                timeout = 0.05 if pidfd is None else None
+                if exited_at is not None:
+                    timeout = max(0.0, exited_at + 0.2 - time.monotonic())
+                events = sel.select(timeout)
+                if not events and exited_at is not None:
+                    break
+                if not events and proc.poll() is not None and exited_at is None:
+                    exited_at = time.monotonic()
+                for key, _ in events:
+                    if key.data == "exit":
+                        sel.unregister(key.fileobj)
+                        os.close(pidfd)  # type: ignore[arg-type]
+                        pidfd = None
+                        exited_at = time.monotonic()
+                    elif key.data == "in":
+                        self._write_input(sel, key.fileobj)
+                    else:
+                        chunk = os.read(key.fd, 65536)
+                        if not chunk:
+                            sel.unregister(key.fileobj)
+                        elif key.data == "out":
+                            self._keep(chunk)
+                        else:
+                            self._stderr(chunk)
+                if pidfd is None and exited_at is None and proc.poll() is not None:
+                    exited_at = time.monotonic()
+            if self._line_carry:
+                self.tail.append(self._line_carry.decode(errors="replace"))
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+            sel.close()
+
+    def _write_input(self, sel: selectors.BaseSelector, pipe: Any) -> None:
+        assert self._input is not None
+        try:
+            written = os.write(pipe.fileno(), self._input[:65536])
+            self._input = self._input[written:]
+        except BlockingIOError:
+            return
+        except (BrokenPipeError, OSError):
+            self._input = self._input[:0]
+        if not self._input:
+            sel.unregister(pipe)
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    def _keep(self, chunk: bytes) -> None:
+        self._captured += len(chunk)
+        if self._captured > _MAX_CAPTURE:
+            raise ItemError(f"command printed more than {_MAX_CAPTURE >> 20} MiB on stdout")
+        self._chunks.append(chunk)
+
+    def _stderr(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            try:
+                view = view[os.write(2, view) :]
+            except BrokenPipeError:
+                break
+        window = self._carry + chunk
+        if not self.matched and self.pattern.search(window):
+            self.matched = True
+        for match in _RETRY_AFTER.finditer(window):
+            self.retry_after = float(match.group(1))
+        self._carry = window[-256:]
+        lines = (self._line_carry + chunk).split(b"\n")
+        self._line_carry = lines.pop()[-4096:]
+        for line in lines[-_STDERR_TAIL_LINES:]:
+            self.tail.append(line[-4096:].decode(errors="replace"))
+
+
+def _pidfd(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None  # pragma: no cover
+    try:
+        return int(opener(pid))
+    except OSError:  # pragma: no cover - old kernel
+        return None

@@ -1,0 +1,368 @@
+"""Item output: captured at the file-descriptor level in the worker, prefixed in the parent.
+
+    worker (one item at a time)                     parent: OutputListener thread
+    ---------------------------                     ------------------------------
+    connect 2 sockets, send header  ─────────────►  accept; header names item, stream, pid
+    dup2(sock_out, 1); dup2(sock_err, 2)            read 256 KiB chunks, cut at the last b"\\n",
+    execute_item: print(), logging, subprocesses    redact keys, write plain lines to logs/<id>.log,
+      all write to fds 1/2, so all are captured     prefix b"[<id>] " with one bytes.replace,
+    flush; restore fds; shutdown(SHUT_WR)  ───────► EOF = the item's output is complete
+                                                    (the controller waits for it before it records
+                                                    the attempt, so late lines are never lost)
+
+Why it is built this way:
+
+* Replacing `sys.stdout` in a loky worker kills it (faulthandler is bound to fd 2) and misses the
+  output of subprocesses, so capture is `os.dup2` onto fds 1 and 2.
+* One connection per item attempt and stream, instead of one pipe per worker with a reader that
+  tags lines by "the current item": the connection *is* the attribution, so a line cannot be
+  given to the wrong item, however late it is written. `shutdown(SHUT_WR)` ends the stream for
+  every holder of the descriptor at once: it is the end-of-item marker, delivered in order after
+  the last byte, and a leftover background process that writes afterwards gets EPIPE instead of
+  writing into the next item's output.
+* Bulk, not per line: the listener handles whole chunks of complete lines with C-level bytes
+  operations; per-line Python (or logging records, or a Manager queue) is several times slower.
+* A partial line is held until its newline arrives (so lines of two items never mix), printed
+  whole and terminated at EOF, and force-split at 1 MiB so an item printing 50 MB without a newline
+  cannot exhaust the parent's memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from agentos.workflows.parallel.terminal import Terminal, item_prefix
+
+_MAGIC = b"AGENTOS1"
+_READ_SIZE = 256 * 1024
+MAX_LINE = 1024 * 1024
+_HEADER_LIMIT = 512
+
+Redactor = Callable[[bytes], bytes]
+
+
+def new_listener_address() -> str:
+    """An address for the listening socket: abstract on Linux (nothing to clean up), else a path
+    in a private temporary directory."""
+    if sys.platform.startswith("linux"):
+        return "\0agentos-" + secrets.token_hex(8)
+    directory = tempfile.mkdtemp(prefix="agentos-")  # pragma: no cover
+    return os.path.join(directory, "out.sock")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------------------------------
+# worker side
+
+
+class ItemCapture:
+    """Redirect this process's fds 1 and 2 to the listener for one item attempt.
+
+    Used as a context manager around `execute_item`; restores the previous fds on exit.
+    """
+
+    def __init__(self, address: str, token: str, item_id: str, attempt: int) -> None:
+        self._address = address
+        self._token = token
+        self._item_id = item_id
+        self._attempt = attempt
+        self._socks: list[socket.socket] = []
+        self._saved: list[int] = []
+
+    def __enter__(self) -> ItemCapture:
+        _flush_std_streams()
+        pid = os.getpid()
+        try:
+            for stream in (1, 2):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._socks.append(sock)
+                sock.connect(self._address)
+                header = f"{self._token} {stream} {self._attempt} {pid} {self._item_id}\n"
+                sock.sendall(_MAGIC + b" " + header.encode())
+            for stream, sock in zip((1, 2), self._socks, strict=True):
+                self._saved.append(os.dup(stream))
+                os.dup2(sock.fileno(), stream)
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        _flush_std_streams()
+        for stream, saved in zip((1, 2), self._saved, strict=False):  # fewer if __enter__ failed
+            os.dup2(saved, stream)
+            os.close(saved)
+        self._saved = []
+        for sock in self._socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            sock.close()
+        self._socks = []
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+
+# ----------------------------------------------------------------------------------------------
+# parent side
+
+
+@dataclass
+class _Attempt:
+    """Both streams of one item attempt, and its log file."""
+
+    item_id: str
+    attempt: int
+    pid: int
+    started: float
+    open_streams: int = 2  # stdout and stderr; each EOF counts down
+    log: IO[bytes] | None = None
+    closed: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Conn:
+    sock: socket.socket
+    header: bytes = b""
+    stream: int = 0
+    attempt: _Attempt | None = None
+    pending: bytes = b""
+    prefix: bytes = b""
+    newline_prefix: bytes = b""
+
+
+StartedCallback = Callable[[str, int, int], None]
+
+
+class OutputListener:
+    """Accepts item connections and turns their bytes into prefixed lines and log files."""
+
+    def __init__(
+        self,
+        terminal: Terminal,
+        log_dir: Path | None,
+        *,
+        prefix: bool = True,
+        redactor: Redactor | None = None,
+        on_started: StartedCallback | None = None,
+    ) -> None:
+        self.terminal = terminal
+        self.log_dir = log_dir
+        self.prefix = prefix
+        self.redactor = redactor
+        self.on_started = on_started
+        self.address = new_listener_address()
+        self.token = secrets.token_hex(16)
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.address)
+        self._server.listen(128)
+        self._server.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._server, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = os.pipe()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._attempts: dict[tuple[str, int], _Attempt] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._max_key = 0
+        self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+
+    def set_max_secret_length(self, length: int) -> None:
+        """Force-split partial lines keeping this many bytes, so a key is never cut in two."""
+        self._max_key = length
+
+    # -- lifecycle
+    def start(self) -> OutputListener:
+        self._thread.start()
+        return self
+
+    def stop(self, drain_timeout: float = 1.0) -> None:
+        """Read what open connections still hold (up to `drain_timeout`), then close them."""
+        self._stopping = True
+        self._drain_deadline = time.monotonic() + drain_timeout
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._thread.join(timeout=drain_timeout + 2.0)
+        for key in list(self._selector.get_map().values()):
+            if isinstance(key.data, _Conn):
+                self._close(key.data)
+        self._selector.close()
+        self._server.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if not self.address.startswith("\0"):  # pragma: no cover - non-Linux socket file
+            with contextlib.suppress(OSError):
+                os.unlink(self.address)
+                os.rmdir(os.path.dirname(self.address))
+
+    # -- queries from the controller thread
+    def wait_closed(self, item_id: str, attempt: int, timeout: float) -> bool:
+        """Wait until both output streams of this attempt reached EOF (all output is printed)."""
+        with self._lock:
+            record = self._attempts.get((item_id, attempt))
+        if record is None:
+            return True  # the attempt never produced a connection (failed before it started)
+        ok = record.closed.wait(timeout)
+        if ok:
+            with self._lock:
+                self._attempts.pop((item_id, attempt), None)
+        return ok
+
+    def running_pid(self, item_id: str, attempt: int) -> tuple[int, float] | None:
+        """(worker pid, monotonic start) of an attempt whose output connection arrived."""
+        with self._lock:
+            record = self._attempts.get((item_id, attempt))
+        return (record.pid, record.started) if record else None
+
+    # -- the thread
+    def _run(self) -> None:
+        try:
+            while True:
+                timeout = None
+                if self._stopping:
+                    timeout = max(0.0, self._drain_deadline - time.monotonic())
+                    if timeout == 0.0:
+                        return
+                events = self._selector.select(timeout if self._stopping else None)
+                if self._stopping and not events:
+                    return
+                for key, _ in events:
+                    if key.data is None:
+                        self._accept()
+                    elif key.data == "wake":
+                        with contextlib.suppress(OSError):
+                            os.read(self._wake_r, 64)
+                        if self._stopping and not self._has_connections():
+                            return
+                    else:
+                        self._read(key.data)
+        except Exception as exc:  # pragma: no cover - a bug here must not hang the run
+            self.terminal.message(f"output listener failed: {exc!r}", force=True)
+
+    def _has_connections(self) -> bool:
+        return any(isinstance(k.data, _Conn) for k in self._selector.get_map().values())
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self._server.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ, _Conn(sock))
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        if conn.attempt is None:
+            self._read_header(conn, data)
+        else:
+            self._feed(conn, data)
+
+    def _read_header(self, conn: _Conn, data: bytes) -> None:
+        conn.header += data
+        end = conn.header.find(b"\n")
+        if end < 0:
+            if len(conn.header) > _HEADER_LIMIT:
+                self._close(conn, valid=False)
+            return
+        line, rest = conn.header[:end], conn.header[end + 1 :]
+        conn.header = b""
+        parts = line.split(b" ")
+        if len(parts) != 6 or parts[0] != _MAGIC or parts[1].decode() != self.token:
+            self._close(conn, valid=False)
+            return
+        stream, attempt_no, pid = int(parts[2]), int(parts[3]), int(parts[4])
+        item_id = parts[5].decode()
+        key = (item_id, attempt_no)
+        with self._lock:
+            record = self._attempts.get(key)
+            first = record is None
+            if record is None:
+                record = _Attempt(item_id, attempt_no, pid, time.monotonic())
+                self._attempts[key] = record
+        if first and self.log_dir is not None:
+            record.log = open(self.log_dir / f"{item_id}.log", "ab")  # noqa: SIM115 - closed at EOF
+        conn.stream = 1 if stream == 1 else 2
+        conn.attempt = record
+        if self.prefix:
+            conn.prefix = item_prefix(item_id, self.terminal.colour)
+            conn.newline_prefix = b"\n" + conn.prefix
+        if first and self.on_started is not None:
+            self.on_started(item_id, attempt_no, pid)
+        if rest:
+            self._feed(conn, rest)
+
+    def _feed(self, conn: _Conn, data: bytes) -> None:
+        if conn.pending:
+            data = conn.pending + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) <= MAX_LINE:
+                conn.pending = data
+                return
+            cut = len(data) - self._max_key  # force a split, keeping a possible key whole
+            conn.pending = data[cut:]
+            self._emit(conn, data[:cut] + b"\n")
+            return
+        conn.pending = data[cut:]
+        self._emit(conn, data[:cut])
+
+    def _emit(self, conn: _Conn, block: bytes) -> None:
+        """`block` is one or more complete lines, each ending in b"\\n"."""
+        if self.redactor is not None:
+            block = self.redactor(block)
+        attempt = conn.attempt
+        if attempt is not None and attempt.log is not None:
+            attempt.log.write(block)
+        if conn.prefix:
+            block = conn.prefix + block[:-1].replace(b"\n", conn.newline_prefix) + b"\n"
+        self.terminal.write(conn.stream, block)
+
+    def _close(self, conn: _Conn, *, valid: bool = True) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.sock)
+        conn.sock.close()
+        attempt = conn.attempt
+        if attempt is None:
+            return
+        if conn.pending:
+            pending, conn.pending = conn.pending, b""
+            self._emit(conn, pending + b"\n")
+        conn.attempt = None
+        with self._lock:
+            attempt.open_streams -= 1
+            done = attempt.open_streams == 0
+        if done:
+            if attempt.log is not None:
+                attempt.log.close()
+                attempt.log = None
+            attempt.closed.set()

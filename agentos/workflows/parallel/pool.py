@@ -1,0 +1,428 @@
+"""The loky worker pool and the controller loop that drives it.
+
+Data flow of a parallel run:
+
+    parent process                                              worker processes (loky)
+    ──────────────                                              ───────────────────────
+    ParallelRun (main thread)                                   initialize_worker(): SIGINT ignored,
+      │ take_lease(item) ──► key server (Manager process)       own process group, parent-death
+      │ submit(item, attempt, lease_id) ─────────────────────►  signal, key-server proxy
+      │                                                         execute_in_worker():
+      │                                   ┌── claim(lease_id) ◄─┤  key for this attempt only
+      │                                   ▼                     │  fds 1,2 → sockets (output.py)
+      │                         CredentialCoordinator           │  execute_item(item, ctx)
+      │                                                         │    └─ ctx.run(): own session
+      │  OutputListener thread ◄── item bytes (one socket per ──┤       process group, key in env
+      │    "[id] line" → terminal   attempt and stream)         │
+      │    plain lines → logs/<id>.log, keys redacted           │
+      │ ◄── AttemptResult (loky result queue) ──────────────────┘
+      │ wait for the attempt's output EOF, release the lease, journal, retry rules (Batch)
+      │
+      └─ events: SimpleQueue fed by future callbacks (loky thread), signal handlers, the listener
+
+Worker death. loky answers a dead worker by failing every in-flight future with
+TerminatedWorkerError and SIGKILLing the other workers: the pool is broken. Before it kills the
+others it calls our future callbacks, so the first callback records which workers were already dead
+at that moment: the item on a dead worker is `failed: worker died (SIGKILL)` and counts against
+--retries; the others are bystanders, queued again without a count. Their leases are reclaimed,
+their leftover processes killed by run tag, and a new pool is made (at most MAX_REBUILDS times).
+
+Termination (second signal or --grace over): SIGTERM every worker group (a worker's SIGTERM handler
+takes its item's process groups down first), wait briefly, loky shutdown with kill_workers, then
+SIGKILL the groups, then kill anything still carrying the run tag: in that order, because loky's
+kill misses processes that left the worker's tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import loky
+from loky.process_executor import BrokenProcessPool
+
+from agentos.errors import PoolBroken
+from agentos.workflows.parallel.attempt import (
+    FAILED,
+    INTERRUPTED,
+    TIMEOUT,
+    AttemptResult,
+    AttemptSpec,
+)
+from agentos.workflows.parallel.batch import Batch
+from agentos.workflows.parallel.credentials import Lease
+from agentos.workflows.parallel.output import OutputListener
+from agentos.workflows.parallel.process_tree import (
+    RUN_TAG_ENV,
+    kill_tagged,
+    pid_alive,
+    signal_group,
+)
+from agentos.workflows.parallel.scheduler import ItemState
+from agentos.workflows.parallel.shutdown import DRAINING, spawn_guard
+from agentos.workflows.parallel.worker import execute_in_worker, initialize_worker
+
+MAX_WORKERS = 10
+MAX_REBUILDS = 10
+OUTPUT_EOF_WAIT = 5.0  # seconds to wait for an attempt's output after its result arrived
+TIMEOUT_BACKSTOP = 10.0  # parent kills a worker this long after the worker's own deadline
+TICK = 0.5
+
+
+class WorkerPool:
+    """A loky ProcessPoolExecutor (never the reusable singleton: its idle workers exit after 10 s)
+    whose workers are spawned with SIGINT blocked and run `initialize_worker` first."""
+
+    def __init__(self, workers: int, initargs: tuple[Any, ...], run_id: str) -> None:
+        self.workers = min(workers, MAX_WORKERS)
+        self._initargs = initargs
+        self._env = {RUN_TAG_ENV: f"{run_id}/"}
+        self._executor: loky.ProcessPoolExecutor | None = None
+        self.processes: dict[int, Any] = {}  # pid -> loky process object, kept after loky drops it
+        self.generation = 0
+
+    def _ensure(self) -> loky.ProcessPoolExecutor:
+        if self._executor is None:
+            self.generation += 1
+            self._executor = loky.ProcessPoolExecutor(
+                max_workers=self.workers,
+                timeout=None,
+                initializer=initialize_worker,
+                initargs=self._initargs,
+                env=self._env,
+            )
+        return self._executor
+
+    def submit(self, *args: Any) -> Future[AttemptResult]:
+        executor = self._ensure()
+        with spawn_guard():  # loky spawns (and starts its manager thread) inside submit()
+            future: Future[AttemptResult] = executor.submit(execute_in_worker, *args)
+        self.processes.update(getattr(executor, "_processes", None) or {})
+        return future
+
+    def worker_pids(self) -> list[int]:
+        executor = self._executor
+        live = dict(getattr(executor, "_processes", None) or {}) if executor else {}
+        self.processes.update(live)
+        return [pid for pid in self.processes if pid_alive(pid)]
+
+    def dead_workers(self) -> dict[int, int]:
+        """pid -> exit code of every known worker that has exited (non-blocking)."""
+        dead = {}
+        for pid, proc in list(self.processes.items()):
+            with contextlib.suppress(Exception):
+                code = proc.exitcode
+                if code is not None:
+                    dead[pid] = code
+        return dead
+
+    def discard(self) -> None:
+        """Forget a broken executor (loky already killed its workers)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            with contextlib.suppress(Exception):
+                executor.shutdown(wait=True, kill_workers=True)
+        self.processes.clear()
+
+    def shutdown(self, *, kill: bool) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        if kill:
+            pids = self.worker_pids()
+            for pid in pids:
+                signal_group(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+                time.sleep(0.02)
+            with contextlib.suppress(Exception):
+                executor.shutdown(wait=True, kill_workers=True)
+            for pid in pids:
+                signal_group(pid, signal.SIGKILL)
+        else:
+            executor.shutdown(wait=True)
+        self.processes.clear()
+
+
+@dataclass
+class _Running:
+    state: ItemState
+    attempt: int
+    lease: Lease | None
+    submitted: float
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "unknown cause"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"{signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit {code}"
+
+
+class ParallelRun:
+    def __init__(
+        self,
+        batch: Batch,
+        spec: AttemptSpec,
+        workers: int,
+        listener: OutputListener,
+        run_id: str,
+        keys_proxy: Any,
+    ) -> None:
+        self.batch = batch
+        self.spec = spec
+        self.listener = listener
+        self.run_id = run_id
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        initargs = (os.getpid(), spec, keys_proxy, listener.address, listener.token)
+        self.pool = WorkerPool(workers, initargs, run_id)
+        self.inflight: dict[Future[AttemptResult], _Running] = {}
+        self.rebuilds = 0
+        self._death: dict[int, dict[int, int]] = {}  # pool generation -> dead workers at break
+        self._timed_out: set[tuple[str, int]] = set()
+
+    # -- callbacks from other threads: record and enqueue only
+    def _on_done(self, future: Future[AttemptResult]) -> None:
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            generation = getattr(future, "_agentos_generation", 0)
+            if generation not in self._death:
+                # runs in loky's thread before it kills the surviving workers
+                self._death[generation] = self.pool.dead_workers()
+        self.events.put(("done", future))
+
+    # -- the loop
+    def run(self) -> None:
+        shutdown = self.batch.shutdown
+        self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
+        try:
+            self._loop()
+        finally:
+            self.batch.on_signal = None
+            terminate = shutdown.terminating or bool(self.inflight)
+            self.pool.shutdown(kill=terminate)
+            kill_tagged(self.run_id)
+            for run in self.inflight.values():
+                self._record_interrupted(run)
+            self.inflight.clear()
+        self.batch.stop_waiting()
+
+    def _loop(self) -> None:
+        shutdown = self.batch.shutdown
+        scheduler = self.batch.scheduler
+        while True:
+            if shutdown.terminating or shutdown.grace_expired():
+                shutdown.terminate_now()
+                self._announce_terminate()
+                return
+            if shutdown.phase == DRAINING:
+                self._announce_drain()
+            else:
+                self._fill()
+            if not self.inflight and (shutdown.draining or not scheduler.has_waiting()):
+                return
+            self._wait_for_events()
+            self._check_timeouts()
+            self.batch.update_progress()
+
+    def _wait_for_events(self) -> None:
+        timeout = TICK
+        delay = self.batch.scheduler.next_delay()
+        if delay is not None and len(self.inflight) < self.pool.workers:
+            timeout = min(timeout, delay)
+        try:
+            event = self.events.get(timeout=max(timeout, 0.001))
+        except queue.Empty:
+            return
+        while True:
+            self._handle(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, event: tuple[str, Any]) -> None:
+        kind, value = event
+        if kind == "done" and value in self.inflight:
+            self._finish(value)
+
+    # -- submitting
+    def _fill(self) -> None:
+        batch = self.batch
+        scheduler = batch.scheduler
+        while len(self.inflight) < self.pool.workers:
+            state = scheduler.peek_ready()
+            if state is None:
+                return
+            lease = None
+            if batch.keys is not None:
+                lease = batch.take_lease(state)
+                if lease is None:
+                    return
+            attempt = scheduler.start(state)
+            try:
+                future = self.pool.submit(
+                    state.item, attempt, lease.lease_id if lease is not None else None
+                )
+            except BrokenProcessPool:
+                # the pool broke between two events; the break is being reported already
+                scheduler.bystander(state)
+                batch.reclaim(lease)
+                return
+            future._agentos_generation = self.pool.generation  # type: ignore[attr-defined]
+            self.inflight[future] = _Running(state, attempt, lease, time.monotonic())
+            future.add_done_callback(self._on_done)
+
+    # -- results
+    def _finish(self, future: Future[AttemptResult]) -> None:
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            self._handle_break(future, exc)
+            return
+        run = self.inflight.pop(future)
+        if exc is not None:
+            result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}")
+        else:
+            result = future.result()
+            if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
+                self.batch.terminal.message(
+                    f"{run.state.id}: output still open {OUTPUT_EOF_WAIT:.0f} s after the item "
+                    "ended; later lines may be cut",
+                    force=True,
+                )
+        self.batch.end_attempt(run.state, run.lease, result)
+
+    def _synthetic(self, run: _Running, status: str, error: str, **kw: Any) -> AttemptResult:
+        started_info = self.listener.running_pid(run.state.id, run.attempt)
+        started = started_info[1] if started_info else run.submitted
+        return AttemptResult(
+            run.state.id,
+            run.attempt,
+            status,
+            time.time() - (time.monotonic() - started),
+            time.monotonic() - started,
+            exit_code=kw.get("exit_code", -1),
+            signal=kw.get("signal", 0),
+            error=error,
+            key_label=run.lease.label if run.lease else None,
+            worker_pid=started_info[0] if started_info else 0,
+        )
+
+    def _handle_break(self, first: Future[AttemptResult], exc: BaseException) -> None:
+        """The pool broke: sort the in-flight items into the culprit(s) and bystanders."""
+        generation = getattr(first, "_agentos_generation", 0)
+        broken = [
+            f
+            for f, _ in self.inflight.items()
+            if getattr(f, "_agentos_generation", 0) == generation
+        ]
+        deadline = time.monotonic() + 10.0
+        for f in broken:  # loky fails them all at once; wait for the stragglers to be marked
+            with contextlib.suppress(Exception):
+                f.exception(timeout=max(0.0, deadline - time.monotonic()))
+        dead = self._death.pop(generation, None) or self.pool.dead_workers()
+        terminating = self.batch.shutdown.terminating
+        for f in broken:
+            run = self.inflight.pop(f)
+            if f.done() and f.exception() is None:  # finished just before the break
+                self.batch.end_attempt(run.state, run.lease, f.result())
+                continue
+            started = self.listener.running_pid(run.state.id, run.attempt)
+            pid = started[0] if started else None
+            if terminating:
+                self._record_interrupted(run)
+            elif (run.state.id, run.attempt) in self._timed_out:
+                result = self._synthetic(
+                    run,
+                    TIMEOUT,
+                    f"timed out after {self.spec.timeout:g} s (worker killed)",
+                    signal=signal.SIGKILL,
+                )
+                self.batch.end_attempt(run.state, run.lease, result)
+            elif pid is not None and pid in dead:
+                how = _describe_exit(dead[pid])
+                result = self._synthetic(
+                    run, FAILED, f"worker died ({how})", signal=-dead[pid] if dead[pid] < 0 else 0
+                )
+                self.batch.end_attempt(run.state, run.lease, result)
+            else:
+                self.batch.reclaim(run.lease)
+                self.batch.scheduler.bystander(run.state)
+        self.pool.discard()
+        kill_tagged(self.run_id)
+        if terminating:
+            return
+        self.rebuilds += 1
+        if self.rebuilds > MAX_REBUILDS:
+            reason = f"the worker pool broke {self.rebuilds} times (last: {_first_line(exc)})"
+            self.batch.scheduler.fail_waiting(reason)
+            raise PoolBroken(
+                f"{reason}; stopping. Check the items' memory use, or run "
+                "sequentially (no --parallel) to see the crash"
+            )
+        self.batch.terminal.message(
+            f"a worker died ({', '.join(_describe_exit(c) for c in dead.values()) or 'unknown'}); "
+            f"restarting the pool ({self.rebuilds}/{MAX_REBUILDS})",
+            force=True,
+        )
+
+    def _check_timeouts(self) -> None:
+        """Backstop for the worker's own SIGALRM deadline (an item stuck in C code ignores it)."""
+        if not self.spec.timeout:
+            return
+        now = time.monotonic()
+        for run in self.inflight.values():
+            key = (run.state.id, run.attempt)
+            started = self.listener.running_pid(*key)
+            if started is None or key in self._timed_out:
+                continue
+            pid, t0 = started
+            if now - t0 > self.spec.timeout + TIMEOUT_BACKSTOP:
+                self._timed_out.add(key)
+                self.batch.terminal.message(
+                    f"{run.state.id} ignored its deadline; killing its worker", force=True
+                )
+                signal_group(pid, signal.SIGKILL)
+
+    # -- shutdown
+    def _announce_drain(self) -> None:
+        shutdown = self.batch.shutdown
+        if shutdown.announced == DRAINING:
+            return
+        shutdown.announced = DRAINING
+        self.batch.stop_waiting()
+        n = len(self.inflight)
+        if n:
+            self.batch.terminal.message(
+                f"stopping: waiting for {n} running item{'s' if n != 1 else ''} "
+                "(Ctrl+C again to terminate)",
+                force=True,
+            )
+
+    def _announce_terminate(self) -> None:
+        n = len(self.inflight)
+        if n:
+            self.batch.terminal.message(
+                f"terminating: killing {n} running item{'s' if n != 1 else ''}", force=True
+            )
+
+    def _record_interrupted(self, run: _Running) -> None:
+        sig = self.batch.shutdown.first_signal or signal.SIGTERM
+        result = self._synthetic(
+            run, INTERRUPTED, f"interrupted by {signal.Signals(sig).name}", signal=sig
+        )
+        self.batch.end_attempt(run.state, run.lease, result)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,143 @@
+"""Keeping track of, and killing, every process a run starts.
+
+Three mechanisms, because each one alone leaves something behind:
+
+1. *Process groups.* Every worker and every item subprocess leads its own group, so one `killpg`
+   reaches a command and the helpers it forked (`sh -c 'sleep 100 & sleep 100'`). Groups are also
+   why the terminal's Ctrl+C, which goes to the foreground group, does not reach them.
+2. *Parent-death signal.* If the parent is SIGKILLed nobody runs cleanup code, so workers and the
+   key server ask the kernel (`PR_SET_PDEATHSIG`) for a signal when their parent dies, and check the
+   parent pid once in case it died before they asked.
+3. *A run tag in the environment.* A daemon that calls `setsid()` leaves every group we know of,
+   but it keeps its environment. Workers export `AGENTOS_RUN_TAG=<run id>/<worker pid>`; at the end
+   of a run, after a pool is torn down, the parent kills whatever still carries its run id. (This
+   is how Jenkins' ProcessTreeKiller finds build leftovers.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+
+RUN_TAG_ENV = "AGENTOS_RUN_TAG"
+_PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(signum: int, expected_parent: int | None = None) -> None:
+    """Ask Linux to send `signum` to this process when its parent dies; exit at once if the parent
+    is already gone. Elsewhere only the parent-pid check runs."""
+    if sys.platform.startswith("linux"):
+        libc_name = ctypes.util.find_library("c") or "libc.so.6"
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(libc_name, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    if expected_parent is not None and os.getppid() != expected_parent:
+        os._exit(128 + signum)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send `signum` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def terminate_groups(pgids: Iterable[int], grace: float = 0.5) -> None:
+    """SIGTERM each group, give them `grace` seconds, then SIGKILL whatever is left (GNU parallel's
+    --termseq, shortened)."""
+    alive = [g for g in set(pgids) if signal_group(g, signal.SIGTERM)]
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [g for g in alive if group_alive(g)]
+    for pgid in alive:
+        signal_group(pgid, signal.SIGKILL)
+
+
+def _proc_environ_has(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return needle in f.read()
+    except OSError:
+        return False
+
+
+def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
+    """Pids of live processes whose environment carries this run's tag (one worker's, or any)."""
+    tag = f"{RUN_TAG_ENV}={run_id}/".encode()
+    if worker_pid is not None:
+        tag += f"{worker_pid}\0".encode()
+    me = os.getpid()
+    pids: list[int] = []
+    if os.path.isdir("/proc"):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != me and _proc_environ_has(int(entry), tag):
+                pids.append(int(entry))
+        return pids
+    import psutil  # pragma: no cover - non-Linux fallback
+
+    text_tag = tag.decode().rstrip("\0")
+    for proc in psutil.process_iter(["pid"]):  # pragma: no cover
+        with contextlib.suppress(psutil.Error):
+            env = proc.environ()
+            value = env.get(RUN_TAG_ENV, "")
+            if proc.pid != me and f"{RUN_TAG_ENV}={value}".startswith(text_tag):
+                pids.append(proc.pid)
+    return pids
+
+
+def kill_tagged(run_id: str, worker_pid: int | None = None, grace: float = 0.3) -> list[int]:
+    """SIGTERM, then SIGKILL, every process still carrying the run tag. Returns the pids found."""
+    pids = tagged_processes(run_id, worker_pid)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    remaining = pids
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.01)
+        remaining = [p for p in remaining if _alive(p)]
+    for pid in remaining:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # state is the field after the parenthesised command name; Z is a zombie
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` runs (zombies count as dead)."""
+    if os.path.isdir("/proc"):
+        return _alive(pid)
+    try:  # pragma: no cover - non-Linux
+        os.kill(pid, 0)
+    except ProcessLookupError:  # pragma: no cover
+        return False
+    return True  # pragma: no cover

@@ -1,0 +1,181 @@
+"""Which item runs next, and what an attempt's end means for its item. Pure bookkeeping: no
+processes, no I/O, so every rule here is unit-tested directly.
+
+    attempt ended       counts as a failure?   next
+    -------------       --------------------   ----
+    done                -                      item done
+    failed, timeout     yes                    retry after 2 s, 4 s, ... (cap 60 s) while
+                                               failures <= --retries, else final
+    rate_limited        no                     front of the queue (another key), at most
+                                               --max-rate-limit-waits times, then failed
+    rejected (bad key)  no                     front of the queue
+    worker died here    yes                    like failed
+    innocent bystander  no                     front of the queue (the pool broke under it)
+    interrupted         -                      final: not done, a resume reruns it
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.attempt import (
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    RATE_LIMITED,
+    REJECTED,
+    TIMEOUT,
+    AttemptResult,
+)
+
+PENDING = "pending"
+RUNNING = "running"
+NOT_RUN = "not run"
+FINAL_STATUSES = (DONE, FAILED, TIMEOUT, INTERRUPTED, NOT_RUN)
+
+
+@dataclass
+class ItemState:
+    item: Item
+    status: str = PENDING
+    attempts: int = 0  # attempts started, including ones that did not count
+    failures: int = 0  # attempts that counted against --retries
+    rate_limit_waits: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    key_label: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.item.id
+
+
+class Scheduler:
+    def __init__(
+        self,
+        items: Iterable[Item],
+        *,
+        retries: int = 1,
+        max_rate_limit_waits: int = 20,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        self.states = [ItemState(item) for item in items]
+        self.retries = retries
+        self.max_rate_limit_waits = max_rate_limit_waits
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._ready: deque[ItemState] = deque(self.states)
+        self._delayed: list[tuple[float, int, ItemState]] = []
+        self._tiebreak = 0
+        self.running: dict[str, ItemState] = {}
+
+    # -- queue
+    def _promote(self, now: float) -> None:
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, state = heapq.heappop(self._delayed)
+            self._ready.append(state)
+
+    def peek_ready(self, now: float | None = None) -> ItemState | None:
+        self._promote(time.monotonic() if now is None else now)
+        return self._ready[0] if self._ready else None
+
+    def has_waiting(self) -> bool:
+        return bool(self._ready or self._delayed)
+
+    def next_delay(self, now: float | None = None) -> float | None:
+        if self._ready or not self._delayed:
+            return None
+        return max(0.0, self._delayed[0][0] - (time.monotonic() if now is None else now))
+
+    def start(self, state: ItemState) -> int:
+        """Take `state` off the queue (it must be the head) and return its attempt number."""
+        head = self._ready.popleft()
+        assert head is state, "start() must be given the head of the queue"
+        state.attempts += 1
+        state.status = RUNNING
+        self.running[state.id] = state
+        return state.attempts
+
+    def _requeue_front(self, state: ItemState) -> None:
+        state.status = PENDING
+        self._ready.appendleft(state)
+
+    def _requeue_later(self, state: ItemState, delay: float) -> None:
+        state.status = PENDING
+        self._tiebreak += 1
+        heapq.heappush(self._delayed, (time.monotonic() + delay, self._tiebreak, state))
+
+    # -- outcomes
+    def finish(self, state: ItemState, result: AttemptResult) -> bool:
+        """Apply an attempt's result. Returns True when the item reached a final status."""
+        self.running.pop(state.id, None)
+        state.seconds += result.runtime
+        state.key_label = result.key_label or state.key_label
+        if result.status == DONE:
+            state.status, state.error = DONE, ""
+            return True
+        state.error = result.error
+        if result.status in (RATE_LIMITED, REJECTED):
+            if result.status == RATE_LIMITED:
+                state.rate_limit_waits += 1
+                if state.rate_limit_waits > self.max_rate_limit_waits:
+                    state.status = FAILED
+                    state.error = (
+                        f"rate limited {state.rate_limit_waits} times "
+                        f"(--max-rate-limit-waits {self.max_rate_limit_waits}): "
+                        f"{result.error}"
+                    )
+                    return True
+            self._requeue_front(state)
+            return False
+        if result.status == INTERRUPTED:
+            state.status = INTERRUPTED
+            return True
+        # failed or timeout: counts against --retries
+        state.failures += 1
+        if state.failures <= self.retries:
+            delay = min(self.backoff_base * 2 ** (state.failures - 1), self.backoff_cap)
+            self._requeue_later(state, delay)
+            return False
+        state.status = TIMEOUT if result.status == TIMEOUT else FAILED
+        return True
+
+    def bystander(self, state: ItemState) -> None:
+        """The pool broke while this item ran elsewhere: run it again, uncounted."""
+        self.running.pop(state.id, None)
+        self._requeue_front(state)
+
+    def stop_waiting(self) -> list[ItemState]:
+        """Draining: everything still queued will not run this time."""
+        stopped = list(self._ready) + [s for _, _, s in self._delayed]
+        self._ready.clear()
+        self._delayed.clear()
+        for state in stopped:
+            state.status = NOT_RUN
+        return stopped
+
+    def fail_waiting(self, reason: str) -> list[ItemState]:
+        failed = self.stop_waiting()
+        for state in failed:
+            state.status, state.error = FAILED, reason
+        return failed
+
+    def counts(self) -> dict[str, int]:
+        counts = {
+            DONE: 0,
+            FAILED: 0,
+            TIMEOUT: 0,
+            INTERRUPTED: 0,
+            NOT_RUN: 0,
+            RUNNING: 0,
+            PENDING: 0,
+        }
+        for state in self.states:
+            counts[state.status] = counts.get(state.status, 0) + 1
+        return counts

@@ -1,0 +1,174 @@
+"""Two-stage shutdown on SIGINT and SIGTERM.
+
+    running ──1st signal──► draining ──2nd signal, or --grace elapsed──► terminating
+                           no new item starts;      kill every worker and everything it started
+                           running items finish     (SIGTERM, short wait, SIGKILL); mark those
+                                                    items `interrupted`
+    exit code: 130 if the first signal was SIGINT, 143 if it was SIGTERM.
+
+Why the handlers only record what happened:
+
+A Python signal handler runs in the main thread between two bytecodes, wherever that thread is:
+possibly inside `executor.submit()`, which holds loky's locks, or inside a `queue.Queue` method that
+holds its mutex. Calling `executor.shutdown()` or `Queue.put()` from the handler can then deadlock
+on a lock the interrupted code already holds. So in parallel mode the handler only flips the state
+and pokes the controller through a `queue.SimpleQueue` (its `put` is documented as safe from signal
+handlers); the controller loop does the actual work.
+
+Sequential mode is the exception: the item itself runs in the main thread, so nothing else could
+notice the flag. There the second signal raises `Interrupted` (a BaseException, like
+KeyboardInterrupt) into the item, and `ctx.run` kills the command's process group on its way out.
+The grace period is enforced by a timer thread that sends SIGINT to the main thread, which is the
+only way to interrupt a blocking system call there.
+
+Workers never see these signals: they run in their own process groups with SIGINT ignored (see
+`worker.py`), and the parent blocks SIGINT while it spawns them (`spawn_guard`), because the
+interpreter would otherwise install its default KeyboardInterrupt handler in the child before our
+initializer runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from agentos.errors import EXIT_SIGINT, EXIT_SIGTERM
+
+RUNNING = "running"
+DRAINING = "draining"
+TERMINATING = "terminating"
+
+
+class ShutdownState:
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.phase = RUNNING
+        self.first_signal: int | None = None
+        self.drain_started: float | None = None
+        self.announced = RUNNING  # the phase the user has been told about
+
+    @property
+    def draining(self) -> bool:
+        return self.phase != RUNNING
+
+    @property
+    def terminating(self) -> bool:
+        return self.phase == TERMINATING
+
+    def request(self, signum: int) -> None:
+        """Record one signal: the first drains, the next terminates."""
+        if self.phase == RUNNING:
+            self.phase = DRAINING
+            self.first_signal = signum
+            self.drain_started = time.monotonic()
+        else:
+            self.phase = TERMINATING
+
+    def grace_expired(self, now: float | None = None) -> bool:
+        if self.phase != DRAINING or self.drain_started is None:
+            return False
+        return (now if now is not None else time.monotonic()) - self.drain_started >= self.grace
+
+    def grace_left(self) -> float | None:
+        if self.phase != DRAINING or self.drain_started is None:
+            return None
+        return max(0.0, self.drain_started + self.grace - time.monotonic())
+
+    def terminate_now(self) -> None:
+        self.phase = TERMINATING
+
+    @property
+    def exit_code(self) -> int | None:
+        if self.first_signal is None:
+            return None
+        return EXIT_SIGTERM if self.first_signal == signal.SIGTERM else EXIT_SIGINT
+
+    def signal_name(self) -> str:
+        return "SIGTERM" if self.first_signal == signal.SIGTERM else "SIGINT"
+
+
+@contextlib.contextmanager
+def handle_signals(
+    state: ShutdownState,
+    *,
+    on_signal: Callable[[int], None] | None = None,
+) -> Iterator[ShutdownState]:
+    """Install SIGINT and SIGTERM handlers for the duration of the block; restore the previous
+    ones after. Only callable from the main thread.
+
+    A signal that was ignored when we started stays ignored: shells start background jobs
+    (`agentos run ... &` in a script) with SIGINT ignored so that the terminal's Ctrl+C does not
+    reach them, and `nohup`-style wrappers do the same for SIGTERM."""
+
+    def handler(signum: int, frame: object) -> None:
+        state.request(signum)
+        if on_signal is not None:
+            on_signal(signum)
+
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
+    try:
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def spawn_guard() -> Iterator[None]:
+    """Block SIGINT in this thread while processes are spawned from it.
+
+    Children inherit the signal mask through fork and exec, so they start with SIGINT blocked
+    until their initializer ignores and unblocks it. Threads created meanwhile (loky's executor
+    manager thread, which respawns workers) inherit the mask too, which is what we want. A SIGINT
+    that arrives meanwhile stays pending for the parent and is handled right after.
+
+    The resource trackers of multiprocessing and loky are started first, outside the block: the
+    stdlib's spawner *unblocks* SIGINT after starting its tracker (SIG_UNBLOCK rather than restoring
+    the previous mask), which would silently end the guard for the workers spawned after it."""
+    _start_resource_trackers()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _start_resource_trackers() -> None:
+    from multiprocessing import resource_tracker
+
+    from loky.backend import resource_tracker as loky_tracker
+
+    resource_tracker.ensure_running()
+    loky_tracker.ensure_running()
+
+
+class GraceTimer:
+    """Sequential mode: after `grace` seconds of draining, interrupt the main thread."""
+
+    def __init__(self, state: ShutdownState) -> None:
+        self._state = state
+        self._timer: threading.Timer | None = None
+
+    def start_if_draining(self) -> None:
+        if self._timer is not None or self._state.phase != DRAINING:
+            return
+        main_ident = threading.main_thread().ident
+
+        def fire() -> None:
+            if self._state.phase == DRAINING and main_ident is not None:
+                signal.pthread_kill(main_ident, signal.SIGINT)
+
+        self._timer = threading.Timer(self._state.grace_left() or 0.0, fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

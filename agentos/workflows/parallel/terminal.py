@@ -1,0 +1,132 @@
+"""The parent's terminal: one lock for everything agentos writes, colours, and the progress display.
+
+Item lines (from the output listener), agentos' own `[agentos] ...` messages and the tqdm bar all
+go through `Terminal`, so a bar redraw never lands inside an item's line. The terminal writes to
+duplicates of fds 1 and 2 taken at start, so it keeps reaching the real terminal even while an
+in-process item has fds 1 and 2 redirected into the capture pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import threading
+import time
+import zlib
+from typing import IO
+
+from colorama import Fore, Style
+
+_PALETTE = (
+    Fore.CYAN,
+    Fore.GREEN,
+    Fore.YELLOW,
+    Fore.MAGENTA,
+    Fore.BLUE,
+    Fore.LIGHTRED_EX,
+    Fore.LIGHTCYAN_EX,
+    Fore.LIGHTGREEN_EX,
+    Fore.LIGHTYELLOW_EX,
+    Fore.LIGHTMAGENTA_EX,
+)
+
+
+def colour_wanted(no_color_flag: bool, stream: IO[str] | None = None) -> bool:
+    """Colours only on a TTY, never with --no-color or NO_COLOR set (https://no-color.org)."""
+    if no_color_flag or os.environ.get("NO_COLOR"):
+        return False
+    stream = stream if stream is not None else sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def item_prefix(item_id: str, colour: bool) -> bytes:
+    if not colour:
+        return f"[{item_id}] ".encode()
+    tint = _PALETTE[zlib.crc32(item_id.encode()) % len(_PALETTE)]
+    return f"{tint}[{item_id}]{Style.RESET_ALL} ".encode()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        view = view[written:]
+
+
+class Terminal:
+    """Serialised writes to the parent's stdout and stderr."""
+
+    def __init__(self, *, colour: bool = False, quiet: bool = False) -> None:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        self.out_fd = os.dup(1)
+        self.err_fd = os.dup(2)
+        self.colour = colour
+        self.quiet = quiet
+        self.lock = threading.RLock()
+        self._bar: object | None = None  # tqdm instance while a progress bar is shown
+        self.err_is_tty = os.isatty(self.err_fd)
+        self.out_is_tty = os.isatty(self.out_fd)
+
+    def close(self) -> None:
+        with self.lock:
+            for fd in (self.out_fd, self.err_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.out_fd = self.err_fd = -1
+
+    # -- raw item output, called by the listener with whole lines only
+    def write(self, stream: int, data: bytes) -> None:
+        fd = self.out_fd if stream == 1 else self.err_fd
+        with self.lock:
+            bar = self._bar
+            if bar is not None:
+                bar.clear(nolock=True)  # type: ignore[attr-defined]
+            # a reader that went away (`agentos run ... | head`) drops output, not running items
+            with contextlib.suppress(BrokenPipeError):
+                _write_all(fd, data)
+            if bar is not None:
+                bar.refresh(nolock=True)  # type: ignore[attr-defined]
+
+    def message(self, text: str, *, force: bool = False) -> None:
+        """An agentos line on stderr: `[agentos] text`. Suppressed by -q unless `force`."""
+        if self.quiet and not force:
+            return
+        label = "[agentos]"
+        if self.colour and self.err_is_tty:
+            label = f"{Style.BRIGHT}[agentos]{Style.RESET_ALL}"
+        self.write(2, f"{label} {text}\n".encode())
+
+    def error_file(self) -> io.TextIOBase:
+        """A text stream onto the real stderr, for tqdm and for final reports."""
+        return _FdText(self, 2)
+
+
+class _FdText(io.TextIOBase):
+    """Minimal text stream over the terminal's fd, used by tqdm (which wants `.write`/`.flush`)."""
+
+    def __init__(self, terminal: Terminal, stream: int) -> None:
+        self._terminal = terminal
+        self._fd = terminal.err_fd if stream == 2 else terminal.out_fd
+
+    def write(self, text: str) -> int:
+        if self._fd >= 0:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                _write_all(self._fd, text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return self._fd >= 0 and os.isatty(self._fd)

@@ -1,0 +1,83 @@
+"""Code that runs inside a loky worker: the initializer and the task function.
+
+The initializer runs once per worker, before its first task:
+
+* SIGINT → ignored. The parent blocked SIGINT while spawning, so the terminal's Ctrl+C could not
+  kill us before this line; ignoring it now discards anything pending, then we unblock.
+* Own process group, so a later Ctrl+C (sent to the terminal's foreground group) never reaches us,
+  and the parent can `killpg` us with everything we started.
+* Parent-death signal SIGTERM, and a SIGTERM handler that kills the current item's process groups
+  before exiting: if the parent is SIGKILLed, nothing the item started survives either.
+* stdin → /dev/null; stdout line-buffered (we only redirect fds, never replace `sys.stdout`).
+* The key server proxy arrives here, once (never as a task argument: loky issue #407).
+
+Imports nothing of the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.attempt import AttemptResult, AttemptSpec, run_attempt
+from agentos.workflows.parallel.context import ACTIVE_GROUPS
+from agentos.workflows.parallel.output import ItemCapture
+from agentos.workflows.parallel.process_tree import set_parent_death_signal, terminate_groups
+
+
+@dataclass
+class _WorkerState:
+    spec: AttemptSpec
+    keys: Any  # CredentialCoordinator proxy, or None
+    listener_address: str
+    listener_token: str
+
+
+_STATE: _WorkerState | None = None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """Terminate (or the parent died): take the item's processes down with us."""
+    with contextlib.suppress(Exception):
+        terminate_groups(list(ACTIVE_GROUPS), grace=0.5)
+    os._exit(128 + signum)
+
+
+def initialize_worker(
+    parent_pid: int,
+    spec: AttemptSpec,
+    keys: Any,
+    listener_address: str,
+    listener_token: str,
+) -> None:
+    global _STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    set_parent_death_signal(signal.SIGTERM, expected_parent=parent_pid)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    if sys.stdout is not None and hasattr(sys.stdout, "reconfigure"):
+        with contextlib.suppress(Exception):
+            sys.stdout.reconfigure(line_buffering=True)
+    _STATE = _WorkerState(spec, keys, listener_address, listener_token)
+
+
+def _capture(item: Item, attempt: int) -> ItemCapture:
+    assert _STATE is not None
+    return ItemCapture(_STATE.listener_address, _STATE.listener_token, item.id, attempt)
+
+
+def execute_in_worker(item: Item, attempt: int, lease_id: int | None) -> AttemptResult:
+    """The loky task. Arguments are small: the item record, its attempt number, a lease id."""
+    if _STATE is None:  # pragma: no cover - the initializer always runs first
+        raise RuntimeError("worker used before initialize_worker ran")
+    return run_attempt(_STATE.spec, item, attempt, lease_id, _STATE.keys, _capture)

@@ -1,0 +1,290 @@
+"""The shared runner: one place that owns the options and the orchestration of every command.
+
+    build_command(workflow) ─► click command: the workflow's own options + the shared ones
+    run_workflow(workflow, params):
+        options → config (workflow.make_config) → items (workflow.collect_items) → checks
+        → nothing to do?  "Nothing to process", exit 0
+        → --dry-run?      table of pending items, exit 0, nothing created or started
+        → run directory, journal, terminal, keys
+        → no --parallel:  sequential.run_sequential (in this process, unprefixed)
+          --parallel N:   pool.ParallelRun (loky workers, key server, output listener)
+        → summary table + summary.json → exit code (0, 1, 130, 143)
+
+A workflow supplies `collect_items(config)` and `execute_item(item, ctx)`; it never sees any of the
+above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agentos.errors import EXIT_OK, AgentosError, ConfigError
+from agentos.workflows.items import Item, Workflow
+from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
+from agentos.workflows.parallel.attempt import AttemptSpec
+from agentos.workflows.parallel.batch import Batch, ExecutionSettings
+from agentos.workflows.parallel.credentials import (
+    Credential,
+    CredentialCoordinator,
+    load_credentials,
+    start_key_server,
+)
+from agentos.workflows.parallel.journal import Journal, RunDir, default_run_dir, done_item_ids
+from agentos.workflows.parallel.output import ItemCapture, OutputListener
+from agentos.workflows.parallel.pool import MAX_WORKERS, ParallelRun
+from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
+from agentos.workflows.parallel.sequential import run_sequential
+from agentos.workflows.parallel.shutdown import handle_signals, spawn_guard
+from agentos.workflows.parallel.terminal import Terminal, colour_wanted
+from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
+
+log = logging.getLogger("agentos")
+
+
+def build_command(workflow: Workflow) -> click.Command:
+    @click.command(
+        name=workflow.name,
+        help=workflow.summary + ("\n\n" + workflow.epilog if workflow.epilog else ""),
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    @runner_options
+    def command(**params: Any) -> None:
+        try:
+            code = run_workflow(workflow, params)
+        except AgentosError as exc:
+            raise CommandError(exc) from None
+        if code != EXIT_OK:
+            sys.exit(code)
+
+    command.params[:0] = workflow_params(workflow.options)
+    return command
+
+
+class CommandError(click.ClickException):
+    """Carries an AgentosError through click, keeping its exit code and one-line format."""
+
+    def __init__(self, error: AgentosError) -> None:
+        super().__init__(error.format_message())
+        self.exit_code = error.exit_code  # type: ignore[misc]  # per instance, not per class
+        self.error = error
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"agentos: error: {self.error.format_message()}", err=True, file=file)
+
+
+def check_items(items: list[Item]) -> list[Item]:
+    """Every id valid and unique, every item numbered: a clear error before anything starts."""
+    bad = [(i.id, problem) for i in items if (problem := id_problem(i.id))]
+    if bad:
+        shown = "; ".join(f"{item_id!r}: {why}" for item_id, why in bad[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ConfigError(f"invalid item ids: {shown}{more}")
+    dupes = duplicate_ids(i.id for i in items)
+    if dupes:
+        sources = {d: [i.source for i in items if i.id == d] for d in dupes[:3]}
+        detail = "; ".join(f"{d} from {' and '.join(s)}" for d, s in sources.items())
+        raise ConfigError(f"two inputs give the same item id: {detail}; rename one of them")
+    return [i if i.seq else dataclasses.replace(i, seq=n) for n, i in enumerate(items, start=1)]
+
+
+def effective_workers(requested: int, n_keys: int, n_items: int) -> int:
+    workers = requested
+    if workers > MAX_WORKERS:
+        log.warning("requested %d workers, capping to %d", requested, MAX_WORKERS)
+        workers = MAX_WORKERS
+    if n_keys and n_keys < workers:
+        log.info(
+            "using %d workers: only %d key%s configured (asked for %d)",
+            n_keys,
+            n_keys,
+            "s are" if n_keys != 1 else " is",
+            requested,
+        )
+        workers = n_keys
+    return max(1, min(workers, n_items))
+
+
+def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
+    params = dict(params)
+    options = RunnerOptions.from_params(params)
+    config = workflow.make_config(**params)
+    items = check_items(list(workflow.collect_items(config)))
+    skipped = 0
+    if options.resume is not None:
+        done = done_item_ids(options.resume)
+        before = len(items)
+        items = [i for i in items if i.id not in done]
+        skipped = before - len(items)
+    credentials = load_credentials(options.credentials_file, warn=log.warning)
+    if options.parallel is not None:
+        workers = effective_workers(options.parallel, len(credentials), len(items))
+    else:
+        workers = 0
+    if not items:
+        click.echo("Nothing to process" + (f" ({skipped} already done)" if skipped else ""))
+        return EXIT_OK
+    if options.dry_run:
+        click.echo(render_dry_run(items, skipped))
+        return EXIT_OK
+    run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
+    return _execute(workflow, config, options, items, credentials, workers, run_path, skipped)
+
+
+def _execute(
+    workflow: Workflow,
+    config: Any,
+    options: RunnerOptions,
+    items: list[Item],
+    credentials: list[Credential],
+    workers: int,
+    run_path: Path,
+    skipped: int,
+) -> int:
+    run_dir = RunDir(run_path).open()
+    started = time.time()
+    run_id = secrets.token_hex(6)
+    settings = ExecutionSettings(
+        command_name=workflow.name,
+        workers=workers or None,
+        grace=options.grace,
+        timeout=options.timeout,
+        retries=options.retries,
+        retry_backoff=options.retry_backoff,
+        max_rate_limit_waits=options.max_rate_limit_waits,
+        rate_limit_pattern=options.rate_limit_pattern,
+        rate_limit_cooldown=options.rate_limit_cooldown,
+        credential_env=options.credential_env,
+        quiet=options.quiet,
+        verbose=options.verbose,
+        colour=colour_wanted(options.no_color),
+    )
+    spec = AttemptSpec(
+        run_dir=str(run_path.resolve()),
+        execute_item=workflow.execute_item,
+        config=config,
+        timeout=options.timeout,
+        credential_env=options.credential_env,
+        rate_limit_pattern=options.rate_limit_pattern,
+        parallel=bool(workers),
+    )
+    terminal = Terminal(colour=settings.colour, quiet=options.quiet)
+    journal = Journal(run_path, workflow.name)
+    secrets_list = [c.secret for c in credentials]
+    listener: OutputListener | None = None
+    key_server = None
+    keys: Any = None
+    capture = None
+    try:
+        if workers:
+            listener = _listener(terminal, run_dir, credentials, prefix=True)
+            if credentials:
+                with spawn_guard():
+                    key_server, keys = start_key_server(secrets_list, options.rate_limit_cooldown)
+        elif credentials:
+            keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
+            # sequential mode captures output only to redact keys; it stays unprefixed
+            listener = _listener(terminal, run_dir, credentials, prefix=False)
+            address, token = listener.address, listener.token
+
+            def capture(item: Item, attempt: int) -> ItemCapture:
+                return ItemCapture(address, token, item.id, attempt)
+
+        batch = Batch(settings, items, journal, terminal, credentials, keys, progress=bool(workers))
+        # installed once for the whole run, the summary included: a late Ctrl+C must not cut
+        # the summary short or end the process with a traceback
+        with handle_signals(batch.shutdown, on_signal=batch.signal_received):
+            try:
+                if workers:
+                    if options.verbose:
+                        terminal.message(
+                            f"{len(items)} items, {workers} workers, run dir {run_path}"
+                        )
+                    ParallelRun(batch, spec, workers, listener, run_id, keys).run()  # type: ignore[arg-type]
+                else:
+                    run_sequential(batch, spec, capture)
+            finally:
+                batch.progress.close()
+                if listener is not None:
+                    listener.stop()
+                    listener = None
+                if key_server is not None:
+                    with contextlib.suppress(Exception):
+                        key_server.shutdown()
+                    key_server = None
+                journal.close()
+                terminal.close()
+            return _finish(workflow, batch, run_path, workers, started, skipped, options)
+    finally:
+        if listener is not None:
+            listener.stop()
+        if key_server is not None:
+            with contextlib.suppress(Exception):
+                key_server.shutdown()
+        run_dir.close()
+
+
+def _listener(
+    terminal: Terminal, run_dir: RunDir, credentials: list[Credential], *, prefix: bool
+) -> OutputListener:
+    from agentos.workflows.parallel.credentials import Redactor
+
+    redactor = Redactor(credentials)
+    listener = OutputListener(
+        terminal, run_dir.logs, prefix=prefix, redactor=redactor if redactor else None
+    )
+    listener.set_max_secret_length(redactor.max_length)
+    return listener.start()
+
+
+def _finish(
+    workflow: Workflow,
+    batch: Batch,
+    run_path: Path,
+    workers: int,
+    started: float,
+    skipped: int,
+    options: RunnerOptions,
+) -> int:
+    code = batch.exit_code()
+    shutdown = batch.shutdown
+    data = summary_data(
+        batch.scheduler.states,
+        command=workflow.name,
+        run_dir=run_path,
+        mode="parallel" if workers else "sequential",
+        workers=workers or 1,
+        started=started,
+        ended=time.time(),
+        exit_code=code,
+        interrupted_by=shutdown.signal_name() if shutdown.first_signal else None,
+        skipped=skipped,
+    )
+    write_summary(run_path, data)
+    if not options.quiet:
+        print(render_summary(data), file=sys.stderr, flush=True)
+    return code
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """`agentos: warning: ...` lines on stderr for the parent's own notices (looked up at each
+    record, so click's test runner, which swaps sys.stderr, sees them)."""
+    logger = logging.getLogger("agentos")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.propagate = False
+
+
+class _EchoHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning: " if record.levelno >= logging.WARNING else ""
+        click.echo(f"agentos: {level}{record.getMessage()}", err=True)

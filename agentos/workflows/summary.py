@@ -1,0 +1,119 @@
+"""The end of a run: the summary table on stderr and `<run-dir>/summary.json`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.attempt import DONE
+from agentos.workflows.parallel.journal import atomic_write_text
+from agentos.workflows.parallel.scheduler import ItemState
+
+MAX_TABLE_ROWS = 30
+
+
+def summary_data(
+    states: list[ItemState],
+    *,
+    command: str,
+    run_dir: Path,
+    mode: str,
+    workers: int,
+    started: float,
+    ended: float,
+    exit_code: int,
+    interrupted_by: str | None,
+    skipped: int,
+) -> dict[str, Any]:
+    totals: dict[str, int] = {}
+    for state in states:
+        totals[state.status] = totals.get(state.status, 0) + 1
+    return {
+        "command": command,
+        "run_dir": str(run_dir),
+        "mode": mode,
+        "workers": workers,
+        "started": round(started, 3),
+        "ended": round(ended, 3),
+        "seconds": round(ended - started, 3),
+        "exit_code": exit_code,
+        "interrupted_by": interrupted_by,
+        "skipped_already_done": skipped,
+        "totals": totals,
+        "items": [
+            {
+                "id": s.id,
+                "title": s.item.title,
+                "source": s.item.source,
+                "status": s.status,
+                "attempts": s.attempts,
+                "seconds": round(s.seconds, 3),
+                "key": s.key_label,
+                "error": s.error,
+            }
+            for s in states
+        ],
+    }
+
+
+def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(
+        run_dir / "summary.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    )
+
+
+def _table(
+    rows: Sequence[Sequence[str]], headers: Sequence[str], right: frozenset[int] = frozenset()
+) -> list[str]:
+    """Plain aligned columns, two spaces apart; columns in `right` are right-aligned."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def fmt(row: Sequence[str]) -> str:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    return [fmt(headers), *(fmt(r) for r in rows)]
+
+
+def render_summary(data: dict[str, Any]) -> str:
+    items = data["items"]
+    shown = items
+    note = ""
+    if len(items) > MAX_TABLE_ROWS:
+        shown = [i for i in items if i["status"] != DONE][:MAX_TABLE_ROWS]
+        hidden = len(items) - len(shown)
+        note = f"  ({hidden} more rows in {Path(data['run_dir']) / 'summary.json'})"
+    rows = [
+        (i["id"], i["status"], str(i["attempts"]), f"{i['seconds']:.1f}", (i["error"] or "")[:80])
+        for i in shown
+    ]
+    headers = ("item", "status", "attempts", "seconds", "error")
+    lines = _table(rows, headers, right=frozenset({2, 3})) if rows else []
+    if note:
+        lines.append(note)
+    totals = data["totals"]
+    order = ["done", "failed", "timeout", "interrupted", "not run"]
+    parts = [f"{totals[k]} {k}" for k in order if totals.get(k)]
+    parts += [f"{v} {k}" for k, v in totals.items() if k not in order]
+    line = f"{len(items)} item{'s' if len(items) != 1 else ''}: {', '.join(parts)}"
+    if data.get("skipped_already_done"):
+        line += f" ({data['skipped_already_done']} already done, skipped)"
+    line += f" in {data['seconds']:.1f} s; run dir: {data['run_dir']}"
+    if data.get("interrupted_by"):
+        line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def render_dry_run(items: list[Item], skipped: int) -> str:
+    lines = _table([(i.id, i.title[:60], i.source) for i in items], ("id", "title", "source"))
+    tail = f"{len(items)} pending item{'s' if len(items) != 1 else ''}"
+    if skipped:
+        tail += f" ({skipped} already done)"
+    return "\n".join([*lines, tail])

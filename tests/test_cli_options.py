@@ -1,0 +1,161 @@
+"""The shared options, through click's CliRunner: exit code, stdout and stderr checked apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agentos.cli import cli
+from agentos.workflows.runner import configure_logging
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENTOS_CREDENTIALS", raising=False)
+    configure_logging()
+    return CliRunner()
+
+
+@pytest.fixture
+def items(tmp_path: Path) -> Path:
+    path = tmp_path / "items.txt"
+    path.write_text("alpha\nbeta\n\ngamma\n")
+    return path
+
+
+def invoke(runner: CliRunner, *args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def created_anything(root: Path, items: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p != items]
+
+
+def test_parallel_dry_run_lists_pending_items(
+    runner: CliRunner, items: Path, tmp_path: Path
+) -> None:
+    result = invoke(
+        runner, "run", "--parallel", "4", "--dry-run", "--items", str(items), "--", "echo"
+    )
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["id", "title", "source"]
+    assert [line.split()[0] for line in lines[1:4]] == ["item-1", "item-2", "item-4"]
+    assert lines[-1] == "3 pending items"
+    assert result.stderr == ""
+    assert created_anything(tmp_path, items) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--parallel"], "requires an argument"),
+        (["--parallel", "abc"], "'abc' is not a valid integer"),
+        (["--parallel", "0"], "0 is not in the range x>=1"),
+        (["--parallel", "-1"], "-1 is not in the range x>=1"),
+        (["-j", "1.5"], "'1.5' is not a valid integer"),
+        (["--grace", "-1"], "--grace"),
+        (["--credential-env", "1BAD"], "not a valid environment variable name"),
+        (["--rate-limit-pattern", "(unclosed"], "not a valid regular expression"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    runner: CliRunner, items: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    argv = (
+        ["run", "--items", str(items), *args]
+        if args != ["--parallel"]
+        else ["run", "--items", str(items), "--parallel"]
+    )
+    if args != ["--parallel"]:
+        argv += ["--", "echo"]
+    result = invoke(runner, *argv)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+    assert created_anything(tmp_path, items) == []
+
+
+def test_parallel_above_ten_is_capped_with_one_warning(runner: CliRunner, items: Path) -> None:
+    result = invoke(runner, "run", "-j", "20", "--dry-run", "--items", str(items), "--", "echo")
+    assert result.exit_code == 0
+    assert result.stderr.count("requested 20 workers, capping to 10") == 1
+    assert "3 pending items" in result.stdout
+
+
+def test_zero_items_is_nothing_to_process(runner: CliRunner, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    result = invoke(runner, "run", "-j", "4", "--items", str(empty), "--", "echo")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "Nothing to process"
+    assert not (tmp_path / ".agentos").exists()
+
+
+def test_missing_command_is_a_usage_error(runner: CliRunner, items: Path) -> None:
+    result = invoke(runner, "run", "--items", str(items))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("agentos: error: no command given")
+
+
+def test_unknown_program_is_a_config_error(runner: CliRunner, items: Path) -> None:
+    result = invoke(runner, "run", "--items", str(items), "--", "no-such-program-xyz")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "agentos: error: command not found: no-such-program-xyz; "
+        "check the name or give a path to it\n"
+    )
+
+
+def test_missing_items_file(runner: CliRunner, tmp_path: Path) -> None:
+    result = invoke(runner, "run", "--items", str(tmp_path / "nope.txt"), "--", "echo")
+    assert result.exit_code == 2
+    assert "items file" in result.stderr and "does not exist" in result.stderr
+
+
+def test_items_from_stdin_with_ids_from_lines(runner: CliRunner) -> None:
+    result = invoke(runner, "run", "--dry-run", "--id-from-item", "--", "echo", input="a b\n../x\n")
+    assert result.exit_code == 0
+    ids = [line.split()[0] for line in result.stdout.splitlines()[1:3]]
+    assert ids == ["a_b", "x"]
+
+
+def test_duplicate_ids_stop_before_anything_runs(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "dupes.txt"
+    path.write_text("same\nsame\n")
+    result = invoke(runner, "run", "--id-from-item", "--items", str(path), "--", "echo")
+    assert result.exit_code == 2
+    assert "two inputs give the same item id: same" in result.stderr
+    assert not (tmp_path / ".agentos").exists()
+
+
+def test_resume_needs_a_run_directory(runner: CliRunner, items: Path, tmp_path: Path) -> None:
+    (tmp_path / "notarun").mkdir()
+    result = invoke(
+        runner, "run", "--resume", str(tmp_path / "notarun"), "--items", str(items), "--", "echo"
+    )
+    assert result.exit_code == 2
+    assert "is not an agentos run directory" in result.stderr
+
+
+def test_help_lists_shared_options(runner: CliRunner) -> None:
+    result = invoke(runner, "run", "--help")
+    assert result.exit_code == 0
+    for option in (
+        "--parallel",
+        "--dry-run",
+        "--run-dir",
+        "--grace",
+        "--no-color",
+        "--timeout",
+        "--retries",
+        "--credentials-file",
+        "--resume",
+        "--items",
+        "--id-from-item",
+    ):
+        assert option in result.stdout

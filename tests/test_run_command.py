@@ -1,0 +1,248 @@
+"""`agentos run` end to end, as real processes: output, prefixes, logs, journal, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON, agentos_argv, items_file, only_run_dir, run
+
+pytestmark = pytest.mark.timeout(120)
+
+PRINTER = """
+import sys
+name, n = sys.argv[1], int(sys.argv[2])
+for k in range(n):
+    print(f"{name} line {k}")
+    if k % 997 == 0:
+        print(f"{name} err {k}", file=sys.stderr)
+sys.stdout.write(f"{name} partial-end")
+"""
+
+
+def test_sequential_is_a_plain_tool(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b"])
+    done = run(
+        agentos_argv(
+            "run", "--items", str(items), "--", "sh", "-c", "echo out $0; echo err $0 >&2"
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "out a\nout b\n"
+    assert done.stderr.startswith("err a\nerr b\n")
+    assert "[item-" not in done.stdout + done.stderr
+    run_dir = only_run_dir(workdir)
+    assert not (run_dir / "logs").exists()  # nothing captured: output went straight through
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["mode"] == "sequential"
+    assert [i["status"] for i in summary["items"]] == ["done", "done"]
+
+
+def test_parallel_prefixes_lines_and_writes_plain_logs(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b", "c"])
+    done = run(
+        agentos_argv(
+            "run",
+            "-j",
+            "2",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            "echo out $0; echo err $0 >&2",
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        "[item-1] out a",
+        "[item-2] out b",
+        "[item-3] out c",
+    ]
+    for n, name in ((1, "a"), (2, "b"), (3, "c")):
+        assert f"[item-{n}] err {name}\n" in done.stderr
+    logs = only_run_dir(workdir) / "logs"
+    assert (logs / "item-2.log").read_text() in ("out b\nerr b\n", "err b\nout b\n")
+    assert "\x1b[" not in done.stdout  # not a TTY: no colours
+
+
+def test_two_items_interleaving_ten_thousand_lines(workdir: Path) -> None:
+    script = workdir / "printer.py"
+    script.write_text(PRINTER)
+    items = items_file(workdir / "items.txt", ["x", "y"])
+    done = run(
+        agentos_argv(
+            "run", "-j", "2", "--items", str(items), "--", PYTHON, str(script), "{}", "10000"
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    per_item: dict[str, list[str]] = {"item-1": [], "item-2": []}
+    for line in done.stdout.splitlines():
+        match = re.fullmatch(r"\[(item-[12])\] (.*)", line)
+        assert match, f"mixed or unprefixed line: {line!r}"
+        per_item[match.group(1)].append(match.group(2))
+    for item_id, name in (("item-1", "x"), ("item-2", "y")):
+        expected = [f"{name} line {k}" for k in range(10000)] + [f"{name} partial-end"]
+        assert per_item[item_id] == expected  # nothing lost, nothing mixed, order kept
+        log = (only_run_dir(workdir) / "logs" / f"{item_id}.log").read_text().splitlines()
+        assert [line for line in log if " line " in line or "partial" in line] == expected
+        assert sum(1 for line in log if " err " in line) == 11
+    assert done.stdout.endswith("partial-end\n")
+
+
+def test_grandchild_output_is_captured_and_prefixed(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["deep"])
+    done = run(
+        agentos_argv(
+            "run",
+            "-j",
+            "2",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            "sh -c 'echo grandchild $0; echo grandchild-err $0 >&2' $0",
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[item-1] grandchild deep\n"
+    assert "[item-1] grandchild-err deep\n" in done.stderr
+
+
+def test_a_failing_item_does_not_affect_the_others(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["0", "3", "0", "0"])
+    done = run(
+        agentos_argv(
+            "run",
+            "-j",
+            "2",
+            "--retries",
+            "0",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            "echo ran $0; exit $0",
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 1
+    assert sorted(done.stdout.splitlines()) == [
+        f"[item-{n}] ran {v}" for n, v in ((1, 0), (2, 3), (3, 0), (4, 0))
+    ]
+    assert "item-2 failed: sh: exit 3" in done.stderr
+    run_dir = only_run_dir(workdir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {i["id"]: i["status"] for i in summary["items"]} == {
+        "item-1": "done",
+        "item-2": "failed",
+        "item-3": "done",
+        "item-4": "done",
+    }
+    assert summary["exit_code"] == 1
+    rows = [r.split("\t") for r in (run_dir / "joblog.tsv").read_text().splitlines()]
+    assert rows[0] == [
+        "Seq",
+        "Host",
+        "Starttime",
+        "JobRuntime",
+        "Send",
+        "Receive",
+        "Exitval",
+        "Signal",
+        "Command",
+    ]
+    by_seq = {r[0]: r for r in rows[1:]}
+    assert by_seq["2"][6] == "3" and by_seq["1"][6] == "0"
+    assert by_seq["2"][8] == "sh -c 'echo ran $0; exit $0' 3"
+    assert re.fullmatch(r"\d+\.\d{3}", by_seq["1"][2]) and re.fullmatch(
+        r"\d+\.\d{3}", by_seq["1"][3]
+    )
+
+
+def test_failed_item_is_retried_and_journaled(workdir: Path) -> None:
+    marker = workdir / "marker"
+    items = items_file(workdir / "items.txt", [str(marker)])
+    # fails the first time (creates the marker), succeeds the second
+    done = run(
+        agentos_argv(
+            "run",
+            "-j",
+            "2",
+            "--retry-backoff",
+            "0.1",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            'test -e "$0" && exit 0; touch "$0"; exit 1',
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "retry 1/1" in done.stderr
+    records = [
+        json.loads(line)
+        for line in (only_run_dir(workdir) / "journal.jsonl").read_text().splitlines()
+    ]
+    assert [(r["attempt"], r["status"], r["final"]) for r in records] == [
+        (1, "failed", False),
+        (2, "done", True),
+    ]
+
+
+def test_one_item_with_four_workers(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["solo"])
+    done = run(
+        agentos_argv("run", "--parallel", "4", "--items", str(items), "--", "echo"), cwd=workdir
+    )
+    assert done.returncode == 0
+    assert done.stdout == "[item-1] solo\n"
+    assert json.loads((only_run_dir(workdir) / "summary.json").read_text())["workers"] == 1
+
+
+def test_items_get_dev_null_on_stdin(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a"])
+    for mode in ([], ["-j", "2"]):
+        done = run(
+            agentos_argv(
+                "run",
+                *mode,
+                "--timeout",
+                "20",
+                "--items",
+                str(items),
+                "--",
+                "sh",
+                "-c",
+                "cat; echo stdin-closed",
+            ),
+            cwd=workdir,
+        )
+        assert done.returncode == 0
+        assert done.stdout.endswith("stdin-closed\n")
+
+
+def test_command_that_cannot_execute_fails_clearly(workdir: Path) -> None:
+    script = workdir / "noexec.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    items = items_file(workdir / "items.txt", [str(script)])
+    done = run(
+        agentos_argv("run", "-j", "1", "--retries", "0", "--items", str(items), "--", "{}"),
+        cwd=workdir,
+    )
+    assert done.returncode == 1
+    assert f"item-1 failed: cannot run {script}: permission denied" in done.stderr
+    assert "Traceback" not in done.stderr
+    refused = run(agentos_argv("run", "--items", str(items), "--", str(script)), cwd=workdir)
+    assert refused.returncode == 2
+    assert refused.stderr == f"agentos: error: {script} is not executable; run: chmod +x {script}\n"
