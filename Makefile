@@ -22,7 +22,7 @@ RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run)
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 install: $(STAMP)

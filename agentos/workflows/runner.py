@@ -35,8 +35,8 @@ from agentos.workflows.parallel.batch import Batch, ExecutionSettings
 from agentos.workflows.parallel.credentials import (
     Credential,
     CredentialCoordinator,
+    Redactor,
     load_credentials,
-    start_key_server,
 )
 from agentos.workflows.parallel.journal import Journal, RunDir, default_run_dir, done_item_ids
 from agentos.workflows.parallel.output import ItemCapture, OutputListener
@@ -187,6 +187,8 @@ def _execute(
         if workers:
             listener = _listener(terminal, run_dir, credentials, prefix=True)
             if credentials:
+                from agentos.workflows.parallel.key_server import start_key_server
+
                 with spawn_guard():
                     key_server, keys = start_key_server(secrets_list, options.rate_limit_cooldown)
         elif credentials:
@@ -235,8 +237,6 @@ def _execute(
 def _listener(
     terminal: Terminal, run_dir: RunDir, credentials: list[Credential], *, prefix: bool
 ) -> OutputListener:
-    from agentos.workflows.parallel.credentials import Redactor
-
     redactor = Redactor(credentials)
     listener = OutputListener(
         terminal, run_dir.logs, prefix=prefix, redactor=redactor if redactor else None

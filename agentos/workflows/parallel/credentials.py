@@ -21,23 +21,18 @@ output, journals and errors; the `Redactor` replaces any key that an item prints
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
-import signal
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from multiprocessing.managers import BaseManager
 from pathlib import Path
-from typing import Any
 
 from agentos.errors import ConfigError
-from agentos.workflows.parallel.process_tree import pid_alive, set_parent_death_signal
+from agentos.workflows.parallel.process_tree import pid_alive
 
 CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
 BASE_COOLDOWN = 30.0
@@ -343,34 +338,3 @@ class CredentialCoordinator:
         for lease_id in dead:
             self._leases.pop(lease_id).key.leased_by = None
         return bool(dead)
-
-
-# ----------------------------------------------------------------------------------------------
-# the key server process
-
-
-class KeyServer(BaseManager):
-    """A Manager process serving one CredentialCoordinator."""
-
-
-KeyServer.register("CredentialCoordinator", CredentialCoordinator)
-
-
-def _init_key_server(parent_pid: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
-    set_parent_death_signal(signal.SIGKILL, expected_parent=parent_pid)
-
-
-def start_key_server(
-    secrets: list[str], base_cooldown: float = BASE_COOLDOWN
-) -> tuple[KeyServer, Any]:
-    """Start the server (spawned, so no parent thread state is forked) and return it with a
-    coordinator proxy. The caller wraps this in `spawn_guard()`."""
-    server = KeyServer(ctx=get_context("spawn"))
-    server.start(initializer=_init_key_server, initargs=(os.getpid(),))
-    proxy = server.CredentialCoordinator(secrets, base_cooldown)  # type: ignore[attr-defined]
-    return server, proxy

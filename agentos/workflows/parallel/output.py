@@ -31,19 +31,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import selectors
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from agentos.workflows.parallel.terminal import Terminal, item_prefix
+if TYPE_CHECKING:  # the terminal (and colorama) is the parent's business, not the workers'
+    from agentos.workflows.parallel.terminal import Terminal
 
 _MAGIC = b"AGENTOS1"
 _READ_SIZE = 256 * 1024
@@ -56,6 +55,9 @@ Redactor = Callable[[bytes], bytes]
 def new_listener_address() -> str:
     """An address for the listening socket: abstract on Linux (nothing to clean up), else a path
     in a private temporary directory."""
+    import secrets
+    import tempfile
+
     if sys.platform.startswith("linux"):
         return "\0agentos-" + secrets.token_hex(8)
     directory = tempfile.mkdtemp(prefix="agentos-")  # pragma: no cover
@@ -169,6 +171,8 @@ class OutputListener:
         self.prefix = prefix
         self.redactor = redactor
         self.on_started = on_started
+        import secrets
+
         self.address = new_listener_address()
         self.token = secrets.token_hex(16)
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -314,6 +318,8 @@ class OutputListener:
         conn.stream = 1 if stream == 1 else 2
         conn.attempt = record
         if self.prefix:
+            from agentos.workflows.parallel.terminal import item_prefix
+
             conn.prefix = item_prefix(item_id, self.terminal.colour)
             conn.newline_prefix = b"\n" + conn.prefix
         if first and self.on_started is not None:

@@ -41,11 +41,9 @@ import queue
 import signal
 import time
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool  # loky's errors subclass it
 from dataclasses import dataclass
 from typing import Any
-
-import loky
-from loky.process_executor import BrokenProcessPool
 
 from agentos.errors import PoolBroken
 from agentos.workflows.parallel.attempt import (
@@ -83,12 +81,14 @@ class WorkerPool:
         self.workers = min(workers, MAX_WORKERS)
         self._initargs = initargs
         self._env = {RUN_TAG_ENV: f"{run_id}/"}
-        self._executor: loky.ProcessPoolExecutor | None = None
+        self._executor: Any = None  # loky.ProcessPoolExecutor, made on first submit
         self.processes: dict[int, Any] = {}  # pid -> loky process object, kept after loky drops it
         self.generation = 0
 
-    def _ensure(self) -> loky.ProcessPoolExecutor:
+    def _ensure(self) -> Any:
         if self._executor is None:
+            import loky  # only parallel runs pay for importing it
+
             self.generation += 1
             self._executor = loky.ProcessPoolExecutor(
                 max_workers=self.workers,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -33,9 +32,10 @@ def set_parent_death_signal(signum: int, expected_parent: int | None = None) -> 
     """Ask Linux to send `signum` to this process when its parent dies; exit at once if the parent
     is already gone. Elsewhere only the parent-pid check runs."""
     if sys.platform.startswith("linux"):
-        libc_name = ctypes.util.find_library("c") or "libc.so.6"
+        # CDLL(None) is the running program, which links libc; ctypes.util.find_library would
+        # run `ldconfig -p` in a subprocess in every worker
         with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(libc_name, use_errno=True)
+            libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
     if expected_parent is not None and os.getppid() != expected_parent:
         os._exit(128 + signum)
