@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, agentos_argv, items_file, only_run_dir, run
+from conftest import PYTHON, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -189,7 +189,7 @@ def test_failed_item_is_retried_and_journaled(workdir: Path) -> None:
         cwd=workdir,
     )
     assert done.returncode == 0, done.stderr
-    assert "retry 1/1" in done.stderr
+    assert "item-1 failed: sh: exit 1; retry 1 of 1 in 0.1 s" in done.stderr
     records = [
         json.loads(line)
         for line in (only_run_dir(workdir) / "journal.jsonl").read_text().splitlines()
@@ -246,3 +246,24 @@ def test_command_that_cannot_execute_fails_clearly(workdir: Path) -> None:
     refused = run(agentos_argv("run", "--items", str(items), "--", str(script)), cwd=workdir)
     assert refused.returncode == 2
     assert refused.stderr == f"agentos: error: {script} is not executable; run: chmod +x {script}\n"
+
+
+def test_status_line_off_a_tty_and_verbose_messages(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b", "c"])
+    done = run(
+        agentos_argv(
+            "run", "-j", "2", "-v", "--items", str(items), "--", "sh", "-c", "sleep 0.4", "{}"
+        ),
+        cwd=workdir,
+        env=clean_env(AGENTOS_STATUS_INTERVAL="0.1"),
+    )
+    assert done.returncode == 0
+    status = [
+        line
+        for line in done.stderr.splitlines()
+        if re.fullmatch(r"\[agentos\] \d/3 done, 0 failed, \d running", line)
+    ]
+    assert status, done.stderr
+    assert "[agentos] item-1 started (attempt 1, worker " in done.stderr
+    assert re.search(r"\[agentos\] item-3 done in 0\.\d s", done.stderr)
+    assert "\x1b[" not in done.stderr

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -173,7 +172,6 @@ def _execute(
         _set(result, TIMEOUT, str(exc), exit_code=-1, sig=signal.SIGTERM)
     except ItemError as exc:
         _set(result, FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
-        print(f"error: {exc}", file=sys.stderr)
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:

@@ -163,8 +163,10 @@ class Batch:
             else f"{state.id} {result.status}"
         )
         if not final:
-            retry = state.failures
-            self.terminal.message(f"{what}; retry {retry}/{self.settings.retries} coming")
+            self.terminal.message(
+                f"{what}; retry {state.failures} of {self.settings.retries} "
+                f"in {state.retry_delay:g} s"
+            )
         else:
             self.terminal.message(what, force=True)
 

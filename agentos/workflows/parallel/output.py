@@ -335,12 +335,20 @@ class OutputListener:
             if len(data) <= MAX_LINE:
                 conn.pending = data
                 return
-            cut = len(data) - self._max_key  # force a split, keeping a possible key whole
-            conn.pending = data[cut:]
-            self._emit(conn, data[:cut] + b"\n")
+            self._force_split(conn, data)
             return
         conn.pending = data[cut:]
         self._emit(conn, data[:cut])
+
+    def _force_split(self, conn: _Conn, data: bytes) -> None:
+        """A line longer than MAX_LINE: print it in MAX_LINE pieces. Keys are replaced first and
+        the last (longest key - 1) bytes are held back, so a key cannot be cut in two."""
+        if self.redactor is not None:
+            data = self.redactor(data)
+        split = len(data) - max(self._max_key - 1, 0)
+        pieces = [data[i : min(i + MAX_LINE, split)] for i in range(0, split, MAX_LINE)]
+        conn.pending = data[split:]
+        self._emit(conn, b"\n".join(pieces) + b"\n")
 
     def _emit(self, conn: _Conn, block: bytes) -> None:
         """`block` is one or more complete lines, each ending in b"\\n"."""

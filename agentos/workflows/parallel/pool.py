@@ -187,6 +187,11 @@ class ParallelRun:
         self.pool = WorkerPool(workers, initargs, run_id)
         self.inflight: dict[Future[AttemptResult], _Running] = {}
         self.rebuilds = 0
+        if batch.settings.verbose:
+            terminal = batch.terminal
+            listener.on_started = lambda item_id, attempt, pid: terminal.message(
+                f"{item_id} started (attempt {attempt}, worker {pid})"
+            )
         self._death: dict[int, dict[int, int]] = {}  # pool generation -> dead workers at break
         self._timed_out: set[tuple[str, int]] = set()
 

@@ -6,13 +6,21 @@ item lines and redraws it after, so prefixed lines are never torn by it.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from agentos.workflows.parallel.terminal import Terminal
 
-LINE_INTERVAL = 30.0
+LINE_INTERVAL = 30.0  # seconds between status lines off a TTY; AGENTOS_STATUS_INTERVAL overrides
 _BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}"
+
+
+def _interval() -> float:
+    try:
+        return max(0.05, float(os.environ.get("AGENTOS_STATUS_INTERVAL", LINE_INTERVAL)))
+    except ValueError:
+        return LINE_INTERVAL
 
 
 class Progress:
@@ -22,6 +30,7 @@ class Progress:
         self.enabled = enabled and total > 0
         self._bar: Any = None
         self._last_line = time.monotonic()
+        self._interval = _interval()
         self._shown = (-1, -1, -1)
         if self.enabled and terminal.err_is_tty:
             from tqdm import tqdm
@@ -51,7 +60,7 @@ class Progress:
                     self._bar.refresh(nolock=True)
             return
         now = time.monotonic()
-        if force or now - self._last_line >= LINE_INTERVAL:
+        if force or now - self._last_line >= self._interval:
             self._last_line = now
             self.terminal.message(f"{done}/{self.total} done, {failed} failed, {running} running")
 

@@ -46,6 +46,7 @@ class ItemState:
     attempts: int = 0  # attempts started, including ones that did not count
     failures: int = 0  # attempts that counted against --retries
     rate_limit_waits: int = 0
+    retry_delay: float = 0.0  # the backoff before the pending retry
     seconds: float = 0.0
     error: str = ""
     key_label: str | None = None
@@ -141,6 +142,7 @@ class Scheduler:
         state.failures += 1
         if state.failures <= self.retries:
             delay = min(self.backoff_base * 2 ** (state.failures - 1), self.backoff_cap)
+            state.retry_delay = delay
             self._requeue_later(state, delay)
             return False
         state.status = TIMEOUT if result.status == TIMEOUT else FAILED

@@ -65,12 +65,14 @@ def _write_all(fd: int, data: bytes) -> None:
 class Terminal:
     """Serialised writes to the parent's stdout and stderr."""
 
-    def __init__(self, *, colour: bool = False, quiet: bool = False) -> None:
+    def __init__(
+        self, *, colour: bool = False, quiet: bool = False, fds: tuple[int, int] = (1, 2)
+    ) -> None:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        self.out_fd = os.dup(1)
-        self.err_fd = os.dup(2)
+        self.out_fd = os.dup(fds[0])
+        self.err_fd = os.dup(fds[1])
         self.colour = colour
         self.quiet = quiet
         self.lock = threading.RLock()
