@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import agentos_argv, clean_env, items_file
 
 from agentos.workflows.parallel.credentials import Redactor, make_credentials
 from agentos.workflows.parallel.output import MAX_LINE, OutputListener
 from agentos.workflows.parallel.terminal import Terminal
+from conftest import agentos_argv, clean_env, items_file
 
 
 class Captured:

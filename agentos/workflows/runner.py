@@ -203,6 +203,7 @@ def _execute(
         batch = Batch(settings, items, journal, terminal, credentials, keys, progress=bool(workers))
         # installed once for the whole run, the summary included: a late Ctrl+C must not cut
         # the summary short or end the process with a traceback
+        fatal: AgentosError | None = None
         with handle_signals(batch.shutdown, on_signal=batch.signal_received):
             try:
                 if workers:
@@ -210,9 +211,12 @@ def _execute(
                         terminal.message(
                             f"{len(items)} items, {workers} workers, run dir {run_path}"
                         )
-                    ParallelRun(batch, spec, workers, listener, run_id, keys).run()  # type: ignore[arg-type]
+                    assert listener is not None
+                    ParallelRun(batch, spec, workers, listener, run_id, keys).run()
                 else:
                     run_sequential(batch, spec, capture)
+            except AgentosError as exc:  # the batch cannot go on; still journal and summarise
+                fatal = exc
             finally:
                 batch.progress.close()
                 if listener is not None:
@@ -224,7 +228,10 @@ def _execute(
                     key_server = None
                 journal.close()
                 terminal.close()
-            return _finish(workflow, batch, run_path, workers, started, skipped, options)
+            code = _finish(workflow, batch, run_path, workers, started, skipped, options)
+        if fatal is not None:
+            raise fatal
+        return code
     finally:
         if listener is not None:
             listener.stop()

@@ -174,7 +174,16 @@ def _execute(
         _set(result, FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
-    except Exception as exc:
+    except SystemExit as exc:
+        # sys.exit() in item code must end the item, not the worker (which would break the pool)
+        code = exc.code if isinstance(exc.code, int) else 1
+        _set(
+            result,
+            DONE if code == 0 else FAILED,
+            "" if code == 0 else f"the item called sys.exit({exc.code!r})",
+            exit_code=code,
+        )
+    except (Exception, KeyboardInterrupt) as exc:
         traceback.print_exc()
         _set(result, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
 

@@ -49,6 +49,11 @@ class ExecutionSettings:
     colour: bool = False
 
 
+def seconds(value: float) -> str:
+    """3.2 s, 42 s: a tenth of a second where it matters, whole seconds otherwise."""
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
 _OUTCOME = {
     DONE: creds.OK,
     FAILED: creds.FAILED,
@@ -113,27 +118,22 @@ class Batch:
         if not self._waiting_for_key:
             self._waiting_for_key = True
             when = (
-                f"; next free in {status.next_free_in:.0f} s"
+                f"; next free in {seconds(status.next_free_in)}"
                 if status.next_free_in is not None
                 else ""
             )
-            self.terminal.message(f"all {status.total} keys busy or cooling{when}")
+            which = f"all {status.total} keys are" if status.total > 1 else "the only key is"
+            self.terminal.message(f"{which} busy or cooling{when}")
         return None
 
-    def release(self, lease: Lease | None, result: AttemptResult) -> None:
+    def release(self, lease: Lease | None, result: AttemptResult) -> float:
+        """End the attempt's lease with the outcome its status implies; returns the cooldown."""
         if lease is None or self.keys is None:
-            return
-        cooldown = self.keys.release(lease.lease_id, _OUTCOME[result.status], result.retry_after)
-        if result.status == RATE_LIMITED:
-            self.terminal.message(
-                f"{lease.label} rate limited; cooling for {cooldown:.0f} s; "
-                f"{result.item_id} queued again"
-            )
-        elif result.status == REJECTED:
-            self.terminal.message(
-                f"{lease.label} rejected by the provider ({result.error}); not used again this run",
-                force=True,
-            )
+            return 0.0
+        cooldown: float = self.keys.release(
+            lease.lease_id, _OUTCOME[result.status], result.retry_after
+        )
+        return cooldown
 
     def reclaim(self, lease: Lease | None) -> None:
         if lease is not None and self.keys is not None:
@@ -143,32 +143,41 @@ class Batch:
     def end_attempt(self, state: ItemState, lease: Lease | None, result: AttemptResult) -> bool:
         """Record one finished attempt. Returns True when the item reached its final status."""
         result.error = self.redactor.text(result.error)
-        self.release(lease, result)
+        cooldown = self.release(lease, result)
         final = self.scheduler.finish(state, result)
         self.journal.record(result, state.item.seq, final=final)
-        self._tell(state, result, final)
+        self._tell(state, lease, result, final, cooldown)
         self.update_progress()
         return final
 
-    def _tell(self, state: ItemState, result: AttemptResult, final: bool) -> None:
+    def _tell(
+        self,
+        state: ItemState,
+        lease: Lease | None,
+        result: AttemptResult,
+        final: bool,
+        cooldown: float,
+    ) -> None:
+        label = lease.label if lease is not None else "the key"
+        if result.status == REJECTED:
+            self.terminal.message(
+                f"{label} rejected by the provider ({result.error}); not used again this run",
+                force=True,
+            )
         if result.status in (DONE, INTERRUPTED):
             if self.settings.verbose:
                 self.terminal.message(f"{state.id} {result.status} in {result.runtime:.1f} s")
-            return
-        if result.status in (RATE_LIMITED, REJECTED) and not final:
-            return  # release() already said it
-        what = (
-            f"{state.id} {result.status}: {result.error}"
-            if result.error
-            else f"{state.id} {result.status}"
-        )
-        if not final:
+        elif final:
+            self.terminal.message(f"{state.id} {state.status}: {state.error}", force=True)
+        elif result.status == RATE_LIMITED:
             self.terminal.message(
-                f"{what}; retry {state.failures} of {self.settings.retries} "
-                f"in {state.retry_delay:g} s"
+                f"{label} rate limited; cooling for {seconds(cooldown)}; {state.id} queued again"
             )
-        else:
-            self.terminal.message(what, force=True)
+        elif result.status != REJECTED:
+            self.terminal.message(
+                f"{state.id} {result.status}: {result.error}; retry {state.failures} of "
+                f"{self.settings.retries} in {seconds(state.retry_delay)}"
+            )
 
     def update_progress(self, force: bool = False) -> None:
         counts = self.scheduler.counts()
