@@ -5,17 +5,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Workflow knobs: make run-requirements PARALLEL=4 [REPO=path] [AGENT=spec] [DRY_RUN=1]
+# Workflow knobs: make run-requirements PARALLEL=4 [REPO=path] [AGENT=spec] [DRY_RUN=1] [ARGS=...]
 PARALLEL ?=
 REPO     ?=
 AGENT    ?= mock
 DRY_RUN  ?=
 DEMO_SRC := examples/demo-repo
-DEMO_DIR := build/demo-repo
+DEMO_DIR ?= build/demo-repo
 
 RUN_REPO := $(if $(REPO),$(REPO),$(DEMO_DIR))
 RUN_ENV  := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
-RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run)
+ARGS     ?=
+RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 .PHONY: install test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
 

@@ -25,14 +25,10 @@ from agentos.workflows.runner import build_command, configure_logging
 
 def _workflows() -> list[Workflow]:
     from agentos.workflows.command import WORKFLOW as run_workflow
+    from agentos.workflows.implement import WORKFLOW as implement_workflow
+    from agentos.workflows.requirements import WORKFLOW as requirements_workflow
 
-    workflows = [run_workflow]
-    try:
-        from agentos.workflows.implement import WORKFLOW as implement_workflow
-        from agentos.workflows.requirements import WORKFLOW as requirements_workflow
-    except ImportError:  # pragma: no cover - only while the workflows are being built
-        return workflows
-    return [*workflows, requirements_workflow, implement_workflow]
+    return [run_workflow, requirements_workflow, implement_workflow]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -1,0 +1,37 @@
+"""The `Agent` interface: one call, a prompt in, an answer out.
+
+Workflows build an `AgentRequest` and never care which agent answers it. Text agents (a CLI via
+`cmd:`, an HTTP API) use `request.prompt`; the offline `mock` agent reads the same material from
+`request.inputs`, so it can behave deterministically without parsing prompts.
+
+An agent signals the runner with exceptions from `agentos.errors`: `RateLimited` (the key cools
+down and the item is queued again), `CredentialRejected` (the key is retired), `ItemError` (a clear
+failure). Agents are small frozen records: they travel to the workers inside the workflow config.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentos.workflows.parallel.context import ItemContext
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    task: str  # "draft" | "review" | "implement"
+    prompt: str
+    inputs: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+class Agent(ABC):
+    spec: str
+    #: the agent cannot work without a leased key (checked before a run starts)
+    needs_credential: bool = False
+
+    @abstractmethod
+    def run(self, request: AgentRequest, ctx: ItemContext) -> str:
+        """The agent's answer to `request`."""

@@ -1,0 +1,49 @@
+"""`cmd:<command line>`: any command-line agent (`cmd:claude -p`, `cmd:gemini`, `cmd:llm -m x`).
+
+The prompt goes to the command's stdin and its stdout is the answer. Its stderr lines are the
+item's output, live. The leased key is in the environment variable named by `--credential-env`,
+never on the command line. Exit 75 (EX_TEMPFAIL) or a rate-limit message on stderr means rate
+limited; any other non-zero exit is a failure that quotes the last stderr lines. The command runs
+in its own process group, which is killed on timeout or termination.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass
+
+from agentos.agents.base import Agent, AgentRequest
+from agentos.errors import ConfigError, ItemError
+from agentos.workflows.parallel.context import ItemContext
+
+
+@dataclass(frozen=True)
+class CommandAgent(Agent):
+    spec: str
+    argv: tuple[str, ...]
+
+    @classmethod
+    def from_spec(cls, spec: str, option: str) -> CommandAgent:
+        line = spec.partition(":")[2].strip()
+        try:
+            argv = tuple(shlex.split(line))
+        except ValueError as exc:
+            raise ConfigError(f"{option} {spec!r}: cannot parse the command line ({exc})") from None
+        if not argv:
+            raise ConfigError(f"{option} {spec!r}: give the command after 'cmd:', e.g. 'cmd:claude -p'")
+        if shutil.which(argv[0]) is None:
+            raise ConfigError(f"{option} {spec!r}: agent executable not found: {argv[0]}; "
+                              "install it or give its full path")
+        return cls(spec=spec, argv=argv)
+
+    def run(self, request: AgentRequest, ctx: ItemContext) -> str:
+        try:
+            result = ctx.run_checked(list(self.argv), input=request.prompt.encode(),
+                                     capture_stdout=True, cwd=request.cwd)
+        except FileNotFoundError:
+            raise ItemError(f"agent executable not found: {self.argv[0]}", exit_code=127) from None
+        answer = result.stdout.decode("utf-8", errors="replace")
+        if not answer.strip():
+            raise ItemError(f"{self.spec}: the agent's answer was empty")
+        return answer

@@ -1,0 +1,210 @@
+"""`mock`: an offline, deterministic agent. Not a stub: it does each task for real, by rules.
+
+* draft: builds an LLD from the brief. Each bullet point becomes a requirement with one test
+  scenario. A bullet that asks a question ("- Should exports include archived items?") is an open
+  requirement: the first draft leaves it without a scenario, and a redraft that is given a review
+  settles it ("Exports include archived items (settled in review)") and adds its scenario. Paths
+  in backticks in the brief (`src/export.py`) fill the files-changed table.
+* review: APPROVED when every requirement has a test scenario and every section is there;
+  otherwise REVISE, naming what is missing.
+* implement: scaffolds each file of the LLD's files-changed table and a pytest file with one test
+  per scenario, as `### path` + fenced block pairs.
+
+It prints a few progress lines (so prefixed output is visible), and two environment variables make
+it behave like a remote model: AGENTOS_MOCK_LATENCY=SECONDS sleeps per call, and
+AGENTOS_SIMULATE_429=P makes a fraction P of calls raise a rate limit (decided by a hash of item,
+attempt and task, so a rerun sees the same calls limited).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+from agentos.agents.base import Agent, AgentRequest
+from agentos.errors import ItemError, RateLimited
+from agentos.workflows import lld
+from agentos.workflows.parallel.context import ItemContext
+
+_BULLET = re.compile(r"^[-*+]\s+(?:\[[ xX]\]\s+)?(.+?)\s*$")
+_PATH = re.compile(r"`([\w./-]+\.(?:py|md|toml|cfg|ini|ya?ml|json|js|ts|sh|txt|sql|html|css))`")
+_QUESTION = re.compile(r"^(should|shall|must|do|does|can|will|is|are)\s+(.+?)\?$", re.IGNORECASE)
+
+
+def _env_float(name: str, default: float = 0.0) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class MockAgent(Agent):
+    spec: str = "mock"
+
+    def run(self, request: AgentRequest, ctx: ItemContext) -> str:
+        latency = _env_float("AGENTOS_MOCK_LATENCY")
+        share = _env_float("AGENTOS_SIMULATE_429")
+        if share > 0:
+            seed = f"{ctx.item_id}|{ctx.attempt}|{request.task}|{request.inputs.get('iteration')}"
+            draw = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            if draw < share:
+                ctx.log(f"mock {request.task}: simulated HTTP 429 Too Many Requests")
+                raise RateLimited("mock: simulated HTTP 429", retry_after=_env_float(
+                    "AGENTOS_SIMULATE_429_RETRY_AFTER", 2.0))
+        if latency > 0:
+            ctx.log(f"mock {request.task}: thinking for {latency:g} s")
+            ctx.sleep(latency)
+        if request.task == "draft":
+            return self._draft(request.inputs, ctx)
+        if request.task == "review":
+            return self._review(request.inputs["draft"], ctx)
+        if request.task == "implement":
+            return self._implement(request.inputs, ctx)
+        raise ItemError(f"the mock agent cannot do task {request.task!r}")
+
+    # -- draft
+    def _draft(self, inputs: dict[str, str], ctx: ItemContext) -> str:
+        brief, title = inputs["brief"], inputs["title"]
+        settle = bool(inputs.get("review"))
+        bullets = _bullets(brief)
+        ctx.log(f"mock draft: read the brief ({len(bullets)} bullet points)")
+        reqs: list[tuple[str, str, bool]] = []  # id, text, has a scenario
+        for n, bullet in enumerate(bullets or [title], start=1):
+            question = _QUESTION.match(bullet)
+            if question and settle:
+                text = _sentence(question.group(2)).rstrip(".") + " (settled in review)."
+                reqs.append((f"R{n}", text, True))
+            elif question:
+                reqs.append((f"R{n}", f"Open question: {bullet}", False))
+            else:
+                reqs.append((f"R{n}", _sentence(bullet), True))
+        files = list(dict.fromkeys(_PATH.findall(brief))) or [f"src/{_module(inputs['slug'])}.py"]
+        out = [f"# LLD: {title}", "", "## 1. Context & goal", _context(brief, title), "",
+               "## 2. Proposed changes",
+               f"Implement the brief in {len(files)} file(s); each requirement below maps to one "
+               "test scenario.", "", "| File | Change |", "|---|---|"]
+        out += [f"| `{f}` | {_change_for(f, reqs)} |" for f in files]
+        out += ["", "## 3. Requirements"] + [f"- {rid}: {text}" for rid, text, _ in reqs]
+        out += ["", "## 4. Test scenarios", "| ID | Requirement | Scenario | Expected |",
+                "|---|---|---|---|"]
+        scenario_no = 0
+        for rid, text, covered in reqs:
+            if covered:
+                scenario_no += 1
+                out.append(f"| T{scenario_no} | {rid} | Exercise: {text.rstrip('.')} | "
+                           f"{rid} holds; no error |")
+        out += ["", "## 5. Security & safety",
+                "- Inputs from the brief's users are validated before use; failures are reported "
+                "with a clear message and change nothing.",
+                "- No secrets are logged or written to disk.", "",
+                "## 6. Definition of done",
+                "- [ ] Every requirement is implemented and its scenario passes.",
+                "- [ ] Documentation updated."]
+        ctx.log(f"mock draft: {len(reqs)} requirements, {scenario_no} test scenarios")
+        return "\n".join(out) + "\n"
+
+    # -- review
+    def _review(self, draft: str, ctx: ItemContext) -> str:
+        missing_sections = [s for s in lld.SECTIONS if lld.section(draft, s) is None]
+        reqs = lld.requirements(draft)
+        uncovered = lld.uncovered_requirements(draft)
+        problems = []
+        if missing_sections:
+            problems.append("Missing sections: " + ", ".join(missing_sections) + ".")
+        if not reqs:
+            problems.append("No requirements (expected '- R1: ...' lines).")
+        if uncovered:
+            problems.append("Requirements without a test scenario: " + ", ".join(uncovered) + ".")
+        if problems:
+            ctx.log("mock review: REVISE: " + " ".join(problems))
+            return "REVISE\n\n" + "\n".join(f"- {p}" for p in problems) + \
+                "\n\nGive every requirement one scenario in '4. Test scenarios'.\n"
+        ctx.log(f"mock review: APPROVED ({len(reqs)} requirements, all covered)")
+        return f"APPROVED\n\nEvery requirement ({len(reqs)}) has a test scenario.\n"
+
+    # -- implement
+    def _implement(self, inputs: dict[str, str], ctx: ItemContext) -> str:
+        text, item = inputs["lld"], inputs["item_id"]
+        files = lld.files_changed(text) or []
+        scenarios = lld.scenarios(text)
+        reqs = dict(lld.requirements(text))
+        ctx.log(f"mock implement: {len(files)} file(s) to scaffold, {len(scenarios)} scenario(s)")
+        parts = [f"Implementation bundle for {item}: {lld.title_of(text, item)}.", ""]
+        for change in files:
+            parts += _fenced(change.path, _scaffold(change, text, item))
+        if scenarios:
+            test_path = f"tests/test_{_module(item)}.py"
+            parts += _fenced(test_path, _pytest_file(scenarios, reqs, item))
+        return "\n".join(parts)
+
+
+# ---- helpers
+
+
+def _bullets(brief: str) -> list[str]:
+    found = []
+    for line in brief.splitlines():
+        if line[:1].isspace():
+            continue  # nested bullets are detail, not requirements
+        match = _BULLET.match(line)
+        if match:
+            found.append(match.group(1).replace("|", "/"))
+    return found
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return (text[:1].upper() + text[1:] + ".") if text else text
+
+
+def _context(brief: str, title: str) -> str:
+    for block in re.split(r"\n\s*\n", brief):
+        block = block.strip()
+        if block and not block.startswith(("#", "-", "*", "+", "|", "```")):
+            return " ".join(block.split())
+    return f"Deliver: {title}."
+
+
+def _module(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "feature"
+
+
+def _change_for(path: str, reqs: list[tuple[str, str, bool]]) -> str:
+    if "test" in path.lower():
+        return "tests for " + ", ".join(rid for rid, _, _ in reqs)
+    return "implements " + ", ".join(rid for rid, _, _ in reqs)
+
+
+def _fence_for(body: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`{3,}", body)), default=2)
+    return "`" * max(3, longest + 1)
+
+
+def _fenced(path: str, body: str) -> list[str]:
+    fence = _fence_for(body)
+    lang = {"py": "python", "md": "markdown", "sh": "sh"}.get(path.rsplit(".", 1)[-1], "")
+    return [f"### {path}", f"{fence}{lang}", body.rstrip("\n"), fence, ""]
+
+
+def _scaffold(change: lld.FileChange, text: str, item: str) -> str:
+    title = lld.title_of(text, item)
+    if change.path.endswith(".py"):
+        return (f'"""{title}: {change.change or "see the LLD"}.\n\n'
+                f'Scaffolded by the agentos mock implementer from {item}.\n"""\n')
+    if change.path.endswith(".md"):
+        return f"# {title}\n\n{change.change or 'See the LLD.'}\n"
+    return f"{title}: {change.change or 'see the LLD'} ({item})\n"
+
+
+def _pytest_file(scenarios: list[lld.Scenario], reqs: dict[str, str], item: str) -> str:
+    lines = [f'"""Tests for {item}: one per test scenario of the LLD."""', "", "import pytest", ""]
+    for s in scenarios:
+        name = _module(f"{s.id}_{s.scenario}")[:60]
+        doc = f"{s.id} ({s.requirement}: {reqs.get(s.requirement, '')}) -> {s.expected}"
+        doc = doc.replace("\\", "/").replace('"', "'")
+        lines += ["", f"def test_{name}() -> None:", f'    """{doc}"""',
+                  f'    pytest.skip("scenario {s.id} awaits its implementation")', ""]
+    return "\n".join(lines)

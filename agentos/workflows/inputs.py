@@ -1,0 +1,93 @@
+"""Reading a workflow's input folder: listing the files, naming the items, reading one file.
+
+Shared by the requirements and implement workflows. Problems with the folder (missing, two files
+giving one id) are ConfigErrors before anything runs; problems with one file (empty, binary, not
+UTF-8) fail that item only, with a reason that names the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from agentos.errors import ConfigError, ItemError
+from agentos.workflows.parallel.sanitize import id_problem
+
+log = logging.getLogger("agentos")
+
+
+def slugify(stem: str) -> str:
+    """`My Idea_v2` -> `my-idea-v2`: lower case, runs of other characters become one '-'."""
+    return re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+
+
+def repo_path(repo: Path) -> Path:
+    if not repo.exists():
+        raise ConfigError(f"--repo {repo} does not exist")
+    if not repo.is_dir():
+        raise ConfigError(f"--repo {repo} is not a directory")
+    return repo.resolve()
+
+
+def markdown_files(folder: Path, repo: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise ConfigError(f"no {what} folder: {folder} does not exist (is --repo {repo} right?)")
+    return sorted(p for p in folder.glob("*.md") if p.is_file())
+
+
+def name_items(
+    files: list[Path], make_id: Callable[[Path], str | None], repo: Path
+) -> list[tuple[str, Path]]:
+    """(id, file) for every file that gives a valid id. Files that give none are skipped with one
+    warning listing them; two files giving the same id stop the run (exit 2)."""
+    named: list[tuple[str, Path]] = []
+    skipped: list[str] = []
+    for path in files:
+        item_id = make_id(path)
+        if item_id is None or id_problem(item_id):
+            skipped.append(path.name)
+        else:
+            named.append((item_id, path))
+    if skipped:
+        log.warning("skipped %d file(s) whose names give no valid item id: %s",
+                    len(skipped), ", ".join(sorted(skipped)))
+    seen: dict[str, Path] = {}
+    for item_id, path in named:
+        if item_id in seen:
+            raise ConfigError(f"{seen[item_id].relative_to(repo)} and {path.relative_to(repo)} both "
+                              f"give the item id {item_id}; rename one of them")
+        seen[item_id] = path
+    return named
+
+
+def first_heading(path: Path, fallback: str) -> str:
+    """The first `# ` heading in the file's first 16 KiB (for titles; never fails)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16384).decode("utf-8", errors="replace")
+    except OSError:
+        return fallback
+    for line in head.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip() or fallback
+    return fallback
+
+
+def read_text(path: Path, what: str) -> str:
+    """The file as text, or an ItemError that says what is wrong with it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ItemError(f"cannot read {what} {path.name}: {exc.strerror}") from None
+    if not data.strip():
+        raise ItemError(f"{what} {path.name} is empty")
+    if b"\0" in data:
+        raise ItemError(f"{what} {path.name} is binary, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start]
+        raise ItemError(f"{what} {path.name} is not UTF-8 text (byte 0x{bad:02x} at offset "
+                        f"{exc.start}); save it as UTF-8") from None

@@ -1,0 +1,62 @@
+"""The requirements workflow: issue briefs (`ideas/active/*.md`) → low-level designs
+(`docs/lld/drafts/<slug>.md`), drafted and reviewed by agents, one item per brief.
+
+The workflow is its two callbacks, `collect_items` and `execute_item`; the shared runner does the
+rest (options, dry-run, parallel workers, keys, output, Ctrl+C, summary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentos.agents import AGENT_HELP, Agent, resolve_agent
+from agentos.errors import UsageError
+from agentos.workflows.inputs import repo_path
+from agentos.workflows.items import Option, Workflow
+from agentos.workflows.requirements.collect import collect_items
+from agentos.workflows.requirements.execute import execute_item
+
+
+@dataclass(frozen=True)
+class RequirementsConfig:
+    repo: Path
+    drafter: Agent
+    reviewer: Agent
+    max_iterations: int
+    force: bool
+
+
+def make_config(
+    repo: Path, drafter: str, reviewer: str | None, max_iterations: int, force: bool
+) -> RequirementsConfig:
+    if max_iterations < 1:
+        raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
+    drafting = resolve_agent(drafter, "--drafter")
+    reviewing = resolve_agent(reviewer, "--reviewer") if reviewer else drafting
+    return RequirementsConfig(repo_path(repo), drafting, reviewing, max_iterations, force)
+
+
+WORKFLOW = Workflow(
+    name="requirements",
+    summary="Turn issue briefs (<repo>/ideas/active/*.md) into reviewed low-level designs "
+    "(<repo>/docs/lld/drafts/<slug>.md).",
+    epilog="Agents: " + AGENT_HELP + ". Each brief is drafted, reviewed (first line APPROVED or "
+    "REVISE) and redrafted up to --max-iterations times; every prompt, draft and review is kept "
+    "under <run-dir>/items/<id>/.",
+    collect_items=collect_items,
+    execute_item=execute_item,
+    options=(
+        Option(("--repo",), "repo", "The repository to work in.", kind="path", default=Path(".")),
+        Option(("--drafter",), "drafter", "Agent that writes the LLD.", default="mock",
+               metavar="SPEC"),
+        Option(("--reviewer",), "reviewer", "Agent that reviews it [default: the drafter].",
+               metavar="SPEC"),
+        Option(("--max-iterations",), "max_iterations", "Draft/review rounds per brief.",
+               kind="int", default=3, metavar="N"),
+        Option(("--force",), "force", "Redo briefs that already have an LLD.", kind="flag"),
+    ),
+    make_config=make_config,
+)
+
+__all__ = ["WORKFLOW", "RequirementsConfig", "collect_items", "execute_item"]
