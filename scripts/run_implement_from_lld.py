@@ -2,7 +2,7 @@
 """Turn approved LLDs (<repo>/docs/lld/active/*.md) into implementation bundles
 (<repo>/docs/implementations/<id>/).
 
-    python scripts/run_implement_from_lld.py --repo R [--parallel 4] [--dry-run] [--implementer SPEC]
+    python scripts/run_implement_from_lld.py --repo R [--parallel 4] [--dry-run] [--implementer X]
 
 Thin on purpose: the implement workflow is two callbacks, `collect_items` (one item per pending
 approved LLD) and `execute_item` (prompt the agent, write the bundle), in

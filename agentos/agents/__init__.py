@@ -1,7 +1,7 @@
 """Agents: who answers a workflow's prompts.
 
-    mock                 offline and deterministic; the default for the demo and the tests
-    cmd:<command line>   any CLI agent: prompt on stdin, answer on stdout
+mock                 offline and deterministic; the default for the demo and the tests
+cmd:<command line>   any CLI agent: prompt on stdin, answer on stdout
 """
 
 from __future__ import annotations

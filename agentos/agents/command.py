@@ -31,16 +31,21 @@ class CommandAgent(Agent):
         except ValueError as exc:
             raise ConfigError(f"{option} {spec!r}: cannot parse the command line ({exc})") from None
         if not argv:
-            raise ConfigError(f"{option} {spec!r}: give the command after 'cmd:', e.g. 'cmd:claude -p'")
+            raise ConfigError(
+                f"{option} {spec!r}: give the command after 'cmd:', e.g. 'cmd:claude -p'"
+            )
         if shutil.which(argv[0]) is None:
-            raise ConfigError(f"{option} {spec!r}: agent executable not found: {argv[0]}; "
-                              "install it or give its full path")
+            raise ConfigError(
+                f"{option} {spec!r}: agent executable not found: {argv[0]}; "
+                "install it or give its full path"
+            )
         return cls(spec=spec, argv=argv)
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         try:
-            result = ctx.run_checked(list(self.argv), input=request.prompt.encode(),
-                                     capture_stdout=True, cwd=request.cwd)
+            result = ctx.run_checked(
+                list(self.argv), input=request.prompt.encode(), capture_stdout=True, cwd=request.cwd
+            )
         except FileNotFoundError:
             raise ItemError(f"agent executable not found: {self.argv[0]}", exit_code=127) from None
         answer = result.stdout.decode("utf-8", errors="replace")

@@ -52,8 +52,10 @@ class MockAgent(Agent):
             draw = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
             if draw < share:
                 ctx.log(f"mock {request.task}: simulated HTTP 429 Too Many Requests")
-                raise RateLimited("mock: simulated HTTP 429", retry_after=_env_float(
-                    "AGENTOS_SIMULATE_429_RETRY_AFTER", 2.0))
+                raise RateLimited(
+                    "mock: simulated HTTP 429",
+                    retry_after=_env_float("AGENTOS_SIMULATE_429_RETRY_AFTER", 2.0),
+                )
         if latency > 0:
             ctx.log(f"mock {request.task}: thinking for {latency:g} s")
             ctx.sleep(latency)
@@ -82,27 +84,46 @@ class MockAgent(Agent):
             else:
                 reqs.append((f"R{n}", _sentence(bullet), True))
         files = list(dict.fromkeys(_PATH.findall(brief))) or [f"src/{_module(inputs['slug'])}.py"]
-        out = [f"# LLD: {title}", "", "## 1. Context & goal", _context(brief, title), "",
-               "## 2. Proposed changes",
-               f"Implement the brief in {len(files)} file(s); each requirement below maps to one "
-               "test scenario.", "", "| File | Change |", "|---|---|"]
+        out = [
+            f"# LLD: {title}",
+            "",
+            "## 1. Context & goal",
+            _context(brief, title),
+            "",
+            "## 2. Proposed changes",
+            f"Implement the brief in {len(files)} file(s); each requirement below maps to one "
+            "test scenario.",
+            "",
+            "| File | Change |",
+            "|---|---|",
+        ]
         out += [f"| `{f}` | {_change_for(f, reqs)} |" for f in files]
         out += ["", "## 3. Requirements"] + [f"- {rid}: {text}" for rid, text, _ in reqs]
-        out += ["", "## 4. Test scenarios", "| ID | Requirement | Scenario | Expected |",
-                "|---|---|---|---|"]
+        out += [
+            "",
+            "## 4. Test scenarios",
+            "| ID | Requirement | Scenario | Expected |",
+            "|---|---|---|---|",
+        ]
         scenario_no = 0
         for rid, text, covered in reqs:
             if covered:
                 scenario_no += 1
-                out.append(f"| T{scenario_no} | {rid} | Exercise: {text.rstrip('.')} | "
-                           f"{rid} holds; no error |")
-        out += ["", "## 5. Security & safety",
-                "- Inputs from the brief's users are validated before use; failures are reported "
-                "with a clear message and change nothing.",
-                "- No secrets are logged or written to disk.", "",
-                "## 6. Definition of done",
-                "- [ ] Every requirement is implemented and its scenario passes.",
-                "- [ ] Documentation updated."]
+                out.append(
+                    f"| T{scenario_no} | {rid} | Exercise: {text.rstrip('.')} | "
+                    f"{rid} holds; no error |"
+                )
+        out += [
+            "",
+            "## 5. Security & safety",
+            "- Inputs from the brief's users are validated before use; failures are reported "
+            "with a clear message and change nothing.",
+            "- No secrets are logged or written to disk.",
+            "",
+            "## 6. Definition of done",
+            "- [ ] Every requirement is implemented and its scenario passes.",
+            "- [ ] Documentation updated.",
+        ]
         ctx.log(f"mock draft: {len(reqs)} requirements, {scenario_no} test scenarios")
         return "\n".join(out) + "\n"
 
@@ -120,8 +141,11 @@ class MockAgent(Agent):
             problems.append("Requirements without a test scenario: " + ", ".join(uncovered) + ".")
         if problems:
             ctx.log("mock review: REVISE: " + " ".join(problems))
-            return "REVISE\n\n" + "\n".join(f"- {p}" for p in problems) + \
-                "\n\nGive every requirement one scenario in '4. Test scenarios'.\n"
+            return (
+                "REVISE\n\n"
+                + "\n".join(f"- {p}" for p in problems)
+                + "\n\nGive every requirement one scenario in '4. Test scenarios'.\n"
+            )
         ctx.log(f"mock review: APPROVED ({len(reqs)} requirements, all covered)")
         return f"APPROVED\n\nEvery requirement ({len(reqs)}) has a test scenario.\n"
 
@@ -192,8 +216,10 @@ def _fenced(path: str, body: str) -> list[str]:
 def _scaffold(change: lld.FileChange, text: str, item: str) -> str:
     title = lld.title_of(text, item)
     if change.path.endswith(".py"):
-        return (f'"""{title}: {change.change or "see the LLD"}.\n\n'
-                f'Scaffolded by the agentos mock implementer from {item}.\n"""\n')
+        return (
+            f'"""{title}: {change.change or "see the LLD"}.\n\n'
+            f'Scaffolded by the agentos mock implementer from {item}.\n"""\n'
+        )
     if change.path.endswith(".md"):
         return f"# {title}\n\n{change.change or 'See the LLD.'}\n"
     return f"{title}: {change.change or 'see the LLD'} ({item})\n"
@@ -205,6 +231,11 @@ def _pytest_file(scenarios: list[lld.Scenario], reqs: dict[str, str], item: str)
         name = _module(f"{s.id}_{s.scenario}")[:60]
         doc = f"{s.id} ({s.requirement}: {reqs.get(s.requirement, '')}) -> {s.expected}"
         doc = doc.replace("\\", "/").replace('"', "'")
-        lines += ["", f"def test_{name}() -> None:", f'    """{doc}"""',
-                  f'    pytest.skip("scenario {s.id} awaits its implementation")', ""]
+        lines += [
+            "",
+            f"def test_{name}() -> None:",
+            f'    """{doc}"""',
+            f'    pytest.skip("scenario {s.id} awaits its implementation")',
+            "",
+        ]
     return "\n".join(lines)

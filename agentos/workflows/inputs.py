@@ -51,13 +51,18 @@ def name_items(
         else:
             named.append((item_id, path))
     if skipped:
-        log.warning("skipped %d file(s) whose names give no valid item id: %s",
-                    len(skipped), ", ".join(sorted(skipped)))
+        log.warning(
+            "skipped %d file(s) whose names give no valid item id: %s",
+            len(skipped),
+            ", ".join(sorted(skipped)),
+        )
     seen: dict[str, Path] = {}
     for item_id, path in named:
         if item_id in seen:
-            raise ConfigError(f"{seen[item_id].relative_to(repo)} and {path.relative_to(repo)} both "
-                              f"give the item id {item_id}; rename one of them")
+            raise ConfigError(
+                f"{seen[item_id].relative_to(repo)} and {path.relative_to(repo)} both "
+                f"give the item id {item_id}; rename one of them"
+            )
         seen[item_id] = path
     return named
 
@@ -89,5 +94,7 @@ def read_text(path: Path, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = data[exc.start]
-        raise ItemError(f"{what} {path.name} is not UTF-8 text (byte 0x{bad:02x} at offset "
-                        f"{exc.start}); save it as UTF-8") from None
+        raise ItemError(
+            f"{what} {path.name} is not UTF-8 text (byte 0x{bad:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None

@@ -151,8 +151,11 @@ def files_changed(text: str) -> list[FileChange] | None:
     rows = table_rows(body)
     if not rows:
         return None
-    return [FileChange(cells[0].strip("`* "), cells[1] if len(cells) > 1 else "")
-            for cells in rows if cells and cells[0].strip("`* ")]
+    return [
+        FileChange(cells[0].strip("`* "), cells[1] if len(cells) > 1 else "")
+        for cells in rows
+        if cells and cells[0].strip("`* ")
+    ]
 
 
 def uncovered_requirements(text: str) -> list[str]:

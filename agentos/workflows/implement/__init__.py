@@ -38,8 +38,13 @@ WORKFLOW = Workflow(
     execute_item=execute_item,
     options=(
         Option(("--repo",), "repo", "The repository to work in.", kind="path", default=Path(".")),
-        Option(("--implementer",), "implementer", "Agent that writes the code.", default="mock",
-               metavar="SPEC"),
+        Option(
+            ("--implementer",),
+            "implementer",
+            "Agent that writes the code.",
+            default="mock",
+            metavar="SPEC",
+        ),
         Option(("--force",), "force", "Redo LLDs that already have a bundle.", kind="flag"),
     ),
     make_config=make_config,

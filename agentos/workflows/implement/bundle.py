@@ -53,8 +53,10 @@ def parse_answer(answer: str) -> list[BundleFile]:
         while end < len(lines) and lines[end].rstrip() != closing:
             end += 1
         if end == len(lines):
-            raise ItemError(f"the answer's block for {header.group(1)!r} is never closed "
-                            f"(expected a line {closing})")
+            raise ItemError(
+                f"the answer's block for {header.group(1)!r} is never closed "
+                f"(expected a line {closing})"
+            )
         files.append(BundleFile(check_path(header.group(1)), "\n".join(lines[j + 1 : end]) + "\n"))
         i = end + 1
     seen: set[str] = set()
@@ -82,8 +84,10 @@ def check_path(raw: str) -> str:
     elif PurePosixPath(path).as_posix() in ("", ".", REPORT):
         why = f"{REPORT} is written by agentos" if path == REPORT else "it names no file"
     if why:
-        raise ItemError(f"the agent's answer has an unsafe path {raw.strip()[:120]!r}: {why}; "
-                        "nothing was written")
+        raise ItemError(
+            f"the agent's answer has an unsafe path {raw.strip()[:120]!r}: {why}; "
+            "nothing was written"
+        )
     return PurePosixPath(path).as_posix()
 
 
@@ -101,7 +105,9 @@ def write_bundle(target: Path, files: list[BundleFile], report: str) -> None:
         for f in [*files, BundleFile(REPORT, report)]:
             dest = tmp / f.path
             if not dest.resolve().is_relative_to(tmp.resolve()):  # symlinks in the way
-                raise ItemError(f"{f.path} would be written outside the bundle; nothing was written")
+                raise ItemError(
+                    f"{f.path} would be written outside the bundle; nothing was written"
+                )
             dest.parent.mkdir(parents=True, exist_ok=True)
             with open(dest, "w", encoding="utf-8") as out:
                 out.write(f.content)

@@ -41,17 +41,22 @@ def collect_items(config: ImplementConfig) -> list[Item]:
     files = markdown_files(repo / ACTIVE, repo, "approved LLDs")
     approved = [p for p in files if _approved(p)]
     if len(approved) < len(files):
-        log.info("%d LLD(s) in %s are not Approved and are left alone",
-                 len(files) - len(approved), ACTIVE)
+        log.info(
+            "%d LLD(s) in %s are not Approved and are left alone",
+            len(files) - len(approved),
+            ACTIVE,
+        )
     items = []
     named = sorted(name_items(approved, lld_id, repo), key=lambda pair: int(pair[0][4:]))
     for item_id, path in named:
         if not config.force and (repo / BUNDLES / item_id / "REPORT.md").exists():
             continue
-        items.append(Item(
-            id=item_id,
-            title=lld.without_lld_prefix(first_heading(path, item_id)) or item_id,
-            source=str(path.relative_to(repo)),
-            data={"path": str(path)},
-        ))
+        items.append(
+            Item(
+                id=item_id,
+                title=lld.without_lld_prefix(first_heading(path, item_id)) or item_id,
+                source=str(path.relative_to(repo)),
+                data={"path": str(path)},
+            )
+        )
     return items

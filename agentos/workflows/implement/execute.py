@@ -23,16 +23,21 @@ _TEST_FUNCTION = re.compile(r"^\s*(?:async\s+)?def\s+(test_\w+)", re.MULTILINE)
 
 
 def implement_prompt(item_id: str, text: str) -> str:
-    return "\n".join([
-        "You are a senior engineer. Implement the approved low-level design (LLD) below.",
-        "Write every file in its files-changed table, and tests: one per test scenario.",
-        "Answer with each file as a line '### <relative/path>' followed by a fenced code block",
-        "holding the whole file. Paths are relative to the repository root; no absolute paths,",
-        "no '..'. Text outside the blocks is ignored.",
-        "",
-        f"## LLD ({item_id})",
-        text.strip(),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "You are a senior engineer. Implement the approved low-level design (LLD)",
+                "below. Write every file in its files-changed table, and tests: one per test",
+                "scenario. Answer with each file as a line '### <relative/path>' followed by a",
+                "fenced code block holding the whole file. Paths are relative to the repository",
+                "root; no absolute paths, no '..'. Text outside the blocks is ignored.",
+                "",
+                f"## LLD ({item_id})",
+                text.strip(),
+            ]
+        )
+        + "\n"
+    )
 
 
 def execute_item(item: Item, ctx: ItemContext) -> None:
@@ -44,9 +49,18 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     trail = ctx.state_dir / f"attempt-{ctx.attempt}"
     trail.mkdir(parents=True, exist_ok=True)
     (trail / "prompt.md").write_text(prompt)
-    answer = config.implementer.run(AgentRequest("implement", prompt, {
-        "lld": text, "item_id": item.id,
-    }, cwd=str(config.repo)), ctx)
+    answer = config.implementer.run(
+        AgentRequest(
+            "implement",
+            prompt,
+            {
+                "lld": text,
+                "item_id": item.id,
+            },
+            cwd=str(config.repo),
+        ),
+        ctx,
+    )
     (trail / "answer.md").write_text(answer)
     files = parse_answer(answer)
     target = config.repo / BUNDLES / item.id
@@ -55,10 +69,18 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     ctx.log(f"wrote {target.relative_to(config.repo)}/ ({len(files)} files and REPORT.md)")
 
 
-def _report(item: Item, source: Path, text: str, files: list[BundleFile], config: ImplementConfig,
-            ctx: ItemContext, seconds: float) -> str:
-    tests = {f.path: _TEST_FUNCTION.findall(f.content) for f in files
-             if _TEST_FUNCTION.search(f.content)}
+def _report(
+    item: Item,
+    source: Path,
+    text: str,
+    files: list[BundleFile],
+    config: ImplementConfig,
+    ctx: ItemContext,
+    seconds: float,
+) -> str:
+    tests = {
+        f.path: _TEST_FUNCTION.findall(f.content) for f in files if _TEST_FUNCTION.search(f.content)
+    }
     lines = [
         f"# Implementation report: {item.id}",
         "",
@@ -78,8 +100,9 @@ def _report(item: Item, source: Path, text: str, files: list[BundleFile], config
         lines.append("- none")
     notes = []
     if lld.files_changed(text) is None:
-        notes.append("The LLD has no files-changed table, so no source files were scaffolded "
-                     "from it.")
+        notes.append(
+            "The LLD has no files-changed table, so no source files were scaffolded from it."
+        )
     if not lld.scenarios(text):
         notes.append("The LLD has no test scenarios.")
     if notes:

@@ -48,12 +48,23 @@ WORKFLOW = Workflow(
     execute_item=execute_item,
     options=(
         Option(("--repo",), "repo", "The repository to work in.", kind="path", default=Path(".")),
-        Option(("--drafter",), "drafter", "Agent that writes the LLD.", default="mock",
-               metavar="SPEC"),
-        Option(("--reviewer",), "reviewer", "Agent that reviews it [default: the drafter].",
-               metavar="SPEC"),
-        Option(("--max-iterations",), "max_iterations", "Draft/review rounds per brief.",
-               kind="int", default=3, metavar="N"),
+        Option(
+            ("--drafter",), "drafter", "Agent that writes the LLD.", default="mock", metavar="SPEC"
+        ),
+        Option(
+            ("--reviewer",),
+            "reviewer",
+            "Agent that reviews it [default: the drafter].",
+            metavar="SPEC",
+        ),
+        Option(
+            ("--max-iterations",),
+            "max_iterations",
+            "Draft/review rounds per brief.",
+            kind="int",
+            default=3,
+            metavar="N",
+        ),
         Option(("--force",), "force", "Redo briefs that already have an LLD.", kind="flag"),
     ),
     make_config=make_config,

@@ -40,16 +40,38 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
         step.mkdir(parents=True, exist_ok=True)
         prompt = prompts.draft_prompt(title, brief, draft, review)
         (step / "draft-prompt.md").write_text(prompt)
-        draft = config.drafter.run(AgentRequest("draft", prompt, {
-            "brief": brief, "title": title, "slug": slug, "review": review,
-            "previous_draft": draft, "iteration": str(iteration),
-        }, cwd=str(config.repo)), ctx)
+        draft = config.drafter.run(
+            AgentRequest(
+                "draft",
+                prompt,
+                {
+                    "brief": brief,
+                    "title": title,
+                    "slug": slug,
+                    "review": review,
+                    "previous_draft": draft,
+                    "iteration": str(iteration),
+                },
+                cwd=str(config.repo),
+            ),
+            ctx,
+        )
         (step / "draft.md").write_text(draft)
         prompt = prompts.review_prompt(title, brief, draft)
         (step / "review-prompt.md").write_text(prompt)
-        review = config.reviewer.run(AgentRequest("review", prompt, {
-            "brief": brief, "draft": draft, "iteration": str(iteration),
-        }, cwd=str(config.repo)), ctx)
+        review = config.reviewer.run(
+            AgentRequest(
+                "review",
+                prompt,
+                {
+                    "brief": brief,
+                    "draft": draft,
+                    "iteration": str(iteration),
+                },
+                cwd=str(config.repo),
+            ),
+            ctx,
+        )
         (step / "review.md").write_text(review)
         verdict = _verdict(review)
         ctx.log(f"iteration {iteration}: {verdict}")
@@ -58,8 +80,9 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
             break
     target = config.repo / DRAFTS / f"{slug}.md"
     try:
-        atomic_write_text(target, _final(draft, title, brief_path, config, iteration, approved,
-                                         review))
+        atomic_write_text(
+            target, _final(draft, title, brief_path, config, iteration, approved, review)
+        )
     except OSError as exc:
         raise ItemError(f"cannot write {target.relative_to(config.repo)}: {exc.strerror}") from None
     ctx.log(f"wrote {target.relative_to(config.repo)} ({'Approved' if approved else 'Draft'})")
@@ -73,16 +96,25 @@ def _verdict(review: str) -> str:
         for verdict in ("APPROVED", "REVISE"):
             if word.startswith(verdict):
                 return verdict
-        raise ItemError("the reviewer's answer must start with APPROVED or REVISE on its first "
-                        f"line; it started with: {line.strip()[:80]!r}")
+        raise ItemError(
+            "the reviewer's answer must start with APPROVED or REVISE on its first "
+            f"line; it started with: {line.strip()[:80]!r}"
+        )
     raise ItemError("the reviewer's answer was empty")
 
 
-def _final(draft: str, title: str, brief: Path, config: RequirementsConfig, iterations: int,
-           approved: bool, review: str) -> str:
+def _final(
+    draft: str,
+    title: str,
+    brief: Path,
+    config: RequirementsConfig,
+    iterations: int,
+    approved: bool,
+    review: str,
+) -> str:
     lines = draft.strip("\n").splitlines()
     if not lines or not lines[0].startswith("# "):
-        lines = [f"# LLD: {title}", ""] + lines
+        lines = [f"# LLD: {title}", "", *lines]
     # the drafter's own status line, if it wrote one, gives way to the verdict
     body = [line for n, line in enumerate(lines[1:]) if n >= 10 or not _STATUS_LINE.match(line)]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")

@@ -34,16 +34,21 @@ def draft_prompt(title: str, brief: str, previous_draft: str, review: str) -> st
 
 
 def review_prompt(title: str, brief: str, draft: str) -> str:
-    return "\n".join([
-        "You review low-level designs (LLDs). Check the draft below against its brief:",
-        "every requirement must have a test scenario, every section of the template must be",
-        "present, and the design must deliver the brief.",
-        "Answer APPROVED or REVISE on the first line, alone; then your reasons. With REVISE,",
-        "list exactly what must change.",
-        "",
-        f"## Brief: {title}",
-        brief.strip(),
-        "",
-        "## Draft LLD",
-        draft.strip(),
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "You review low-level designs (LLDs). Check the draft below against its",
+                "brief: every requirement must have a test scenario, every section of the",
+                "template must be present, and the design must deliver the brief.",
+                "Answer APPROVED or REVISE on the first line, alone; then your reasons.",
+                "With REVISE, list exactly what must change.",
+                "",
+                f"## Brief: {title}",
+                brief.strip(),
+                "",
+                "## Draft LLD",
+                draft.strip(),
+            ]
+        )
+        + "\n"
+    )
