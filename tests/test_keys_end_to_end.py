@@ -370,3 +370,36 @@ def test_rate_limit_waits_are_bounded(workdir: Path) -> None:
     assert done.returncode == 1
     assert "item-1 failed: rate limited 3 times (--max-rate-limit-waits 2)" in done.stderr
     assert [r["status"] for r in journal(workdir)] == ["rate_limited"] * 3
+
+
+def test_simulated_429s_cool_keys_and_the_batch_still_completes(workdir: Path) -> None:
+    repo = workdir / "repo"
+    (repo / "ideas/active").mkdir(parents=True)
+    for n in range(6):
+        (repo / "ideas/active" / f"idea-{n}.md").write_text(f"# Idea {n}\n\n- It does {n}\n")
+    done = run(
+        agentos_argv(
+            "requirements",
+            "--repo",
+            str(repo),
+            "-j",
+            "2",
+            "--retries",
+            "0",
+            "--credentials-file",
+            str(keys(workdir, KEY_A, KEY_B)),
+        ),
+        cwd=repo,
+        env=clean_env(AGENTOS_SIMULATE_429="0.3", AGENTOS_SIMULATE_429_RETRY_AFTER="0.2"),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [
+        json.loads(line)
+        for line in next((repo / ".agentos/runs").iterdir())
+        .joinpath("journal.jsonl")
+        .read_text()
+        .splitlines()
+    ]
+    assert any(r["status"] == "rate_limited" for r in records)
+    assert "rate limited; cooling for 0.2 s" in done.stderr
+    assert len(list((repo / "docs/lld/drafts").glob("*.md"))) == 6

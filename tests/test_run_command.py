@@ -268,3 +268,32 @@ def test_status_line_off_a_tty_and_verbose_messages(workdir: Path) -> None:
     assert "[agentos] item-1 started (attempt 1, worker " in done.stderr
     assert re.search(r"\[agentos\] item-3 done in 0\.\d s", done.stderr)
     assert "\x1b[" not in done.stderr
+
+
+@pytest.mark.parametrize("mode", [["-j", "2"], []], ids=["parallel", "sequential"])
+def test_rate_limited_without_keys_waits_the_retry_after(workdir: Path, mode: list[str]) -> None:
+    marker = workdir / "limited-once"
+    items = items_file(workdir / "items.txt", [str(marker)])
+    done = run(
+        agentos_argv(
+            "run",
+            *mode,
+            "--retries",
+            "0",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            'test -e "$0" && exit 0; touch "$0"; echo "Retry-After: 0.3" >&2; exit 75',
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "item-1 rate limited; trying again in 0.3 s" in done.stderr
+    records = [
+        json.loads(line)
+        for line in (only_run_dir(workdir) / "journal.jsonl").read_text().splitlines()
+    ]
+    assert [r["status"] for r in records] == ["rate_limited", "done"]
+    assert records[1]["started"] - (records[0]["started"] + records[0]["runtime"]) >= 0.25

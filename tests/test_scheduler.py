@@ -109,3 +109,18 @@ def test_draining_marks_waiting_items_not_run() -> None:
     assert all(x.status == NOT_RUN for x in stopped)
     assert not s.has_waiting()
     assert s.counts()["running"] == 1
+
+
+def test_without_keys_a_rate_limited_item_waits_before_its_next_attempt() -> None:
+    s = make(2, retries=0)
+    a = s.peek_ready()
+    assert a is not None
+    s.start(a)
+    assert (
+        s.finish(a, result("i0", "rate_limited", retry_after=0.05), rate_limit_wait=0.05) is False
+    )
+    assert a.failures == 0
+    assert s.peek_ready().id == "i1"  # type: ignore[union-attr]  # i0 waits its turn
+    time.sleep(0.06)
+    s.start(s.peek_ready())  # type: ignore[arg-type]
+    assert s.peek_ready() is a

@@ -144,7 +144,14 @@ class Batch:
         """Record one finished attempt. Returns True when the item reached its final status."""
         result.error = self.redactor.text(result.error)
         cooldown = self.release(lease, result)
-        final = self.scheduler.finish(state, result)
+        wait = 0.0
+        if result.status == RATE_LIMITED and self.keys is None:
+            wait = (
+                result.retry_after
+                if result.retry_after is not None
+                else self.settings.rate_limit_cooldown
+            )
+        final = self.scheduler.finish(state, result, rate_limit_wait=wait)
         self.journal.record(result, state.item.seq, final=final)
         self._tell(state, lease, result, final, cooldown)
         self.update_progress()
@@ -169,6 +176,10 @@ class Batch:
                 self.terminal.message(f"{state.id} {result.status} in {result.runtime:.1f} s")
         elif final:
             self.terminal.message(f"{state.id} {state.status}: {state.error}", force=True)
+        elif result.status == RATE_LIMITED and lease is None:
+            self.terminal.message(
+                f"{state.id} rate limited; trying again in {seconds(state.retry_delay)}"
+            )
         elif result.status == RATE_LIMITED:
             self.terminal.message(
                 f"{label} rate limited; cooling for {seconds(cooldown)}; {state.id} queued again"

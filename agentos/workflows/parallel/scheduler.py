@@ -113,8 +113,12 @@ class Scheduler:
         heapq.heappush(self._delayed, (time.monotonic() + delay, self._tiebreak, state))
 
     # -- outcomes
-    def finish(self, state: ItemState, result: AttemptResult) -> bool:
-        """Apply an attempt's result. Returns True when the item reached a final status."""
+    def finish(self, state: ItemState, result: AttemptResult, rate_limit_wait: float = 0.0) -> bool:
+        """Apply an attempt's result. Returns True when the item reached a final status.
+
+        `rate_limit_wait`: how long a rate-limited item waits before it is queued again. With keys
+        it is 0 (the key cools down, another key can take the item at once); without keys there
+        is nothing else to wait on, so the runner passes the provider's Retry-After."""
         self.running.pop(state.id, None)
         state.seconds += result.runtime
         state.key_label = result.key_label or state.key_label
@@ -133,7 +137,11 @@ class Scheduler:
                         f"{result.error}"
                     )
                     return True
-            self._requeue_front(state)
+            if rate_limit_wait > 0:
+                state.retry_delay = rate_limit_wait
+                self._requeue_later(state, rate_limit_wait)
+            else:
+                self._requeue_front(state)
             return False
         if result.status == INTERRUPTED:
             state.status = INTERRUPTED
