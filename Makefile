@@ -24,6 +24,9 @@ $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	@# byte-compile now: an editable install has no .pyc files, and with PYTHONDONTWRITEBYTECODE
+	@# set every agentos process (and every worker) would compile its modules on each start
+	$(BIN)/python -m compileall -q agentos scripts
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -8,6 +8,7 @@ real bug still shows its traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -22,26 +23,37 @@ from agentos.errors import AgentosError
 from agentos.workflows.items import Workflow
 from agentos.workflows.runner import build_command, configure_logging
 
+#: command name -> module whose WORKFLOW it runs; imported only when that command is used,
+#: so `agentos run` does not pay for loading the LLD workflows and their agents
+WORKFLOW_MODULES = {
+    "run": "agentos.workflows.command",
+    "requirements": "agentos.workflows.requirements",
+    "implement": "agentos.workflows.implement",
+}
 
-def _workflows() -> list[Workflow]:
-    from agentos.workflows.command import WORKFLOW as run_workflow
-    from agentos.workflows.implement import WORKFLOW as implement_workflow
-    from agentos.workflows.requirements import WORKFLOW as requirements_workflow
 
-    return [run_workflow, requirements_workflow, implement_workflow]
+class WorkflowGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(WORKFLOW_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = WORKFLOW_MODULES.get(cmd_name)
+        if module is None:
+            return None
+        workflow: Workflow = importlib.import_module(module).WORKFLOW
+        return build_command(workflow)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=WorkflowGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="agentos")
 def cli() -> None:
     """Run LLM agent workflows over many items: in parallel worker processes, one leased API key
     per running item, every output line prefixed with its item id, and a clean stop on Ctrl+C.
 
     Without --parallel, each command runs its items one after another, like a plain tool."""
-
-
-for _workflow in _workflows():
-    cli.add_command(build_command(_workflow))
 
 
 def invoke(

@@ -67,9 +67,17 @@ def wait_until_gone(check, timeout: float = 5.0) -> list[int]:
     return left
 
 
+_LIVE: list[Live] = []
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     yield
+    for live in _LIVE:  # a test that failed midway leaves its agentos running: stop it first
+        if live.proc.poll() is None:
+            os.killpg(live.proc.pid, signal.SIGKILL)
+            live.proc.wait()
+    _LIVE.clear()
     left = wait_until_gone(tagged_pids, timeout=5.0)
     details = []
     for pid in left:
@@ -152,6 +160,7 @@ class Live:
         os.set_blocking(self.proc.stderr.fileno(), False)
         self._sel.register(self.proc.stdout, selectors.EVENT_READ, "out")
         self._sel.register(self.proc.stderr, selectors.EVENT_READ, "err")
+        _LIVE.append(self)
 
     @property
     def pid(self) -> int:
@@ -207,6 +216,18 @@ class Live:
             self.err.decode(errors="replace"),
             time.monotonic() - t0,
         )
+
+
+def loky_workers(parent: int) -> list[psutil.Process]:
+    """The worker processes of an agentos run: forked workers share the parent's command line,
+    fork+exec workers run loky's popen_loky_posix."""
+    me = psutil.Process(parent)
+    cmdline = me.cmdline()
+    return [
+        child
+        for child in me.children()
+        if child.cmdline() == cmdline or "popen_loky_posix" in " ".join(child.cmdline())
+    ]
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from conftest import Live, agentos_argv, clean_env, items_file, only_run_dir, run
+from conftest import Live, agentos_argv, clean_env, items_file, loky_workers, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -151,12 +150,6 @@ echo "ok $1"
     assert done.returncode == 0, done.stderr
     assert "[agentos] the only key is busy or cooling; next free in 1.0 s" in done.stderr
     assert sorted(done.stdout.splitlines()) == ["[item-1] ok a", "[item-2] ok b"]
-
-
-def loky_workers(parent: int) -> list[psutil.Process]:
-    return [
-        p for p in psutil.Process(parent).children() if "popen_loky_posix" in " ".join(p.cmdline())
-    ]
 
 
 def test_killed_worker_mid_item(workdir: Path) -> None:

@@ -132,6 +132,10 @@ def test_parent_sigkill_takes_workers_and_items_down(workdir: Path) -> None:
     items = items_file(workdir / "items.txt", [str(n) for n in range(4)])
     live = Live(agentos_argv("run", "-j", "3", "--items", str(items), "--", *HANGING_ITEM), workdir)
     live.wait_for("start", count=3)
+    # 3 workers, each with sh and two sleeps (sh may still be forking the second one)
+    deadline = time.monotonic() + 5
+    while len(tagged_pids()) < 3 * 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert len(tagged_pids()) >= 3 * 3  # 3 workers, each with sh and two sleeps
     os.kill(live.pid, signal.SIGKILL)
     live.finish(timeout=10)

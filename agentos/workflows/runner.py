@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import secrets
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,9 +40,8 @@ from agentos.workflows.parallel.credentials import (
 )
 from agentos.workflows.parallel.journal import Journal, RunDir, default_run_dir, done_item_ids
 from agentos.workflows.parallel.output import ItemCapture, OutputListener
-from agentos.workflows.parallel.pool import MAX_WORKERS, ParallelRun
+from agentos.workflows.parallel.process_tree import kill_tagged
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
-from agentos.workflows.parallel.sequential import run_sequential
 from agentos.workflows.parallel.shutdown import handle_signals, spawn_guard
 from agentos.workflows.parallel.terminal import Terminal, colour_wanted
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
@@ -94,6 +93,9 @@ def check_items(items: list[Item]) -> list[Item]:
         detail = "; ".join(f"{d} from {' and '.join(s)}" for d, s in sources.items())
         raise ConfigError(f"two inputs give the same item id: {detail}; rename one of them")
     return [i if i.seq else dataclasses.replace(i, seq=n) for n, i in enumerate(items, start=1)]
+
+
+MAX_WORKERS = 10  # the hard cap; WorkerPool enforces it too
 
 
 def effective_workers(requested: int, n_keys: int, n_items: int) -> int:
@@ -151,7 +153,7 @@ def _execute(
 ) -> int:
     run_dir = RunDir(run_path).open()
     started = time.time()
-    run_id = secrets.token_hex(6)
+    run_id = os.urandom(6).hex()
     settings = ExecutionSettings(
         command_name=workflow.name,
         workers=workers or None,
@@ -175,6 +177,8 @@ def _execute(
         credential_env=options.credential_env,
         rate_limit_pattern=options.rate_limit_pattern,
         parallel=bool(workers),
+        drain_flag=str(run_path.resolve() / ".draining") if workers else "",
+        run_id=run_id,
     )
     terminal = Terminal(colour=settings.colour, quiet=options.quiet)
     journal = Journal(run_path, workflow.name)
@@ -194,7 +198,7 @@ def _execute(
         elif credentials:
             keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
             # sequential mode captures output only to redact keys; it stays unprefixed
-            listener = _listener(terminal, run_dir, credentials, prefix=False)
+            listener = _listener(terminal, run_dir, credentials, prefix=False).start()
             address, token = listener.address, listener.token
 
             def capture(item: Item, attempt: int) -> ItemCapture:
@@ -211,10 +215,17 @@ def _execute(
                         terminal.message(
                             f"{len(items)} items, {workers} workers, run dir {run_path}"
                         )
+                    from agentos.workflows.parallel.pool import ParallelRun
+
                     assert listener is not None
                     ParallelRun(batch, spec, workers, listener, run_id, keys).run()
                 else:
-                    run_sequential(batch, spec, capture)
+                    from agentos.workflows.parallel.sequential import run_sequential
+
+                    try:
+                        run_sequential(batch, spec, capture)
+                    finally:
+                        kill_tagged(run_id)  # anything an item left behind
             except AgentosError as exc:  # the batch cannot go on; still journal and summarise
                 fatal = exc
             finally:
@@ -249,7 +260,7 @@ def _listener(
         terminal, run_dir.logs, prefix=prefix, redactor=redactor if redactor else None
     )
     listener.set_max_secret_length(redactor.max_length)
-    return listener.start()
+    return listener  # started by the executor: parallel mode forks its workers first
 
 
 def _finish(

@@ -60,9 +60,13 @@ def summary_data(
 
 
 def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(
-        run_dir / "summary.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    )
+    """Indented, but one item per line: json's indenting encoder is pure Python and took over a
+    second for 4 000 items, the compact one is C."""
+    head = {k: v for k, v in data.items() if k != "items"}
+    text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]
+    rows = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in data["items"])
+    text += f',\n  "items": [\n    {rows}\n  ]\n}}\n' if rows else ',\n  "items": []\n}\n'
+    atomic_write_text(run_dir / "summary.json", text)
 
 
 def _table(

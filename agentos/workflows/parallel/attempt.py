@@ -39,7 +39,7 @@ from agentos.errors import (
 )
 from agentos.workflows.items import ExecuteItem, Item
 from agentos.workflows.parallel.context import ACTIVE_GROUPS, ItemContext
-from agentos.workflows.parallel.process_tree import terminate_groups
+from agentos.workflows.parallel.process_tree import kill_tagged, terminate_groups
 
 DONE = "done"
 FAILED = "failed"
@@ -47,6 +47,7 @@ RATE_LIMITED = "rate_limited"
 REJECTED = "rejected"
 TIMEOUT = "timeout"
 INTERRUPTED = "interrupted"
+NOT_STARTED = "not_started"  # queued in a worker when the run began to drain; never journaled
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class AttemptSpec:
     credential_env: str
     rate_limit_pattern: str
     parallel: bool
+    drain_flag: str = ""  # a file that exists once the run drains: queued items must not start
+    run_id: str = ""  # tags every process the items start (process_tree.RUN_TAG_ENV)
 
 
 @dataclass
@@ -132,10 +135,11 @@ def run_attempt(
             credential_env=spec.credential_env,
             rate_limit_pattern=spec.rate_limit_pattern,
             parallel=spec.parallel,
+            run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),
-            _kill_leftovers(),
+            _kill_leftovers(spec, result),
         ):
             _execute(spec, item, ctx, result, around_item)
         if ctx.last_command is not None:
@@ -198,10 +202,15 @@ def _set(
 
 
 @contextlib.contextmanager
-def _kill_leftovers() -> Iterator[None]:
+def _kill_leftovers(spec: AttemptSpec, result: AttemptResult) -> Iterator[None]:
+    """After the item: its registered process groups go. After a timeout or an interrupt, which
+    can strike between a fork and the group's registration, so does everything carrying this
+    process's run tag (a /proc scan, so only then)."""
     try:
         yield
     finally:
         if ACTIVE_GROUPS:
             terminate_groups(list(ACTIVE_GROUPS), grace=0.3)
             ACTIVE_GROUPS.clear()
+        if spec.run_id and result.status in (TIMEOUT, INTERRUPTED):
+            kill_tagged(spec.run_id, os.getpid())

@@ -27,7 +27,7 @@ from typing import Any
 
 from agentos.errors import ItemError, RateLimited
 from agentos.workflows.items import Item
-from agentos.workflows.parallel.process_tree import terminate_groups
+from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, terminate_groups
 
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
 EX_TEMPFAIL = 75
@@ -77,6 +77,7 @@ class ItemContext:
     credential_env: str = "AGENTOS_API_KEY"
     rate_limit_pattern: str = DEFAULT_RATE_LIMIT_PATTERN
     parallel: bool = True
+    run_tag: str = ""  # exported to subprocesses so that cleanup can find them (process_tree)
     last_command: CommandResult | None = None
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
 
@@ -96,6 +97,8 @@ class ItemContext:
         env.pop(self.credential_env, None)
         if self.credential is not None:
             env[self.credential_env] = self.credential
+        if self.run_tag:
+            env[RUN_TAG_ENV] = self.run_tag
         env["AGENTOS_ITEM_ID"] = self.item.id
         env["AGENTOS_ATTEMPT"] = str(self.attempt)
         if extra:

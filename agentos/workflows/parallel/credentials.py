@@ -21,9 +21,7 @@ output, journals and errors; the `Redactor` replaces any key that an item prints
 
 from __future__ import annotations
 
-import hashlib
 import os
-import random
 import stat
 import threading
 import time
@@ -58,6 +56,8 @@ class Credential:
 
 def make_credentials(secrets: Iterable[str]) -> list[Credential]:
     """Collapse duplicates (first occurrence wins) and label the keys key-1, key-2, ..."""
+    import hashlib
+
     unique = list(dict.fromkeys(s for s in secrets if s))
     return [
         Credential(f"key-{n}", hashlib.sha256(s.encode()).hexdigest()[-4:], s)
@@ -205,6 +205,8 @@ class CredentialCoordinator:
         self._cond = threading.Condition()
         self._base = base_cooldown
         self._max = max_cooldown
+        import random
+
         self._random = random.Random(seed)
 
     # -- leasing

@@ -21,7 +21,6 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -97,41 +96,53 @@ class RunDir:
 
 
 class Journal:
+    """Both logs are plain O_APPEND descriptors written with one os.write per record: the record
+    is in the kernel (it survives our SIGKILL) the moment the attempt is recorded, and concurrent
+    appends cannot interleave inside a record."""
+
+    _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+
     def __init__(self, run_dir: Path, command_name: str) -> None:
         self._command_name = command_name
-        self._jsonl = open(run_dir / "journal.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-        joblog_path = run_dir / "joblog.tsv"
-        new = not joblog_path.exists() or joblog_path.stat().st_size == 0
-        self._joblog = open(joblog_path, "a", encoding="utf-8")  # noqa: SIM115
-        if new:
-            self._joblog.write(JOBLOG_HEADER)
-            self._joblog.flush()
+        self._jsonl = os.open(run_dir / "journal.jsonl", self._FLAGS, 0o644)
+        self._joblog = os.open(run_dir / "joblog.tsv", self._FLAGS, 0o644)
+        if os.fstat(self._joblog).st_size == 0:
+            os.write(self._joblog, JOBLOG_HEADER.encode())
 
     def record(self, result: AttemptResult, seq: int, *, final: bool) -> None:
-        entry: dict[str, Any] = {"ts": round(time.time(), 3), "item": result.item_id, "seq": seq}
-        entry.update(asdict(result))
-        entry.pop("item_id")
-        entry["started"] = round(result.started, 3)
-        entry["runtime"] = round(result.runtime, 3)
-        entry["final"] = final
-        self._jsonl.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._jsonl.flush()
+        entry: dict[str, Any] = {
+            "ts": round(time.time(), 3),
+            "item": result.item_id,
+            "seq": seq,
+            "attempt": result.attempt,
+            "status": result.status,
+            "started": round(result.started, 3),
+            "runtime": round(result.runtime, 3),
+            "exit_code": result.exit_code,
+            "signal": result.signal,
+            "error": result.error,
+            "retry_after": result.retry_after,
+            "key_label": result.key_label,
+            "worker_pid": result.worker_pid,
+            "command": result.command,
+            "final": final,
+        }
+        os.write(self._jsonl, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
         if result.status == INTERRUPTED:
             return
         command = result.command or f"{self._command_name} {result.item_id}"
         command = command.replace("\t", " ").replace("\n", "\\0")
-        self._joblog.write(
+        row = (
             f"{seq}\t:\t{result.started:.3f}\t{result.runtime:.3f}\t0\t0\t"
             f"{result.exit_code}\t{result.signal}\t{command}\n"
         )
-        self._joblog.flush()
+        os.write(self._joblog, row.encode())
 
     def close(self) -> None:
-        for f in (self._jsonl, self._joblog):
+        for fd in (self._jsonl, self._joblog):
             with contextlib.suppress(OSError):
-                f.flush()
-                os.fsync(f.fileno())
-            f.close()
+                os.fsync(fd)
+            os.close(fd)
 
 
 def read_journal(run_dir: Path) -> list[dict[str, Any]]:

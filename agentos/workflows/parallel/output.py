@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import socket
 import sys
@@ -39,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the terminal (and colorama) is the parent's business, not the workers'
     from agentos.workflows.parallel.terminal import Terminal
@@ -136,7 +137,7 @@ class _Attempt:
     pid: int
     started: float
     open_streams: int = 2  # stdout and stderr; each EOF counts down
-    log: IO[bytes] | None = None
+    log_fd: int = -1  # opened on the first line, so silent items leave no empty log
     closed: threading.Event = field(default_factory=threading.Event)
 
 
@@ -147,6 +148,7 @@ class _Conn:
     stream: int = 0
     attempt: _Attempt | None = None
     pending: bytes = b""
+    pending_header: bool = True
     prefix: bytes = b""
     newline_prefix: bytes = b""
 
@@ -186,6 +188,7 @@ class OutputListener:
         self._attempts: dict[tuple[str, int], _Attempt] = {}
         self._lock = threading.Lock()
         self._stopping = False
+        self._headerless = 0  # accepted connections whose header is not read yet
         self._max_key = 0
         self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
         if log_dir is not None:
@@ -196,6 +199,10 @@ class OutputListener:
         self._max_key = length
 
     # -- lifecycle
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive() or self._thread.ident is not None
+
     def start(self) -> OutputListener:
         self._thread.start()
         return self
@@ -232,6 +239,19 @@ class OutputListener:
             with self._lock:
                 self._attempts.pop((item_id, attempt), None)
         return ok
+
+    def settle(self, timeout: float) -> None:
+        """Wait (up to `timeout`) until every connection already made has been accepted and its
+        header read, so `running_pid` knows every attempt that started. Used after workers died:
+        their connections are complete by then, only our reading may lag."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            backlog, _, _ = select.select([self._server], [], [], 0)
+            with self._lock:
+                waiting = self._headerless
+            if not backlog and not waiting:
+                return
+            time.sleep(0.005)
 
     def running_pid(self, item_id: str, attempt: int) -> tuple[int, float] | None:
         """(worker pid, monotonic start) of an attempt whose output connection arrived."""
@@ -274,6 +294,8 @@ class OutputListener:
             except (BlockingIOError, InterruptedError):
                 return
             sock.setblocking(False)
+            with self._lock:
+                self._headerless += 1
             self._selector.register(sock, selectors.EVENT_READ, _Conn(sock))
 
     def _read(self, conn: _Conn) -> None:
@@ -301,20 +323,23 @@ class OutputListener:
         line, rest = conn.header[:end], conn.header[end + 1 :]
         conn.header = b""
         parts = line.split(b" ")
-        if len(parts) != 6 or parts[0] != _MAGIC or parts[1].decode() != self.token:
+        try:
+            if len(parts) != 6 or parts[0] != _MAGIC or parts[1].decode() != self.token:
+                raise ValueError("not an agentos worker")
+            stream, attempt_no, pid = int(parts[2]), int(parts[3]), int(parts[4])
+            item_id = parts[5].decode()
+        except (ValueError, UnicodeDecodeError):
             self._close(conn, valid=False)
             return
-        stream, attempt_no, pid = int(parts[2]), int(parts[3]), int(parts[4])
-        item_id = parts[5].decode()
         key = (item_id, attempt_no)
         with self._lock:
+            self._headerless -= 1
+            conn.pending_header = False
             record = self._attempts.get(key)
             first = record is None
             if record is None:
                 record = _Attempt(item_id, attempt_no, pid, time.monotonic())
                 self._attempts[key] = record
-        if first and self.log_dir is not None:
-            record.log = open(self.log_dir / f"{item_id}.log", "ab")  # noqa: SIM115 - closed at EOF
         conn.stream = 1 if stream == 1 else 2
         conn.attempt = record
         if self.prefix:
@@ -355,8 +380,14 @@ class OutputListener:
         if self.redactor is not None:
             block = self.redactor(block)
         attempt = conn.attempt
-        if attempt is not None and attempt.log is not None:
-            attempt.log.write(block)
+        if attempt is not None and self.log_dir is not None:
+            if attempt.log_fd < 0:
+                attempt.log_fd = os.open(
+                    self.log_dir / f"{attempt.item_id}.log",
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                    0o644,
+                )
+            os.write(attempt.log_fd, block)
         if conn.prefix:
             block = conn.prefix + block[:-1].replace(b"\n", conn.newline_prefix) + b"\n"
         self.terminal.write(conn.stream, block)
@@ -365,6 +396,10 @@ class OutputListener:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.sock)
         conn.sock.close()
+        if conn.pending_header:
+            conn.pending_header = False
+            with self._lock:
+                self._headerless -= 1
         attempt = conn.attempt
         if attempt is None:
             return
@@ -376,7 +411,7 @@ class OutputListener:
             attempt.open_streams -= 1
             done = attempt.open_streams == 0
         if done:
-            if attempt.log is not None:
-                attempt.log.close()
-                attempt.log = None
+            if attempt.log_fd >= 0:
+                os.close(attempt.log_fd)
+                attempt.log_fd = -1
             attempt.closed.set()

@@ -35,6 +35,8 @@ class Progress:
         if self.enabled and terminal.err_is_tty:
             from tqdm import tqdm
 
+            tqdm.monitor_interval = 0  # no monitor thread: workers may be forked after this
+
             with terminal.lock:
                 self._bar = tqdm(
                     total=total,

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import (
@@ -39,17 +38,45 @@ NOT_RUN = "not run"
 FINAL_STATUSES = (DONE, FAILED, TIMEOUT, INTERRUPTED, NOT_RUN)
 
 
-@dataclass
 class ItemState:
-    item: Item
-    status: str = PENDING
-    attempts: int = 0  # attempts started, including ones that did not count
-    failures: int = 0  # attempts that counted against --retries
-    rate_limit_waits: int = 0
-    retry_delay: float = 0.0  # the backoff before the pending retry
-    seconds: float = 0.0
-    error: str = ""
-    key_label: str | None = None
+    """One item's progress through the batch. Setting `status` keeps the scheduler's counts up
+    to date, so progress costs O(1) per event instead of a scan of every item."""
+
+    __slots__ = (
+        "_counts",
+        "_status",
+        "attempts",
+        "error",
+        "failures",
+        "item",
+        "key_label",
+        "rate_limit_waits",
+        "retry_delay",
+        "seconds",
+    )
+
+    def __init__(self, item: Item, counts: Counter[str] | None = None) -> None:
+        self.item = item
+        self._counts = counts if counts is not None else Counter()
+        self._status = PENDING
+        self._counts[PENDING] += 1
+        self.attempts = 0  # attempts started, including ones that did not count
+        self.failures = 0  # attempts that counted against --retries
+        self.rate_limit_waits = 0
+        self.retry_delay = 0.0  # the backoff before the pending retry
+        self.seconds = 0.0
+        self.error = ""
+        self.key_label: str | None = None
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._counts[self._status] -= 1
+        self._counts[value] += 1
+        self._status = value
 
     @property
     def id(self) -> str:
@@ -66,7 +93,8 @@ class Scheduler:
         backoff_base: float = 2.0,
         backoff_cap: float = 60.0,
     ) -> None:
-        self.states = [ItemState(item) for item in items]
+        self._counts: Counter[str] = Counter()
+        self.states = [ItemState(item, self._counts) for item in items]
         self.retries = retries
         self.max_rate_limit_waits = max_rate_limit_waits
         self.backoff_base = backoff_base
@@ -156,6 +184,13 @@ class Scheduler:
         state.status = TIMEOUT if result.status == TIMEOUT else FAILED
         return True
 
+    def unstart(self, state: ItemState) -> None:
+        """The attempt never began (it was still queued when the run drained): as if never
+        started."""
+        self.running.pop(state.id, None)
+        state.attempts -= 1
+        self._requeue_front(state)
+
     def bystander(self, state: ItemState) -> None:
         """The pool broke while this item ran elsewhere: run it again, uncounted."""
         self.running.pop(state.id, None)
@@ -177,15 +212,4 @@ class Scheduler:
         return failed
 
     def counts(self) -> dict[str, int]:
-        counts = {
-            DONE: 0,
-            FAILED: 0,
-            TIMEOUT: 0,
-            INTERRUPTED: 0,
-            NOT_RUN: 0,
-            RUNNING: 0,
-            PENDING: 0,
-        }
-        for state in self.states:
-            counts[state.status] = counts.get(state.status, 0) + 1
-        return counts
+        return {status: self._counts[status] for status in (*FINAL_STATUSES, RUNNING, PENDING)}

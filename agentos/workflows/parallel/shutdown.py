@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,6 +134,10 @@ def spawn_guard() -> Iterator[None]:
     stdlib's spawner *unblocks* SIGINT after starting its tracker (SIG_UNBLOCK rather than restoring
     the previous mask), which would silently end the guard for the workers spawned after it."""
     _start_resource_trackers()
+    for stream in (sys.stdout, sys.stderr):  # a forked child must not print our buffer again
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -140,13 +145,21 @@ def spawn_guard() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+_TRACKERS_STARTED = False
+
+
 def _start_resource_trackers() -> None:
+    """Once per process: `ensure_running()` talks to the tracker on every call."""
+    global _TRACKERS_STARTED
+    if _TRACKERS_STARTED:
+        return
     from multiprocessing import resource_tracker
 
     from loky.backend import resource_tracker as loky_tracker
 
     resource_tracker.ensure_running()
     loky_tracker.ensure_running()
+    _TRACKERS_STARTED = True
 
 
 class GraceTimer:

@@ -20,14 +20,20 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from agentos.workflows.items import Item
-from agentos.workflows.parallel.attempt import AttemptResult, AttemptSpec, run_attempt
+from agentos.workflows.parallel.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
 from agentos.workflows.parallel.context import ACTIVE_GROUPS
 from agentos.workflows.parallel.output import ItemCapture
-from agentos.workflows.parallel.process_tree import set_parent_death_signal, terminate_groups
+from agentos.workflows.parallel.process_tree import (
+    RUN_TAG_ENV,
+    kill_tagged,
+    set_parent_death_signal,
+    terminate_groups,
+)
 
 
 @dataclass
@@ -42,14 +48,20 @@ _STATE: _WorkerState | None = None
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    """Terminate (or the parent died): take the item's processes down with us."""
+    """Terminate (or the parent died): take the item's processes down with us: its registered
+    process groups, and whatever carries this worker's run tag (a command forked an instant before
+    the signal may not be registered yet, and a daemon may have left its group)."""
     with contextlib.suppress(Exception):
         terminate_groups(list(ACTIVE_GROUPS), grace=0.5)
+    if _STATE is not None and _STATE.spec.run_id:
+        with contextlib.suppress(Exception):
+            kill_tagged(_STATE.spec.run_id, os.getpid())
     os._exit(128 + signum)
 
 
 def initialize_worker(
     parent_pid: int,
+    run_id: str,
     spec: AttemptSpec,
     keys: Any,
     listener_address: str,
@@ -62,6 +74,8 @@ def initialize_worker(
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     set_parent_death_signal(signal.SIGTERM, expected_parent=parent_pid)
+    # everything the items start carries the run tag (see process_tree.py)
+    os.environ[RUN_TAG_ENV] = f"{run_id}/{os.getpid()}"
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -80,4 +94,9 @@ def execute_in_worker(item: Item, attempt: int, lease_id: int | None) -> Attempt
     """The loky task. Arguments are small: the item record, its attempt number, a lease id."""
     if _STATE is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("worker used before initialize_worker ran")
+    flag = _STATE.spec.drain_flag
+    if flag and os.path.exists(flag):
+        return AttemptResult(
+            item.id, attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
+        )
     return run_attempt(_STATE.spec, item, attempt, lease_id, _STATE.keys, _capture)
