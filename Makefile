@@ -57,7 +57,11 @@ run-requirements: $(STAMP) $(if $(REPO),,$(DEMO_DIR))
 run-implement: $(STAMP) $(if $(REPO),,$(DEMO_DIR))
 	$(RUN_ENV) $(BIN)/python scripts/run_implement_from_lld.py --repo $(RUN_REPO) --implementer $(AGENT) $(RUN_FLAGS)
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]' --config-settings editable_mode=compat
+	@touch $@
+
+bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
 bench-smoke: $(STAMP)

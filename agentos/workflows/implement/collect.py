@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentos.workflows import lld
@@ -20,13 +20,13 @@ _NUMBER = re.compile(r"^(?:lld[-_ ]?)?0*(\d+)(?:$|[-_ .])", re.IGNORECASE)
 log = logging.getLogger("agentos")
 
 
-def lld_id(path: Path) -> str | None:
+def lld_id(name: str) -> str | None:
     """`LLD-137.md` and `137-title.md` → `lld-137`."""
-    match = _NUMBER.match(path.stem)
+    match = _NUMBER.match(name.removesuffix(".md"))
     return f"lld-{match.group(1)}" if match else None
 
 
-def _approved(path: Path) -> bool:
+def _approved(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(16384).decode("utf-8", errors="replace")
@@ -37,26 +37,28 @@ def _approved(path: Path) -> bool:
 
 def collect_items(config: ImplementConfig) -> list[Item]:
     """Pending approved LLDs: those without `docs/implementations/<id>/REPORT.md`."""
-    repo = config.repo
-    files = markdown_files(repo / ACTIVE, repo, "approved LLDs")
-    approved = [p for p in files if _approved(p)]
-    if len(approved) < len(files):
+    folder = config.repo / ACTIVE
+    names = markdown_files(folder, config.repo, "approved LLDs")
+    approved = [name for name in names if _approved(f"{folder}/{name}")]
+    if len(approved) < len(names):
         log.info(
             "%d LLD(s) in %s are not Approved and are left alone",
-            len(files) - len(approved),
+            len(names) - len(approved),
             ACTIVE,
         )
+    bundles = config.repo / BUNDLES
     items = []
-    named = sorted(name_items(approved, lld_id, repo), key=lambda pair: int(pair[0][4:]))
-    for item_id, path in named:
-        if not config.force and (repo / BUNDLES / item_id / "REPORT.md").exists():
+    named = sorted(name_items(approved, lld_id, ACTIVE), key=lambda pair: int(pair[0][4:]))
+    for item_id, name in named:
+        if not config.force and os.path.exists(f"{bundles}/{item_id}/REPORT.md"):
             continue
+        path = f"{folder}/{name}"
         items.append(
             Item(
                 id=item_id,
                 title=lld.without_lld_prefix(first_heading(path, item_id)) or item_id,
-                source=str(path.relative_to(repo)),
-                data={"path": str(path)},
+                source=f"{ACTIVE}/{name}",
+                data={"path": path},
             )
         )
     return items

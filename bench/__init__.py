@@ -1,0 +1,1 @@
+"""Benchmarks of agentos against GNU parallel, xargs, raw loky and concurrent.futures."""

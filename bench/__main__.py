@@ -1,0 +1,132 @@
+"""Run the benchmarks: `make bench`, or `python -m bench [--smoke] [--only NAME,...]`.
+
+Writes bench/results/<date>.json and bench/results/<date>.md (the table the README quotes), or,
+with --smoke (tiny sizes, one run, for CI), a results directory given by --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.harness import REPO, commit, gnu_parallel, machine, peer_versions
+
+ALL = (
+    "short_commands",
+    "sleep_batch",
+    "output_heavy",
+    "python_items",
+    "memory",
+    "scale",
+    "scaling",
+)
+
+
+def run(names: list[str], sizes: scenarios.Sizes, out: Path, stamp: str) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with scenarios.workdir() as tmp:
+        work = Path(tmp)
+        for name in names:
+            t0 = time.monotonic()
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            if name == "scaling":
+                result = scenarios.scaling(sizes, work, out / f"{stamp}-scaling.png")
+            else:
+                result = getattr(scenarios, name)(sizes, work)
+            result["bench_seconds"] = round(time.monotonic() - t0, 1)
+            results[name] = result
+            print(
+                f"[bench] {name}: {result.get('measured')} -> {verdict(result.get('passed'))}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def verdict(passed: bool | None) -> str:
+    return {True: "meets target", False: "MISSES target", None: "n/a"}[passed]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Benchmarks of {report['date']} on {report['machine']['cpus']} CPUs "
+        f"({report['machine']['cpu_model']}), commit {report['commit']}; "
+        f"{report['runs']} runs after {report['warmup']} warm-up, medians, contenders "
+        "interleaved.",
+        "",
+        "| scenario | target | measured | verdict |",
+        "|---|---|---|---|",
+    ]
+    for result in report["results"].values():
+        measured = result.get("measured")
+        if isinstance(measured, dict):
+            measured = ", ".join(f"{k} {v}" for k, v in measured.items())
+        lines.append(
+            f"| {result['title']} | {result['target']} | {measured} | "
+            f"{verdict(result.get('passed'))} |"
+        )
+    scaling = report["results"].get("scaling")
+    if scaling:
+        lines += [
+            "",
+            "Makespan (s) by --parallel:",
+            "",
+            "| workers | ideal | no keys | 2 keys |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['workers']} | {r['ideal']} | {r['no keys']} | {r['2 keys']} |"
+            for r in scaling["table"]
+        ]
+    notes = sorted({n for r in report["results"].values() for n in r.get("notes", [])})
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (for CI)")
+    parser.add_argument("--only", default="", help="comma-separated scenarios: " + ", ".join(ALL))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(ALL)
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    sizes = scenarios.SMOKE if args.smoke else scenarios.FULL
+    if gnu_parallel() is None:
+        print(
+            "[bench] note: GNU parallel not found; comparisons with it are skipped. Install: "
+            "apt-get install -y parallel",
+            file=sys.stderr,
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    results = run(names, sizes, args.out, stamp)
+    report = {
+        "date": stamp,
+        "commit": commit(),
+        "machine": machine(),
+        "peers": peer_versions(),
+        "smoke": args.smoke,
+        "runs": sizes.runs,
+        "warmup": sizes.warmup,
+        "results": results,
+    }
+    name = f"{stamp}-smoke" if args.smoke else stamp
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (args.out / f"{name}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
