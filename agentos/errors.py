@@ -60,6 +60,11 @@ class PoolBroken(AgentosError, RuntimeError):
     """The worker pool kept dying; the batch stops instead of looping (exit 1)."""
 
 
+class KeyServerLost(AgentosError, RuntimeError):
+    """The key server process died mid-run: no key can be leased or returned any more (exit 1).
+    Finished work is kept; a rerun continues."""
+
+
 # ---- item outcomes: raised inside execute_item, caught by the attempt wrapper ----
 
 

@@ -70,6 +70,16 @@ def wait_until_gone(check, timeout: float = 5.0) -> list[int]:
 _LIVE: list[Live] = []
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The chaos suite's figures (the README's Reliability section quotes them)."""
+    helpers = sys.modules.get("chaos_helpers")
+    if helpers is None or not helpers.TALLY:
+        return
+    terminalreporter.section("chaos figures")
+    for name, count in sorted(helpers.TALLY.items()):
+        terminalreporter.write_line(f"{name}: {count}")
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
     yield

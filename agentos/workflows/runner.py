@@ -27,7 +27,7 @@ from typing import Any
 
 import click
 
-from agentos.errors import EXIT_OK, AgentosError, ConfigError
+from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, ConfigError
 from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
@@ -42,7 +42,7 @@ from agentos.workflows.parallel.journal import Journal, RunDir, default_run_dir,
 from agentos.workflows.parallel.output import ItemCapture, OutputListener
 from agentos.workflows.parallel.process_tree import kill_tagged
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
-from agentos.workflows.parallel.shutdown import handle_signals, spawn_guard
+from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
 from agentos.workflows.parallel.terminal import Terminal, colour_wanted
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
 
@@ -151,7 +151,6 @@ def _execute(
     run_path: Path,
     skipped: int,
 ) -> int:
-    run_dir = RunDir(run_path).open()
     started = time.time()
     run_id = os.urandom(6).hex()
     settings = ExecutionSettings(
@@ -180,35 +179,64 @@ def _execute(
         drain_flag=str(run_path.resolve() / ".draining") if workers else "",
         run_id=run_id,
     )
-    terminal = Terminal(colour=settings.colour, quiet=options.quiet)
-    journal = Journal(run_path, workflow.name)
-    secrets_list = [c.secret for c in credentials]
-    listener: OutputListener | None = None
-    key_server = None
-    keys: Any = None
-    capture = None
-    try:
-        if workers:
-            listener = _listener(terminal, run_dir, credentials, prefix=True)
-            if credentials:
-                from agentos.workflows.parallel.key_server import start_key_server
+    # The handlers go in first and stay until the summary is written: a Ctrl+C while the run
+    # directory, the key server or the workers are being set up is a stop request like any
+    # other, not a KeyboardInterrupt through half-built state, and a late one cannot cut the
+    # summary short.
+    shutdown = ShutdownState(options.grace)
+    batch: Batch | None = None
 
-                with spawn_guard():
-                    key_server, keys = start_key_server(secrets_list, options.rate_limit_cooldown)
-        elif credentials:
-            keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
-            # sequential mode captures output only to redact keys; it stays unprefixed
-            listener = _listener(terminal, run_dir, credentials, prefix=False).start()
-            address, token = listener.address, listener.token
+    def on_signal(signum: int) -> None:
+        if batch is not None:
+            batch.signal_received(signum)
 
-            def capture(item: Item, attempt: int) -> ItemCapture:
-                return ItemCapture(address, token, item.id, attempt)
-
-        batch = Batch(settings, items, journal, terminal, credentials, keys, progress=bool(workers))
-        # installed once for the whole run, the summary included: a late Ctrl+C must not cut
-        # the summary short or end the process with a traceback
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(handle_signals(shutdown, on_signal=on_signal))
+        run_dir = RunDir(run_path).open()
+        stack.callback(run_dir.close)
+        terminal = Terminal(colour=settings.colour, quiet=options.quiet)
+        journal = Journal(run_path, workflow.name)
+        secrets_list = [c.secret for c in credentials]
+        listener: OutputListener | None = None
+        keys: Any = None
+        capture = None
         fatal: AgentosError | None = None
-        with handle_signals(batch.shutdown, on_signal=batch.signal_received):
+        keys_report: list[dict[str, Any]] = []
+        with contextlib.ExitStack() as resources:  # closed before the summary is printed
+            resources.callback(terminal.close)
+            resources.callback(journal.close)
+            if workers:
+                listener = _listener(terminal, run_dir, credentials, prefix=True)
+                resources.callback(listener.stop)
+                if credentials:
+                    from agentos.workflows.parallel.key_server import start_key_server
+
+                    with spawn_guard():
+                        key_server, keys = start_key_server(
+                            secrets_list, options.rate_limit_cooldown
+                        )
+                    resources.callback(_stop_key_server, key_server)
+            elif credentials:
+                keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
+                # sequential mode captures output only to redact keys; it stays unprefixed
+                listener = _listener(terminal, run_dir, credentials, prefix=False).start()
+                resources.callback(listener.stop)
+                address, token = listener.address, listener.token
+
+                def capture(item: Item, attempt: int) -> ItemCapture:
+                    return ItemCapture(address, token, item.id, attempt)
+
+            batch = Batch(
+                settings,
+                items,
+                journal,
+                terminal,
+                credentials,
+                keys,
+                progress=bool(workers),
+                shutdown=shutdown,
+            )
+            resources.callback(batch.progress.close)
             try:
                 if workers:
                     if options.verbose:
@@ -228,28 +256,26 @@ def _execute(
                         kill_tagged(run_id)  # anything an item left behind
             except AgentosError as exc:  # the batch cannot go on; still journal and summarise
                 fatal = exc
-            finally:
-                batch.progress.close()
-                if listener is not None:
-                    listener.stop()
-                    listener = None
-                if key_server is not None:
-                    with contextlib.suppress(Exception):
-                        key_server.shutdown()
-                    key_server = None
-                journal.close()
-                terminal.close()
-            code = _finish(workflow, batch, run_path, workers, started, skipped, options)
-        if fatal is not None:
-            raise fatal
-        return code
-    finally:
-        if listener is not None:
-            listener.stop()
-        if key_server is not None:
-            with contextlib.suppress(Exception):
-                key_server.shutdown()
-        run_dir.close()
+            keys_report = batch.keys_report()  # before the key server goes
+        code = _finish(
+            workflow,
+            batch,
+            run_path,
+            workers,
+            started,
+            skipped,
+            options,
+            keys_report,
+            failed=fatal is not None,
+        )
+    if fatal is not None:
+        raise fatal
+    return code
+
+
+def _stop_key_server(server: Any) -> None:
+    with contextlib.suppress(Exception):
+        server.shutdown()
 
 
 def _listener(
@@ -271,8 +297,13 @@ def _finish(
     started: float,
     skipped: int,
     options: RunnerOptions,
+    keys_report: list[dict[str, Any]],
+    *,
+    failed: bool,
 ) -> int:
     code = batch.exit_code()
+    if failed and code == EXIT_OK:
+        code = EXIT_ITEMS_FAILED
     shutdown = batch.shutdown
     data = summary_data(
         batch.scheduler.states,
@@ -285,6 +316,7 @@ def _finish(
         exit_code=code,
         interrupted_by=shutdown.signal_name() if shutdown.first_signal else None,
         skipped=skipped,
+        keys=keys_report,
     )
     write_summary(run_path, data)
     if not options.quiet:

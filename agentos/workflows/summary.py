@@ -27,6 +27,7 @@ def summary_data(
     exit_code: int,
     interrupted_by: str | None,
     skipped: int,
+    keys: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     totals: dict[str, int] = {}
     for state in states:
@@ -43,6 +44,7 @@ def summary_data(
         "interrupted_by": interrupted_by,
         "skipped_already_done": skipped,
         "totals": totals,
+        "keys": keys or [],
         "items": [
             {
                 "id": s.id,

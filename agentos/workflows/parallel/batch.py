@@ -8,11 +8,12 @@ attempt in the journal, applies the retry rules and tells the user what happened
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK
+from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost
 from agentos.workflows.items import Item
 from agentos.workflows.parallel import credentials as creds
 from agentos.workflows.parallel.attempt import (
@@ -75,6 +76,7 @@ class Batch:
         keys: Any = None,
         *,
         progress: bool = True,
+        shutdown: ShutdownState | None = None,
     ) -> None:
         self.settings = settings
         self.scheduler = Scheduler(
@@ -88,9 +90,10 @@ class Batch:
         self.credentials = credentials
         self.keys = keys  # CredentialCoordinator, its Manager proxy, or None without keys
         self.redactor = Redactor(credentials)
-        self.shutdown = ShutdownState(settings.grace)
+        self.shutdown = shutdown if shutdown is not None else ShutdownState(settings.grace)
         self.progress = Progress(terminal, len(items), enabled=progress and not settings.quiet)
         self._waiting_for_key = False
+        self.keys_lost: KeyServerLost | None = None
         #: what the executor wants done on a signal, besides recording it in `shutdown`
         self.on_signal: Callable[[int], None] | None = None
 
@@ -99,14 +102,29 @@ class Batch:
             self.on_signal(signum)
 
     # -- keys
+    def _ask(self, method: str, *args: Any) -> Any:
+        """Call the coordinator. Its Manager process dying surfaces here as a broken connection:
+        that becomes one clear KeyServerLost, after which returning leases is a no-op."""
+        if self.keys_lost is not None:
+            raise self.keys_lost
+        try:
+            return getattr(self.keys, method)(*args)
+        except (EOFError, OSError) as exc:
+            self.keys_lost = KeyServerLost(
+                f"the key server process died ({type(exc).__name__}); no new item can get a key, "
+                "so the run stops after the running items. Finished work is kept: rerun the "
+                "same command to continue"
+            )
+            raise self.keys_lost from None
+
     def take_lease(self, state: ItemState, wait: float = 0.0) -> Lease | None:
         """A lease for `state`, or None when every key is busy, cooling or revoked (the caller
         tries again later; when all are revoked, the waiting items fail here)."""
-        lease: Lease | None = self.keys.acquire(state.id, wait, 0)
+        lease: Lease | None = self._ask("acquire", state.id, wait, 0)
         if lease is not None:
             self._waiting_for_key = False
             return lease
-        status = self.keys.status()
+        status = self._ask("status")
         if status.revoked == status.total:
             failed = self.scheduler.fail_waiting(
                 f"every key was rejected by the provider ({status.total} of {status.total}); "
@@ -128,16 +146,30 @@ class Batch:
 
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""
-        if lease is None or self.keys is None:
+        if lease is None or self.keys is None or self.keys_lost:
             return 0.0
-        cooldown: float = self.keys.release(
-            lease.lease_id, _OUTCOME[result.status], result.retry_after
-        )
+        try:
+            cooldown: float = self._ask(
+                "release", lease.lease_id, _OUTCOME[result.status], result.retry_after
+            )
+        except KeyServerLost:
+            return 0.0  # the executor reports it when it next asks for a lease
         return cooldown
 
     def reclaim(self, lease: Lease | None) -> None:
-        if lease is not None and self.keys is not None:
-            self.keys.release(lease.lease_id, creds.RECLAIMED, None)
+        if lease is not None and self.keys is not None and self.keys_lost is None:
+            with contextlib.suppress(KeyServerLost):
+                self._ask("release", lease.lease_id, creds.RECLAIMED, None)
+
+    def keys_report(self) -> list[dict[str, Any]]:
+        """Each key's label, fingerprint, state at the end and how often it was leased."""
+        if self.keys is None or self.keys_lost is not None:
+            return []
+        try:
+            report: list[dict[str, Any]] = self._ask("snapshot")
+        except KeyServerLost:
+            return []
+        return report
 
     # -- attempts
     def end_attempt(self, state: ItemState, lease: Lease | None, result: AttemptResult) -> bool:

@@ -179,6 +179,7 @@ class _KeyState:
     strikes: int = 0
     revoked: bool = False
     last_used: float = 0.0
+    leases: int = 0
 
 
 @dataclass
@@ -224,6 +225,7 @@ class CredentialCoordinator:
                     self._next_id += 1
                     key.leased_by = lease_id
                     key.last_used = time.monotonic()
+                    key.leases += 1
                     self._leases[lease_id] = _LeaseRecord(key, item_id, holder_pid)
                     return Lease(lease_id, key.credential.label, item_id)
                 left = deadline - time.monotonic()
@@ -299,6 +301,32 @@ class CredentialCoordinator:
                 revoked=revoked,
                 next_free_in=None if wake is None else max(0.0, wake - now),
             )
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every key as label, fingerprint, state (free/leased/cooling/revoked) and lease count:
+        what the summary reports, and how a test proves no lease was lost."""
+        with self._cond:
+            now = time.monotonic()
+            rows: list[dict[str, object]] = []
+            for k in self._keys:
+                state = (
+                    "revoked"
+                    if k.revoked
+                    else "leased"
+                    if k.leased_by is not None
+                    else "cooling"
+                    if k.cooling_until > now
+                    else "free"
+                )
+                rows.append(
+                    {
+                        "label": k.credential.label,
+                        "fingerprint": k.credential.fingerprint,
+                        "state": state,
+                        "leases": k.leases,
+                    }
+                )
+            return rows
 
     def labels(self) -> list[str]:
         return [k.credential.label for k in self._keys]

@@ -209,11 +209,14 @@ class OutputListener:
 
     def stop(self, drain_timeout: float = 1.0) -> None:
         """Read what open connections still hold (up to `drain_timeout`), then close them."""
+        if self._stopping:
+            return  # already stopped
         self._stopping = True
         self._drain_deadline = time.monotonic() + drain_timeout
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        self._thread.join(timeout=drain_timeout + 2.0)
+        if self.started:
+            self._thread.join(timeout=drain_timeout + 2.0)
         for key in list(self._selector.get_map().values()):
             if isinstance(key.data, _Conn):
                 self._close(key.data)

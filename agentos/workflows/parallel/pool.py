@@ -47,7 +47,7 @@ from concurrent.futures.process import BrokenProcessPool  # loky's errors subcla
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.errors import PoolBroken
+from agentos.errors import AgentosError, KeyServerLost, PoolBroken
 from agentos.workflows.parallel.attempt import (
     FAILED,
     INTERRUPTED,
@@ -235,6 +235,7 @@ class ParallelRun:
             )
         self._death: dict[int, dict[int, int]] = {}  # pool generation -> dead workers at break
         self._timed_out: set[tuple[str, int]] = set()
+        self.fatal: AgentosError | None = None  # set when the run must stop (key server lost)
 
     # -- callbacks from other threads: record and enqueue only
     def _on_done(self, future: Future[AttemptResult]) -> None:
@@ -266,6 +267,8 @@ class ParallelRun:
                 self._record_interrupted(run)
             self.inflight.clear()
         self.batch.stop_waiting()
+        if self.fatal is not None:
+            raise self.fatal
 
     def _loop(self) -> None:
         shutdown = self.batch.shutdown
@@ -277,9 +280,10 @@ class ParallelRun:
                 return
             if shutdown.phase == DRAINING:
                 self._announce_drain()
-            else:
+            elif self.fatal is None:
                 self._fill()
-            if not self.inflight and (shutdown.draining or not scheduler.has_waiting()):
+            stopping = shutdown.draining or self.fatal is not None
+            if not self.inflight and (stopping or not scheduler.has_waiting()):
                 return
             self._wait_for_events()
             self._check_timeouts()
@@ -320,7 +324,12 @@ class ParallelRun:
                 return
             lease = None
             if batch.keys is not None:
-                lease = batch.take_lease(state)
+                try:
+                    lease = batch.take_lease(state)
+                except KeyServerLost as exc:
+                    self.fatal = exc
+                    batch.terminal.message(exc.message, force=True)
+                    return
                 if lease is None:
                     return
             attempt = scheduler.start(state)
