@@ -80,7 +80,16 @@ class RunnerOptions:
         )
 
 
-_PATH = click.Path(path_type=Path)
+class _SafePath(click.Path):
+    """click.Path that refuses a NUL byte with a usage error (the OS would raise ValueError)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\0" in value:
+            self.fail("the path contains a NUL byte", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+_PATH = _SafePath(path_type=Path)
 
 _SHARED: list[Callable[[F], F]] = [
     click.option(
@@ -107,7 +116,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--resume",
-        type=click.Path(path_type=Path, file_okay=False),
+        type=_SafePath(path_type=Path, file_okay=False),
         default=None,
         metavar="RUN_DIR",
         help="Continue a previous run: skip the items its journal records as done.",

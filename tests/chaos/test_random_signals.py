@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from chaos_helpers import (
     TALLY,
     assert_llds_whole,
@@ -22,6 +21,7 @@ from chaos_helpers import (
     key_file,
     rng,
 )
+
 from conftest import Live, agentos_argv, clean_env, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
@@ -31,8 +31,17 @@ RUN_SECONDS = 1.6  # about how long the uninterrupted run below takes here
 
 
 def requirements(repo: Path, run_dir: Path, keys: Path) -> list[str]:
-    return agentos_argv("requirements", "--repo", str(repo), "-j", "4", "--run-dir",
-                        str(run_dir), "--credentials-file", str(keys))
+    return agentos_argv(
+        "requirements",
+        "--repo",
+        str(repo),
+        "-j",
+        "4",
+        "--run-dir",
+        str(run_dir),
+        "--credentials-file",
+        str(keys),
+    )
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
@@ -79,13 +88,29 @@ def test_two_signals_at_random_moments_end_everything_within_3_s(
     tmp_path: Path, trial: int
 ) -> None:
     chance = rng(f"double-{trial}")
-    first_sig, second_sig = chance.choice([(signal.SIGINT, signal.SIGINT),
-                                           (signal.SIGTERM, signal.SIGTERM),
-                                           (signal.SIGINT, signal.SIGTERM)])
+    first_sig, second_sig = chance.choice(
+        [
+            (signal.SIGINT, signal.SIGINT),
+            (signal.SIGTERM, signal.SIGTERM),
+            (signal.SIGINT, signal.SIGTERM),
+        ]
+    )
     items = tmp_path / "items.txt"
     items.write_text("".join(f"{n}\n" for n in range(8)))
-    live = Live(agentos_argv("run", "-j", "4", "--credentials-file", str(key_file(tmp_path, 3)),
-                             "--items", str(items), "--", *HANGING), tmp_path)
+    live = Live(
+        agentos_argv(
+            "run",
+            "-j",
+            "4",
+            "--credentials-file",
+            str(key_file(tmp_path, 3)),
+            "--items",
+            str(items),
+            "--",
+            *HANGING,
+        ),
+        tmp_path,
+    )
     time.sleep(chance.uniform(0.0, 0.8))
     live.interrupt(first_sig, group=first_sig == signal.SIGINT)
     time.sleep(chance.uniform(0.0, 0.3))

@@ -49,6 +49,7 @@ _MAGIC = b"AGENTOS1"
 _READ_SIZE = 256 * 1024
 MAX_LINE = 1024 * 1024
 _HEADER_LIMIT = 512
+_LOG_FAILED = -2  # log_fd of an attempt whose log could not be written
 
 Redactor = Callable[[bytes], bytes]
 
@@ -283,9 +284,19 @@ class OutputListener:
                         if self._stopping and not self._has_connections():
                             return
                     else:
-                        self._read(key.data)
+                        self._read_guarded(key.data)
         except Exception as exc:  # pragma: no cover - a bug here must not hang the run
             self.terminal.message(f"output listener failed: {exc!r}", force=True)
+
+    def _read_guarded(self, conn: _Conn) -> None:
+        """One connection's trouble stays that connection's: it is closed (so its writer gets
+        EPIPE instead of blocking) and the listener goes on serving the others."""
+        try:
+            self._read(conn)
+        except Exception as exc:
+            self.terminal.message(f"dropped an output stream after an error: {exc!r}", force=True)
+            with contextlib.suppress(Exception):
+                self._close(conn)
 
     def _has_connections(self) -> bool:
         return any(isinstance(k.data, _Conn) for k in self._selector.get_map().values())
@@ -383,17 +394,34 @@ class OutputListener:
         if self.redactor is not None:
             block = self.redactor(block)
         attempt = conn.attempt
-        if attempt is not None and self.log_dir is not None:
-            if attempt.log_fd < 0:
-                attempt.log_fd = os.open(
-                    self.log_dir / f"{attempt.item_id}.log",
-                    os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
-                    0o644,
-                )
-            os.write(attempt.log_fd, block)
+        if attempt is not None and self.log_dir is not None and attempt.log_fd != _LOG_FAILED:
+            self._log(attempt, block)
         if conn.prefix:
             block = conn.prefix + block[:-1].replace(b"\n", conn.newline_prefix) + b"\n"
         self.terminal.write(conn.stream, block)
+
+    def _log(self, attempt: _Attempt, block: bytes) -> None:
+        """Append to the item's log. A log that cannot be written (disk full, run directory
+        deleted) is reported once and given up; the item's output still reaches the terminal,
+        and the listener must never die of it, or the workers would block on full sockets."""
+        assert self.log_dir is not None
+        path = self.log_dir / f"{attempt.item_id}.log"
+        try:
+            if attempt.log_fd < 0:
+                attempt.log_fd = os.open(
+                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+                )
+            os.write(attempt.log_fd, block)
+        except OSError as exc:
+            if attempt.log_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(attempt.log_fd)
+            attempt.log_fd = _LOG_FAILED
+            self.terminal.message(
+                f"cannot write {path}: {exc.strerror}; {attempt.item_id}'s output goes on to the "
+                "terminal only",
+                force=True,
+            )
 
     def _close(self, conn: _Conn, *, valid: bool = True) -> None:
         with contextlib.suppress(KeyError, ValueError):

@@ -1,0 +1,300 @@
+"""Hypothesis-driven fuzzing of everything a user (or an agent) hands agentos: item ids, key
+files, briefs, LLDs, agent answers, command lines. The promises: no traceback for user input,
+never a file written outside its bundle, errors of one line.
+
+Derandomised (a fixed seed per test), so CI is repeatable; `--hypothesis-seed` explores more.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import tempfile
+from pathlib import Path
+
+import pytest
+from chaos_helpers import TALLY
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentos.agents.mock import MockAgent
+from agentos.cli import cli
+from agentos.errors import ConfigError, ItemError
+from agentos.workflows import lld
+from agentos.workflows.implement import ImplementConfig
+from agentos.workflows.implement import execute_item as implement_item
+from agentos.workflows.implement.bundle import parse_answer, write_bundle
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.context import ItemContext
+from agentos.workflows.parallel.credentials import load_credentials
+from agentos.workflows.parallel.sanitize import id_problem, sanitize_id
+from agentos.workflows.requirements import RequirementsConfig
+from agentos.workflows.requirements import execute_item as requirements_item
+from agentos.workflows.runner import configure_logging
+from conftest import agentos_argv, run
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+SLOW_FUZZ = settings(FUZZ, max_examples=40)
+
+PATHISH = st.text(alphabet="ab./\\~:-_ \n\t\x00é", max_size=30)
+FENCES = st.sampled_from(["```", "````", "~~~", "```python", "``", ""])
+
+
+def one_line(message: str) -> bool:
+    return "\n" not in message and 0 < len(message) < 2000
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_any_text_sanitises_to_a_valid_id(text: str) -> None:
+    TALLY["fuzz examples"] += 1
+    assert id_problem(sanitize_id(text)) is None
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_any_key_file_loads_or_is_a_clear_config_error(data: bytes) -> None:
+    TALLY["fuzz examples"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "keys.txt"
+        path.write_bytes(data)
+        path.chmod(0o600)
+        try:
+            keys = load_credentials(path, warn=lambda message: None)
+        except ConfigError as exc:
+            assert one_line(exc.message) and exc.exit_code == 2
+            return
+        assert keys and all(k.secret and not any(c.isspace() for c in k.secret) for k in keys)
+        assert len({k.secret for k in keys}) == len(keys)
+
+
+answer_parts = st.lists(
+    st.tuples(
+        st.sampled_from(["### ", "## ", "#### ", "", "### `"]),
+        PATHISH,
+        FENCES,
+        st.text(max_size=60),
+        FENCES,
+    ),
+    max_size=6,
+)
+
+
+@FUZZ
+@given(answer_parts, st.text(max_size=200))
+def test_agent_answers_never_write_outside_the_bundle(parts: list, noise: str) -> None:  # type: ignore[type-arg]
+    TALLY["fuzz examples"] += 1
+    answer = (
+        noise
+        + "\n"
+        + "\n".join(
+            f"{head}{path}\n{fence}\n{body}\n{closing}"
+            for head, path, fence, body, closing in parts
+        )
+    )
+    try:
+        files = parse_answer(answer)
+    except ItemError as exc:
+        assert one_line(str(exc))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "docs" / "implementations"
+        target = root / "lld-1"
+        try:
+            write_bundle(target, files, "# report\n")
+        except ItemError as exc:
+            assert one_line(str(exc))
+            assert not target.exists()
+            return
+        written = [p for p in Path(tmp).rglob("*") if p.is_file()]
+        assert all(p.resolve().is_relative_to(target.resolve()) for p in written), written
+        assert (target / "REPORT.md").read_text() == "# report\n"
+
+
+@FUZZ
+@given(st.text(max_size=2000))
+def test_lld_parsers_never_raise(text: str) -> None:
+    TALLY["fuzz examples"] += 1
+    lld.status_of(text)
+    lld.title_of(text, "x")
+    lld.requirements(text)
+    lld.scenarios(text)
+    lld.files_changed(text)
+    lld.uncovered_requirements(text)
+
+
+def nested(depth: int) -> str:
+    return "\n".join("  " * level + f"- point {level}" for level in range(depth))
+
+
+brief_bytes = st.one_of(
+    st.binary(max_size=600),
+    st.text(max_size=600).map(
+        lambda t: t.encode("utf-8", "surrogatepass") if False else t.encode("utf-8", "replace")
+    ),
+    st.integers(min_value=1, max_value=400).map(lambda d: nested(d).encode()),
+    st.just(("# Huge\n\n" + "- requirement\n" * 60_000).encode()),
+    st.just(b""),
+)
+
+
+def context(tmp: Path, config: object) -> ItemContext:
+    return ItemContext(item=Item("x"), attempt=1, run_dir=tmp / "run", config=config)
+
+
+@SLOW_FUZZ
+@given(brief_bytes)
+def test_any_brief_gives_a_whole_lld_or_a_clear_failure(data: bytes) -> None:
+    TALLY["fuzz examples"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        (repo / "ideas" / "active").mkdir(parents=True)
+        brief = repo / "ideas" / "active" / "b.md"
+        brief.write_bytes(data)
+        agent = MockAgent()
+        config = RequirementsConfig(repo, agent, agent, 2, False)
+        item = Item("brief-b", data={"path": str(brief), "slug": "b"})
+        try:
+            requirements_item(item, context(repo, config))
+        except ItemError as exc:
+            assert one_line(str(exc))
+            assert not (repo / "docs").exists()
+            return
+        text = (repo / "docs" / "lld" / "drafts" / "b.md").read_text()
+        assert text.startswith("# ") and "## 6. Definition of done" in text
+        assert [p.name for p in (repo / "docs" / "lld" / "drafts").iterdir()] == ["b.md"]
+
+
+@SLOW_FUZZ
+@given(st.one_of(st.binary(max_size=800), st.text(max_size=800).map(str.encode)))
+def test_any_lld_gives_a_bundle_inside_its_folder_or_a_clear_failure(data: bytes) -> None:
+    TALLY["fuzz examples"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        (repo / "docs" / "lld" / "active").mkdir(parents=True)
+        source = repo / "docs" / "lld" / "active" / "LLD-1.md"
+        source.write_bytes(b"Status: Approved\n" + data)
+        config = ImplementConfig(repo, MockAgent(), False)
+        try:
+            implement_item(Item("lld-1", data={"path": str(source)}), context(repo, config))
+        except ItemError as exc:
+            assert one_line(str(exc))
+            return
+        bundle = repo / "docs" / "implementations" / "lld-1"
+        assert (bundle / "REPORT.md").exists()
+        for path in repo.rglob("*"):
+            if path.is_file() and "implementations" in path.parts:
+                assert path.resolve().is_relative_to(bundle.resolve())
+
+
+OPTION_VALUES = st.sampled_from(
+    [
+        "--parallel",
+        "-j",
+        "0",
+        "-1",
+        "3",
+        "abc",
+        "20",
+        "--grace",
+        "--timeout",
+        "-5",
+        "1.5",
+        "--retries",
+        "--credential-env",
+        "BAD NAME",
+        "X",
+        "--rate-limit-pattern",
+        "(",
+        "429",
+        "--max-rate-limit-waits",
+        "--no-color",
+        "-q",
+        "-v",
+        "--resume",
+        "/nonexistent",
+        "--run-dir",
+        "--id-from-item",
+        "--credentials-file",
+        "--items",
+        "--",
+        "echo",
+        "",
+        "\x00",
+        "é",
+    ]
+)
+
+
+@FUZZ
+@given(st.lists(OPTION_VALUES, max_size=8))
+def test_any_command_line_is_parsed_or_refused_without_a_traceback(args: list[str]) -> None:
+    TALLY["fuzz examples"] += 1
+    configure_logging()
+    with tempfile.TemporaryDirectory() as tmp:
+        items = Path(tmp) / "items.txt"
+        items.write_text("a\n")
+        runner = CliRunner()
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            result = runner.invoke(
+                cli,
+                ["run", "--dry-run", "--items", str(items), *args, "--", "echo"],
+                catch_exceptions=True,
+            )
+        finally:
+            os.chdir(cwd)
+    assert result.exit_code in (0, 1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert "Traceback" not in result.output
+
+
+@settings(SLOW_FUZZ, max_examples=8)
+@given(
+    st.lists(st.binary(max_size=300), min_size=1, max_size=4),
+    st.lists(
+        st.text(alphabet=string.ascii_letters + " _-.ü", min_size=1, max_size=20),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_whole_runs_on_random_brief_folders(
+    tmp_path_factory: pytest.TempPathFactory, contents: list[bytes], names: list[str]
+) -> None:
+    TALLY["fuzz examples"] += 1
+    repo = tmp_path_factory.mktemp("repo")
+    briefs = repo / "ideas" / "active"
+    briefs.mkdir(parents=True)
+    for name, data in zip(names, contents, strict=False):
+        (briefs / f"{name}.md").write_bytes(data)
+    done = run(
+        agentos_argv("requirements", "--repo", str(repo), "-j", "2", "--retries", "0"),
+        cwd=repo,
+        timeout=60,
+    )
+    assert done.returncode in (0, 1, 2), done.stderr
+    assert "Traceback" not in done.stderr
+    if done.returncode == 2:
+        assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
+    outside = [
+        p
+        for p in repo.rglob("*")
+        if p.is_file()
+        and not (
+            p.is_relative_to(briefs)
+            or p.is_relative_to(repo / "docs" / "lld" / "drafts")
+            or p.is_relative_to(repo / ".agentos")
+        )
+    ]
+    assert outside == []
