@@ -8,16 +8,25 @@ from __future__ import annotations
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError
+from agentos.workflows.items import Option
 
-__all__ = ["AGENT_HELP", "Agent", "AgentRequest", "resolve_agent"]
+__all__ = [
+    "AGENT_HELP",
+    "API_BASE_OPTION",
+    "Agent",
+    "AgentRequest",
+    "keyless_agents",
+    "resolve_agent",
+]
 
 AGENT_HELP = (
-    "'mock' (offline, deterministic: the default) or 'cmd:<command line>' (prompt on stdin, "
-    "answer on stdout, e.g. 'cmd:claude -p')"
+    "'mock' (offline, deterministic: the default), 'cmd:<command line>' (prompt on stdin, "
+    "answer on stdout, e.g. 'cmd:claude -p') or 'openai:<model>' (an OpenAI-compatible API at "
+    "--api-base; needs keys)"
 )
 
 
-def resolve_agent(spec: str, option: str) -> Agent:
+def resolve_agent(spec: str, option: str, api_base: str | None = None) -> Agent:
     """The agent a spec names; a ConfigError (exit 2) naming the option when it cannot work."""
     spec = spec.strip()
     if spec == "mock":
@@ -28,4 +37,23 @@ def resolve_agent(spec: str, option: str) -> Agent:
         from agentos.agents.command import CommandAgent
 
         return CommandAgent.from_spec(spec, option)
+    if spec.startswith("openai:"):
+        from agentos.agents.openai import OpenAIAgent
+
+        return OpenAIAgent.from_spec(spec, option, api_base)
     raise ConfigError(f"{option} {spec!r}: unknown agent; use {AGENT_HELP}")
+
+
+def keyless_agents(agents: list[Agent]) -> str | None:
+    """A reason to refuse the run before it starts, if an agent needs a key and none is given."""
+    needing = sorted({a.spec for a in agents if a.needs_credential})
+    return f"{', '.join(needing)} needs an API key" if needing else None
+
+
+API_BASE_OPTION = Option(
+    ("--api-base",),
+    "api_base",
+    "Base URL of the OpenAI-compatible API for openai: agents "
+    "[default: https://api.openai.com/v1].",
+    metavar="URL",
+)

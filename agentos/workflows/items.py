@@ -68,3 +68,5 @@ class Workflow:
     options: tuple[Option, ...] = ()
     make_config: Callable[..., Any] = field(default=_dict_config)
     epilog: str = ""
+    #: config -> why the run needs keys (an agent that cannot work without one), or None
+    needs_keys: Callable[[Any], str | None] | None = None

@@ -127,6 +127,9 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         items = [i for i in items if i.id not in done]
         skipped = before - len(items)
     credentials = load_credentials(options.credentials_file, warn=log.warning)
+    reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
+    if reason and not credentials:
+        raise ConfigError(f"{reason}: pass --credentials-file PATH or set AGENTOS_CREDENTIALS")
     if options.parallel is not None:
         workers = effective_workers(options.parallel, len(credentials), len(items))
     else:

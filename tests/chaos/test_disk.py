@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from chaos_helpers import (
     TALLY,
     assert_llds_whole,
@@ -17,7 +18,6 @@ from chaos_helpers import (
     briefs_repo,
     key_file,
 )
-
 from conftest import Live, agentos_argv, clean_env
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from chaos_helpers import TALLY
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +31,7 @@ from agentos.workflows.parallel.sanitize import id_problem, sanitize_id
 from agentos.workflows.requirements import RequirementsConfig
 from agentos.workflows.requirements import execute_item as requirements_item
 from agentos.workflows.runner import configure_logging
+from chaos_helpers import TALLY
 from conftest import agentos_argv, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from chaos_helpers import TALLY, assert_no_orphans
 
 from agentos.workflows.parallel.output import MAX_LINE
+from chaos_helpers import TALLY, assert_no_orphans
 from conftest import agentos_argv, clean_env, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from chaos_helpers import (
     TALLY,
     assert_llds_whole,
@@ -21,7 +22,6 @@ from chaos_helpers import (
     key_file,
     rng,
 )
-
 from conftest import Live, agentos_argv, clean_env, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentos.agents import AGENT_HELP, Agent, resolve_agent
+from agentos.agents import AGENT_HELP, API_BASE_OPTION, Agent, keyless_agents, resolve_agent
 from agentos.workflows.implement.collect import collect_items
 from agentos.workflows.implement.execute import execute_item
 from agentos.workflows.inputs import repo_path
@@ -24,8 +24,11 @@ class ImplementConfig:
     force: bool
 
 
-def make_config(repo: Path, implementer: str, force: bool) -> ImplementConfig:
-    return ImplementConfig(repo_path(repo), resolve_agent(implementer, "--implementer"), force)
+def make_config(
+    repo: Path, implementer: str, force: bool, api_base: str | None = None
+) -> ImplementConfig:
+    agent = resolve_agent(implementer, "--implementer", api_base)
+    return ImplementConfig(repo_path(repo), agent, force)
 
 
 WORKFLOW = Workflow(
@@ -46,8 +49,10 @@ WORKFLOW = Workflow(
             metavar="SPEC",
         ),
         Option(("--force",), "force", "Redo LLDs that already have a bundle.", kind="flag"),
+        API_BASE_OPTION,
     ),
     make_config=make_config,
+    needs_keys=lambda config: keyless_agents([config.implementer]),
 )
 
 __all__ = ["WORKFLOW", "ImplementConfig", "collect_items", "execute_item"]

@@ -136,6 +136,7 @@ def run_attempt(
             rate_limit_pattern=spec.rate_limit_pattern,
             parallel=spec.parallel,
             run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
+            deadline=t0 + spec.timeout if spec.timeout else None,
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),

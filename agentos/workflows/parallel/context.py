@@ -78,6 +78,7 @@ class ItemContext:
     rate_limit_pattern: str = DEFAULT_RATE_LIMIT_PATTERN
     parallel: bool = True
     run_tag: str = ""  # exported to subprocesses so that cleanup can find them (process_tree)
+    deadline: float | None = None  # time.monotonic() when the attempt times out
     last_command: CommandResult | None = None
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
 
@@ -111,6 +112,12 @@ class ItemContext:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def time_left(self, default: float = 600.0) -> float:
+        """Seconds until this attempt's --timeout (for timeouts of the item's own calls)."""
+        if self.deadline is None:
+            return default
+        return max(0.05, self.deadline - time.monotonic())
 
     # -- subprocesses
     def run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentos.agents import AGENT_HELP, Agent, resolve_agent
+from agentos.agents import AGENT_HELP, API_BASE_OPTION, Agent, keyless_agents, resolve_agent
 from agentos.errors import UsageError
 from agentos.workflows.inputs import repo_path
 from agentos.workflows.items import Option, Workflow
@@ -28,12 +28,17 @@ class RequirementsConfig:
 
 
 def make_config(
-    repo: Path, drafter: str, reviewer: str | None, max_iterations: int, force: bool
+    repo: Path,
+    drafter: str,
+    reviewer: str | None,
+    max_iterations: int,
+    force: bool,
+    api_base: str | None = None,
 ) -> RequirementsConfig:
     if max_iterations < 1:
         raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
-    drafting = resolve_agent(drafter, "--drafter")
-    reviewing = resolve_agent(reviewer, "--reviewer") if reviewer else drafting
+    drafting = resolve_agent(drafter, "--drafter", api_base)
+    reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
     return RequirementsConfig(repo_path(repo), drafting, reviewing, max_iterations, force)
 
 
@@ -66,8 +71,10 @@ WORKFLOW = Workflow(
             metavar="N",
         ),
         Option(("--force",), "force", "Redo briefs that already have an LLD.", kind="flag"),
+        API_BASE_OPTION,
     ),
     make_config=make_config,
+    needs_keys=lambda config: keyless_agents([config.drafter, config.reviewer]),
 )
 
 __all__ = ["WORKFLOW", "RequirementsConfig", "collect_items", "execute_item"]
