@@ -43,6 +43,8 @@ class RunnerOptions:
     max_rate_limit_waits: int
     rate_limit_pattern: str
     rate_limit_cooldown: float
+    backend: str = "loky"
+    scheduler: str | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunnerOptions:
@@ -60,6 +62,14 @@ class RunnerOptions:
             )
         verbosity = params.pop("verbose") - params.pop("quiet")
         timeout = params.pop("timeout")
+        backend, scheduler = params.pop("backend"), params.pop("scheduler")
+        if scheduler and backend != "dask":
+            raise UsageError("--scheduler only applies to --backend dask")
+        if backend == "dask" and params.get("parallel") is None and not params.get("dry_run"):
+            raise UsageError(
+                "--backend dask runs items on a cluster: give --parallel N as well "
+                "(how many items run at once)"
+            )
         return cls(
             parallel=params.pop("parallel"),
             dry_run=params.pop("dry_run"),
@@ -77,6 +87,8 @@ class RunnerOptions:
             max_rate_limit_waits=params.pop("max_rate_limit_waits"),
             rate_limit_pattern=pattern,
             rate_limit_cooldown=params.pop("rate_limit_cooldown"),
+            backend=backend,
+            scheduler=scheduler,
         )
 
 
@@ -193,6 +205,21 @@ _SHARED: list[Callable[[F], F]] = [
         metavar="SECONDS",
         help="Cooldown of a rate-limited key when the provider gives no Retry-After; "
         "doubles per repeat, capped at 15 min.",
+    ),
+    click.option(
+        "--backend",
+        type=click.Choice(["loky", "dask"]),
+        default="loky",
+        show_default=True,
+        help="Where items run: loky worker processes on this machine, or a Dask cluster "
+        "(needs 'agentos[dask]').",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="With --backend dask: an existing scheduler (tcp://host:8786). Without it, a "
+        "local cluster of --parallel single-threaded workers.",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),

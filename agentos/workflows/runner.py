@@ -140,6 +140,10 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     if options.dry_run:
         click.echo(render_dry_run(items, skipped))
         return EXIT_OK
+    if options.backend == "dask":
+        from agentos.workflows.parallel.dask_backend import require_distributed
+
+        require_distributed()  # a missing extra is a set-up error, before anything is created
     run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
     return _execute(workflow, config, options, items, credentials, workers, run_path, skipped)
 
@@ -211,7 +215,7 @@ def _execute(
             if workers:
                 listener = _listener(terminal, run_dir, credentials, prefix=True)
                 resources.callback(listener.stop)
-                if credentials:
+                if credentials and options.backend == "loky":
                     from agentos.workflows.parallel.key_server import start_key_server
 
                     with spawn_guard():
@@ -246,10 +250,24 @@ def _execute(
                         terminal.message(
                             f"{len(items)} items, {workers} workers, run dir {run_path}"
                         )
-                    from agentos.workflows.parallel.pool import ParallelRun
-
                     assert listener is not None
-                    ParallelRun(batch, spec, workers, listener, run_id, keys).run()
+                    if options.backend == "dask":
+                        from agentos.workflows.parallel.dask_backend import DaskRun
+
+                        DaskRun(
+                            batch,
+                            spec,
+                            workers,
+                            listener,
+                            run_id,
+                            options.scheduler,
+                            secrets_list,
+                            options.rate_limit_cooldown,
+                        ).run()
+                    else:
+                        from agentos.workflows.parallel.pool import ParallelRun
+
+                        ParallelRun(batch, spec, workers, listener, run_id, keys).run()
                 else:
                     from agentos.workflows.parallel.sequential import run_sequential
 

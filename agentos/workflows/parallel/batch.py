@@ -94,6 +94,8 @@ class Batch:
         self.progress = Progress(terminal, len(items), enabled=progress and not settings.quiet)
         self._waiting_for_key = False
         self.keys_lost: KeyServerLost | None = None
+        #: taken by a backend whose coordinator goes away with it (the Dask actor)
+        self.frozen_keys_report: list[dict[str, Any]] | None = None
         #: what the executor wants done on a signal, besides recording it in `shutdown`
         self.on_signal: Callable[[int], None] | None = None
 
@@ -163,6 +165,8 @@ class Batch:
 
     def keys_report(self) -> list[dict[str, Any]]:
         """Each key's label, fingerprint, state at the end and how often it was leased."""
+        if self.frozen_keys_report is not None:
+            return self.frozen_keys_report
         if self.keys is None or self.keys_lost is not None:
             return []
         try:

@@ -201,6 +201,7 @@ class CredentialCoordinator:
         seed: int | None = None,
     ) -> None:
         self._keys = [_KeyState(c) for c in make_credentials(secrets)]
+        self._secrets = [k.credential.secret for k in self._keys]
         self._leases: dict[int, _LeaseRecord] = {}
         self._next_id = 1
         self._cond = threading.Condition()
@@ -209,6 +210,18 @@ class CredentialCoordinator:
         import random
 
         self._random = random.Random(seed)
+
+    def add_secrets(self, secrets: list[str]) -> list[str]:
+        """Add keys after construction (the Dask backend hands them to its actor this way, in a
+        direct call rather than in task arguments). Returns all labels."""
+        with self._cond:
+            self._secrets = list(dict.fromkeys([*self._secrets, *secrets]))
+            known = {k.credential.secret for k in self._keys}
+            self._keys += [
+                _KeyState(c) for c in make_credentials(self._secrets) if c.secret not in known
+            ]
+            self._cond.notify_all()
+            return [k.credential.label for k in self._keys]
 
     # -- leasing
     def acquire(self, item_id: str, timeout: float = 0.0, holder_pid: int = 0) -> Lease | None:
@@ -234,6 +247,19 @@ class CredentialCoordinator:
                 wake = self._next_cooldown_end()
                 wait = left if wake is None else min(left, max(0.01, wake - time.monotonic()))
                 self._cond.wait(wait)
+
+    def lease_label(self, label: str, item_id: str) -> Lease | None:
+        """Mark the key `label` leased to `item_id` now, whatever its state: how a coordinator
+        started afresh learns which keys running items already hold (Dask actor restart)."""
+        with self._cond:
+            for key in self._keys:
+                if key.credential.label == label:
+                    lease_id = self._next_id
+                    self._next_id += 1
+                    key.leased_by = lease_id
+                    self._leases[lease_id] = _LeaseRecord(key, item_id)
+                    return Lease(lease_id, label, item_id)
+            return None
 
     def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]:
         """The key behind a lease, for the process that will use it."""

@@ -144,7 +144,7 @@ class _Attempt:
 
 @dataclass
 class _Conn:
-    sock: socket.socket
+    sock: socket.socket | None  # None for a stream fed from elsewhere (the Dask backend)
     header: bytes = b""
     stream: int = 0
     attempt: _Attempt | None = None
@@ -190,6 +190,7 @@ class OutputListener:
         self._lock = threading.Lock()
         self._stopping = False
         self._headerless = 0  # accepted connections whose header is not read yet
+        self._external: dict[tuple[str, int, int], _Conn] = {}
         self._max_key = 0
         self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
         if log_dir is not None:
@@ -313,6 +314,7 @@ class OutputListener:
             self._selector.register(sock, selectors.EVENT_READ, _Conn(sock))
 
     def _read(self, conn: _Conn) -> None:
+        assert conn.sock is not None  # only socket connections are registered with the selector
         try:
             data = conn.sock.recv(_READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -400,6 +402,37 @@ class OutputListener:
             block = conn.prefix + block[:-1].replace(b"\n", conn.newline_prefix) + b"\n"
         self.terminal.write(conn.stream, block)
 
+    # -- streams fed from elsewhere: the Dask backend forwards item output as events, which
+    #    then take exactly the path socket data takes (prefix, redaction, log file, EOF)
+    def external_start(self, item_id: str, attempt_no: int, pid: int) -> None:
+        with self._lock:
+            if (item_id, attempt_no) in self._attempts:
+                return
+            self._attempts[(item_id, attempt_no)] = _Attempt(
+                item_id, attempt_no, pid, time.monotonic()
+            )
+        for stream in (1, 2):
+            conn = _Conn(None, stream=stream, pending_header=False)
+            conn.attempt = self._attempts[(item_id, attempt_no)]
+            if self.prefix:
+                from agentos.workflows.parallel.terminal import item_prefix
+
+                conn.prefix = item_prefix(item_id, self.terminal.colour)
+                conn.newline_prefix = b"\n" + conn.prefix
+            self._external[(item_id, attempt_no, stream)] = conn
+        if self.on_started is not None:
+            self.on_started(item_id, attempt_no, pid)
+
+    def external_data(self, item_id: str, attempt_no: int, stream: int, data: bytes) -> None:
+        conn = self._external.get((item_id, attempt_no, stream))
+        if conn is not None and data:
+            self._feed(conn, data)
+
+    def external_eof(self, item_id: str, attempt_no: int, stream: int) -> None:
+        conn = self._external.pop((item_id, attempt_no, stream), None)
+        if conn is not None:
+            self._close(conn)
+
     def _log(self, attempt: _Attempt, block: bytes) -> None:
         """Append to the item's log. A log that cannot be written (disk full, run directory
         deleted) is reported once and given up; the item's output still reaches the terminal,
@@ -424,9 +457,10 @@ class OutputListener:
             )
 
     def _close(self, conn: _Conn, *, valid: bool = True) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(conn.sock)
-        conn.sock.close()
+        if conn.sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.sock)
+            conn.sock.close()
         if conn.pending_header:
             conn.pending_header = False
             with self._lock:
