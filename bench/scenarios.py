@@ -99,6 +99,23 @@ class RunDirs:
         return Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
 
 
+def agentos_run(run_dir: Path, items: Path, command: str, workers: int | str = 4) -> list[str]:
+    """`agentos run -jN -q` of a shell command over an items file, into its own run dir."""
+    return agentos(
+        "run",
+        f"-j{workers}",
+        "-q",
+        "--run-dir",
+        str(run_dir),
+        "--items",
+        str(items),
+        "--",
+        "sh",
+        "-c",
+        command,
+    )
+
+
 def _journal(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
 
@@ -112,19 +129,7 @@ def short_commands(sizes: Sizes, work: Path) -> dict[str, Any]:
     env = bench_env()
     contenders = {
         "agentos": lambda: timed(
-            agentos(
-                "run",
-                "-j4",
-                "-q",
-                "--run-dir",
-                str(runs.next()),
-                "--items",
-                str(items),
-                "--",
-                "sh",
-                "-c",
-                SHORT_COMMAND,
-            ),
+            agentos_run(runs.next(), items, SHORT_COMMAND, 4),
             env=env,
         ),
         "xargs -P4": lambda: timed(
@@ -177,19 +182,7 @@ def _agentos_sleep_batch(
 ) -> dict[str, float]:
     t0 = time.time()
     wall = timed(
-        agentos(
-            "run",
-            f"-j{workers}",
-            "-q",
-            "--run-dir",
-            str(run_dir),
-            "--items",
-            str(items),
-            "--",
-            "sh",
-            "-c",
-            f"sleep {seconds}",
-        ),
+        agentos_run(run_dir, items, f"sleep {seconds}", workers),
         env=env,
     )
     records = _journal(run_dir)
@@ -309,19 +302,7 @@ def output_heavy(sizes: Sizes, work: Path) -> dict[str, Any]:
     def run_agentos() -> float:
         with open(out_file, "w") as out:
             t = timed(
-                agentos(
-                    "run",
-                    "-j4",
-                    "-q",
-                    "--run-dir",
-                    str(runs.next()),
-                    "--items",
-                    str(items),
-                    "--",
-                    "sh",
-                    "-c",
-                    command,
-                ),
+                agentos_run(runs.next(), items, command, 4),
                 env=env,
                 stdout=out.fileno(),
             )
@@ -495,19 +476,7 @@ def memory(sizes: Sizes, work: Path) -> dict[str, Any]:
         "sk-bench-key-three-03,sk-bench-key-four-004"
     )
     roles = _peak_rss(
-        agentos(
-            "run",
-            "-j4",
-            "-q",
-            "--run-dir",
-            str(runs.next()),
-            "--items",
-            str(items),
-            "--",
-            "sh",
-            "-c",
-            "sleep 0.5",
-        ),
+        agentos_run(runs.next(), items, "sleep 0.5", 4),
         env,
         children=True,
     )

@@ -28,22 +28,20 @@ are forgotten: the provider will say so again.
 from __future__ import annotations
 
 import contextlib
-import queue
 import signal
 import time
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
 from typing import Any
 
-from agentos.errors import AgentosError, ConfigError, KeyServerLost
+from agentos.errors import ConfigError, KeyServerLost
 from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult, AttemptSpec
 from agentos.workflows.parallel.batch import Batch
+from agentos.workflows.parallel.controller import Controller, Running
 from agentos.workflows.parallel.credentials import Lease
 from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.scheduler import ItemState
-from agentos.workflows.parallel.shutdown import DRAINING, spawn_guard
+from agentos.workflows.parallel.shutdown import spawn_guard
 
-TICK = 0.5
 OUTPUT_EOF_WAIT = 10.0
 MAX_ACTOR_RESTARTS = 3
 
@@ -92,15 +90,7 @@ class ActorKeys:
         return self._call("snapshot")
 
 
-@dataclass
-class _Running:
-    state: ItemState
-    attempt: int
-    lease: Lease | None
-    submitted: float
-
-
-class DaskRun:
+class DaskRun(Controller):
     def __init__(
         self,
         batch: Batch,
@@ -112,7 +102,7 @@ class DaskRun:
         secrets: list[str],
         base_cooldown: float,
     ) -> None:
-        self.batch = batch
+        super().__init__(batch, capacity=workers)
         self.spec = spec
         self.workers = workers
         self.listener = listener
@@ -120,9 +110,6 @@ class DaskRun:
         self.scheduler = scheduler
         self.secrets = secrets
         self.base_cooldown = base_cooldown
-        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        self.inflight: dict[Any, _Running] = {}
-        self.fatal: AgentosError | None = None
         self.actor_restarts = 0
         self.topic = f"agentos-output-{run_id}"
         self.terminate_name = f"agentos-terminate-{run_id}"
@@ -159,7 +146,7 @@ class DaskRun:
             self.terminate = distributed.Event(self.terminate_name, client=client)
             client.subscribe_topic(self.topic, self._on_output)
             self.listener.start()
-            self._loop()
+            self.loop()
         finally:
             self.batch.on_signal = None
             if self.inflight and client is not None:
@@ -216,74 +203,27 @@ class DaskRun:
         else:
             self.listener.external_data(item, attempt, message["s"], message["d"])
 
-    def _on_done(self, future: Any) -> None:
-        self.events.put(("done", future))
-
-    # -- the loop (the loky backend's, without pool rebuilds: Dask reschedules lost tasks)
-    def _loop(self) -> None:
-        shutdown = self.batch.shutdown
-        scheduler = self.batch.scheduler
-        while True:
-            if shutdown.terminating or shutdown.grace_expired():
-                shutdown.terminate_now()
-                return
-            if shutdown.phase == DRAINING:
-                self._announce_drain()
-            elif self.fatal is None:
-                self._fill()
-            stopping = shutdown.draining or self.fatal is not None
-            if not self.inflight and (stopping or not scheduler.has_waiting()):
-                return
-            try:
-                event = self.events.get(timeout=TICK)
-            except queue.Empty:
-                event = None
-            while event is not None:
-                if event[0] == "done" and event[1] in self.inflight:
-                    self._finish(event[1])
-                try:
-                    event = self.events.get_nowait()
-                except queue.Empty:
-                    event = None
-            self.batch.update_progress()
-
-    def _fill(self) -> None:
+    # -- the Controller's hooks
+    def submit(self, state: ItemState, attempt: int, lease: Lease | None) -> Any:
         from agentos.workflows.parallel.dask_worker import run_item
 
-        batch = self.batch
-        while len(self.inflight) < self.workers:
-            state = batch.scheduler.peek_ready()
-            if state is None:
-                return
-            lease = None
-            if batch.keys is not None:
-                try:
-                    lease = batch.take_lease(state)
-                except KeyServerLost as exc:
-                    if self.actor_restarts < MAX_ACTOR_RESTARTS and self._restart_key_actor():
-                        continue
-                    self.fatal = exc
-                    batch.terminal.message(exc.message, force=True)
-                    return
-                if lease is None:
-                    return
-            attempt = batch.scheduler.start(state)
-            future = self.client.submit(
-                run_item,
-                self.spec_future,
-                state.item,
-                attempt,
-                lease.lease_id if lease is not None else None,
-                getattr(self, "actor", None),
-                self.topic,
-                self.terminate_name,
-                pure=False,
-                key=f"agentos-{state.id}-{attempt}-{self.run_id}",
-            )
-            self.inflight[future] = _Running(state, attempt, lease, time.monotonic())
-            future.add_done_callback(self._on_done)
+        return self.client.submit(
+            run_item,
+            self.spec_future,
+            state.item,
+            attempt,
+            lease.lease_id if lease is not None else None,
+            getattr(self, "actor", None),
+            self.topic,
+            self.terminate_name,
+            pure=False,
+            key=f"agentos-{state.id}-{attempt}-{self.run_id}",
+        )
 
-    def _finish(self, future: Any) -> None:
+    def key_server_lost(self, exc: KeyServerLost) -> bool:
+        return self.actor_restarts < MAX_ACTOR_RESTARTS and self._restart_key_actor()
+
+    def finish(self, future: Any) -> None:
         run = self.inflight.pop(future)
         try:
             result: AttemptResult = future.result()
@@ -295,7 +235,7 @@ class DaskRun:
             self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT)
         self.batch.end_attempt(run.state, run.lease, result)
 
-    def _synthetic(self, run: _Running, status: str, error: str) -> AttemptResult:
+    def _synthetic(self, run: Running, status: str, error: str) -> AttemptResult:
         return AttemptResult(
             run.state.id,
             run.attempt,
@@ -306,20 +246,6 @@ class DaskRun:
             error=error,
             key_label=run.lease.label if run.lease else None,
         )
-
-    def _announce_drain(self) -> None:
-        shutdown = self.batch.shutdown
-        if shutdown.announced == DRAINING:
-            return
-        shutdown.announced = DRAINING
-        self.batch.stop_waiting()
-        if self.inflight:
-            n = len(self.inflight)
-            self.batch.terminal.message(
-                f"stopping: waiting for {n} running item{'s' if n != 1 else ''} "
-                "(Ctrl+C again to terminate)",
-                force=True,
-            )
 
     def _terminate_inflight(self, client: Any) -> None:
         """Second signal: tasks see the terminate event and kill their attempt processes; the
@@ -349,7 +275,7 @@ class DaskRun:
             )
         self.inflight.clear()
 
-    def _interrupted(self, run: _Running, future: Any) -> AttemptResult:
+    def _interrupted(self, run: Running, future: Any) -> AttemptResult:
         with contextlib.suppress(Exception):
             result: AttemptResult = future.result(timeout=0)
             if result.status != INTERRUPTED:

@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import sys
 import time
 import warnings
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool  # loky's errors subclass it
-from dataclasses import dataclass
 from typing import Any
 
-from agentos.errors import AgentosError, KeyServerLost, PoolBroken
+from agentos.errors import PoolBroken
 from agentos.workflows.parallel.attempt import (
     FAILED,
     INTERRUPTED,
@@ -57,6 +55,7 @@ from agentos.workflows.parallel.attempt import (
     AttemptSpec,
 )
 from agentos.workflows.parallel.batch import Batch
+from agentos.workflows.parallel.controller import Controller, Running
 from agentos.workflows.parallel.credentials import Lease
 from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import (
@@ -66,14 +65,13 @@ from agentos.workflows.parallel.process_tree import (
     signal_group,
 )
 from agentos.workflows.parallel.scheduler import ItemState
-from agentos.workflows.parallel.shutdown import DRAINING, spawn_guard
+from agentos.workflows.parallel.shutdown import spawn_guard
 from agentos.workflows.parallel.worker import execute_in_worker, initialize_worker
 
 MAX_WORKERS = 10  # hard cap, also applied (with a warning) by the runner
 MAX_REBUILDS = 10
 OUTPUT_EOF_WAIT = 5.0  # seconds to wait for an attempt's output after its result arrived
 TIMEOUT_BACKSTOP = 10.0  # parent kills a worker this long after the worker's own deadline
-TICK = 0.5
 
 
 def start_method() -> str:
@@ -191,14 +189,6 @@ class WorkerPool:
         self.processes.clear()
 
 
-@dataclass
-class _Running:
-    state: ItemState
-    attempt: int
-    lease: Lease | None
-    submitted: float
-
-
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "unknown cause"
@@ -209,7 +199,7 @@ def _describe_exit(code: int | None) -> str:
     return f"exit {code}"
 
 
-class ParallelRun:
+class ParallelRun(Controller):
     def __init__(
         self,
         batch: Batch,
@@ -219,14 +209,15 @@ class ParallelRun:
         run_id: str,
         keys_proxy: Any,
     ) -> None:
-        self.batch = batch
+        # Without keys, one extra item is queued per worker, so a worker that finishes an item
+        # starts the next at once instead of waiting for our round trip; queued items check the
+        # drain flag before they start. With keys every submitted item holds a lease: no extra.
+        super().__init__(batch, capacity=min(workers, MAX_WORKERS) * (1 if keys_proxy else 2))
         self.spec = spec
         self.listener = listener
         self.run_id = run_id
-        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         initargs = (os.getpid(), run_id, spec, keys_proxy, listener.address, listener.token)
         self.pool = WorkerPool(workers, initargs, run_id)
-        self.inflight: dict[Future[AttemptResult], _Running] = {}
         self.rebuilds = 0
         if batch.settings.verbose:
             terminal = batch.terminal
@@ -235,30 +226,27 @@ class ParallelRun:
             )
         self._death: dict[int, dict[int, int]] = {}  # pool generation -> dead workers at break
         self._timed_out: set[tuple[str, int]] = set()
-        self.fatal: AgentosError | None = None  # set when the run must stop (key server lost)
 
     # -- callbacks from other threads: record and enqueue only
-    def _on_done(self, future: Future[AttemptResult]) -> None:
+    def on_done(self, future: Future[AttemptResult]) -> None:
         exc = future.exception()
         if isinstance(exc, BrokenProcessPool):
             generation = getattr(future, "_agentos_generation", 0)
             if generation not in self._death:
                 # runs in loky's thread before it kills the surviving workers
                 self._death[generation] = self.pool.dead_workers()
-        self.events.put(("done", future))
+        super().on_done(future)
 
-    # -- the loop
+    # -- the run
     def run(self) -> None:
         shutdown = self.batch.shutdown
         self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
         try:
-            self._loop()
+            self.loop()
         finally:
             if self.spec.drain_flag:
                 with contextlib.suppress(OSError):
                     os.unlink(self.spec.drain_flag)
-            if not self.listener.started:
-                self.listener.start()  # so that stop() has a thread to join
             self.batch.on_signal = None
             terminate = shutdown.terminating or bool(self.inflight)
             self.pool.shutdown(kill=terminate)
@@ -270,86 +258,23 @@ class ParallelRun:
         if self.fatal is not None:
             raise self.fatal
 
-    def _loop(self) -> None:
-        shutdown = self.batch.shutdown
-        scheduler = self.batch.scheduler
-        while True:
-            if shutdown.terminating or shutdown.grace_expired():
-                shutdown.terminate_now()
-                self._announce_terminate()
-                return
-            if shutdown.phase == DRAINING:
-                self._announce_drain()
-            elif self.fatal is None:
-                self._fill()
-            stopping = shutdown.draining or self.fatal is not None
-            if not self.inflight and (stopping or not scheduler.has_waiting()):
-                return
-            self._wait_for_events()
-            self._check_timeouts()
-            self.batch.update_progress()
-
-    def _wait_for_events(self) -> None:
-        timeout = TICK
-        delay = self.batch.scheduler.next_delay()
-        if delay is not None and len(self.inflight) < self.pool.workers:
-            timeout = min(timeout, delay)
+    def submit(self, state: ItemState, attempt: int, lease: Lease | None) -> Any:
         try:
-            event = self.events.get(timeout=max(timeout, 0.001))
-        except queue.Empty:
-            return
-        while True:
-            self._handle(event)
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
-
-    def _handle(self, event: tuple[str, Any]) -> None:
-        kind, value = event
-        if kind == "done" and value in self.inflight:
-            self._finish(value)
-
-    # -- submitting
-    def _fill(self) -> None:
-        batch = self.batch
-        scheduler = batch.scheduler
-        # Without keys, queue one extra item per worker, so a worker finishing an item starts the
-        # next at once instead of waiting for our round trip; queued items check the drain flag
-        # before they start. With keys every submitted item holds a lease, so no extra.
-        depth = self.pool.workers * (1 if batch.keys is not None else 2)
-        while len(self.inflight) < depth:
-            state = scheduler.peek_ready()
-            if state is None:
-                return
-            lease = None
-            if batch.keys is not None:
-                try:
-                    lease = batch.take_lease(state)
-                except KeyServerLost as exc:
-                    self.fatal = exc
-                    batch.terminal.message(exc.message, force=True)
-                    return
-                if lease is None:
-                    return
-            attempt = scheduler.start(state)
-            try:
-                future = self.pool.submit(
-                    state.item, attempt, lease.lease_id if lease is not None else None
-                )
-            except BrokenProcessPool:
-                # the pool broke between two events; the break is being reported already
-                scheduler.bystander(state)
-                batch.reclaim(lease)
-                return
-            if not self.listener.started:
-                self.listener.start()  # after the first fork: see WorkerPool
-            future._agentos_generation = self.pool.generation  # type: ignore[attr-defined]
-            self.inflight[future] = _Running(state, attempt, lease, time.monotonic())
-            future.add_done_callback(self._on_done)
+            future = self.pool.submit(
+                state.item, attempt, lease.lease_id if lease is not None else None
+            )
+        except BrokenProcessPool:
+            # the pool broke between two events; the break is being reported already
+            self.batch.scheduler.bystander(state)
+            self.batch.reclaim(lease)
+            return None
+        if not self.listener.started:
+            self.listener.start()  # after the first fork: see WorkerPool
+        future._agentos_generation = self.pool.generation  # type: ignore[attr-defined]
+        return future
 
     # -- results
-    def _finish(self, future: Future[AttemptResult]) -> None:
+    def finish(self, future: Future[AttemptResult]) -> None:
         exc = future.exception()
         if isinstance(exc, BrokenProcessPool):
             self._handle_break(future, exc)
@@ -371,7 +296,7 @@ class ParallelRun:
                 )
         self.batch.end_attempt(run.state, run.lease, result)
 
-    def _synthetic(self, run: _Running, status: str, error: str, **kw: Any) -> AttemptResult:
+    def _synthetic(self, run: Running, status: str, error: str, **kw: Any) -> AttemptResult:
         started_info = self.listener.running_pid(run.state.id, run.attempt)
         started = started_info[1] if started_info else run.submitted
         return AttemptResult(
@@ -449,7 +374,7 @@ class ParallelRun:
             force=True,
         )
 
-    def _check_timeouts(self) -> None:
+    def tick(self) -> None:
         """Backstop for the worker's own SIGALRM deadline (an item stuck in C code ignores it)."""
         if not self.spec.timeout:
             return
@@ -468,35 +393,16 @@ class ParallelRun:
                 signal_group(pid, signal.SIGKILL)
 
     # -- shutdown
-    def _announce_drain(self) -> None:
-        shutdown = self.batch.shutdown
-        if shutdown.announced == DRAINING:
-            return
-        shutdown.announced = DRAINING
+    def on_drain(self) -> None:
         if self.spec.drain_flag:
             with contextlib.suppress(OSError):
                 open(self.spec.drain_flag, "w").close()
-        self.batch.stop_waiting()
-        n = sum(1 for run in self.inflight.values() if self._started(run))
-        if n:
-            self.batch.terminal.message(
-                f"stopping: waiting for {n} running item{'s' if n != 1 else ''} "
-                "(Ctrl+C again to terminate)",
-                force=True,
-            )
 
-    def _announce_terminate(self) -> None:
-        n = sum(1 for run in self.inflight.values() if self._started(run))
-        if n:
-            self.batch.terminal.message(
-                f"terminating: killing {n} running item{'s' if n != 1 else ''}", force=True
-            )
-
-    def _started(self, run: _Running) -> bool:
+    def started(self, run: Running) -> bool:
         return self.listener.running_pid(run.state.id, run.attempt) is not None
 
-    def _record_interrupted(self, run: _Running) -> None:
-        if not self._started(run):  # still queued: it never ran, so it is "not run"
+    def _record_interrupted(self, run: Running) -> None:
+        if not self.started(run):  # still queued: it never ran, so it is "not run"
             self.batch.scheduler.unstart(run.state)
             self.batch.reclaim(run.lease)
             return

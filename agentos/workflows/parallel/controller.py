@@ -1,0 +1,154 @@
+"""The controller loop both parallel backends share (loky in pool.py, Dask in dask_backend.py).
+
+    while True:
+        second signal or --grace over  → terminate (the backend kills what runs)
+        first signal                   → drain: no new submissions, say how many items run
+        otherwise                      → fill: submit while capacity and keys allow
+        nothing running and nothing more to do (or draining, or fatal) → done
+        wait for events (futures done, signals) and handle each; backend tick; progress
+
+Events arrive on a SimpleQueue, put there by future callbacks (other threads) and by the signal
+handler (whose only other act is recording the signal: see shutdown.py). A backend supplies
+`submit`, `finish`, and optionally `tick` (timeouts), `started` (is an attempt running yet, or
+still queued) and `on_drain`.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from agentos.errors import AgentosError, KeyServerLost
+from agentos.workflows.parallel.batch import Batch
+from agentos.workflows.parallel.credentials import Lease
+from agentos.workflows.parallel.scheduler import ItemState
+from agentos.workflows.parallel.shutdown import DRAINING
+
+TICK = 0.5  # seconds between backend ticks when no event comes
+
+
+@dataclass
+class Running:
+    """A submitted attempt."""
+
+    state: ItemState
+    attempt: int
+    lease: Lease | None
+    submitted: float
+
+
+class Controller(ABC):
+    def __init__(self, batch: Batch, capacity: int) -> None:
+        self.batch = batch
+        self.capacity = capacity  # submitted attempts at once
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.inflight: dict[Any, Running] = {}
+        self.fatal: AgentosError | None = None  # set when the run must stop after the running
+
+    # -- what a backend provides
+    @abstractmethod
+    def submit(self, state: ItemState, attempt: int, lease: Lease | None) -> Any:
+        """Start an attempt; return its future, or None if it could not be submitted."""
+
+    @abstractmethod
+    def finish(self, future: Any) -> None:
+        """Record a done future's attempt (the future is still in `inflight`)."""
+
+    def tick(self) -> None:
+        """Called after every round of events (timeouts and such)."""
+        return None
+
+    def started(self, run: Running) -> bool:
+        return True
+
+    def on_drain(self) -> None:
+        """Called once when draining begins."""
+        return None
+
+    def key_server_lost(self, exc: KeyServerLost) -> bool:
+        """The keys became unreachable; True if the backend restored them (try again)."""
+        return False
+
+    # -- shared
+    def on_done(self, future: Any) -> None:
+        self.events.put(("done", future))
+
+    def loop(self) -> None:
+        shutdown = self.batch.shutdown
+        scheduler = self.batch.scheduler
+        while True:
+            if shutdown.terminating or shutdown.grace_expired():
+                shutdown.terminate_now()
+                self._say("terminating: killing {}", "")
+                return
+            if shutdown.phase == DRAINING:
+                self._drain()
+            elif self.fatal is None:
+                self.fill()
+            stopping = shutdown.draining or self.fatal is not None
+            if not self.inflight and (stopping or not scheduler.has_waiting()):
+                return
+            self._wait_for_events()
+            self.tick()
+            self.batch.update_progress()
+
+    def fill(self) -> None:
+        batch = self.batch
+        while len(self.inflight) < self.capacity:
+            state = batch.scheduler.peek_ready()
+            if state is None:
+                return
+            lease = None
+            if batch.keys is not None:
+                try:
+                    lease = batch.take_lease(state)
+                except KeyServerLost as exc:
+                    if self.key_server_lost(exc):
+                        continue
+                    self.fatal = exc
+                    batch.terminal.message(exc.message, force=True)
+                    return
+                if lease is None:
+                    return
+            attempt = batch.scheduler.start(state)
+            future = self.submit(state, attempt, lease)
+            if future is None:
+                return
+            self.inflight[future] = Running(state, attempt, lease, time.monotonic())
+            future.add_done_callback(self.on_done)
+
+    def _wait_for_events(self) -> None:
+        timeout = TICK
+        delay = self.batch.scheduler.next_delay()
+        if delay is not None and len(self.inflight) < self.capacity:
+            timeout = min(timeout, delay)
+        try:
+            event = self.events.get(timeout=max(timeout, 0.001))
+        except queue.Empty:
+            return
+        while True:
+            kind, value = event
+            if kind == "done" and value in self.inflight:
+                self.finish(value)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _drain(self) -> None:
+        shutdown = self.batch.shutdown
+        if shutdown.announced == DRAINING:
+            return
+        shutdown.announced = DRAINING
+        self.on_drain()
+        self.batch.stop_waiting()
+        self._say("stopping: waiting for {}", " (Ctrl+C again to terminate)")
+
+    def _say(self, template: str, tail: str) -> None:
+        n = sum(1 for run in self.inflight.values() if self.started(run))
+        if n:
+            items = f"{n} running item{'s' if n != 1 else ''}"
+            self.batch.terminal.message(template.format(items) + tail, force=True)
