@@ -32,6 +32,7 @@ from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
 from agentos.workflows.parallel.batch import Batch, ExecutionSettings
+from agentos.workflows.parallel.capture import ItemCapture
 from agentos.workflows.parallel.credentials import (
     Credential,
     CredentialCoordinator,
@@ -39,7 +40,7 @@ from agentos.workflows.parallel.credentials import (
     load_credentials,
 )
 from agentos.workflows.parallel.journal import Journal, RunDir, default_run_dir, done_item_ids
-from agentos.workflows.parallel.output import ItemCapture, OutputListener
+from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import kill_tagged
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
 from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard

@@ -26,8 +26,8 @@ from typing import Any
 
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
+from agentos.workflows.parallel.capture import ItemCapture
 from agentos.workflows.parallel.context import ACTIVE_GROUPS
-from agentos.workflows.parallel.output import ItemCapture
 from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,
