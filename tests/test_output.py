@@ -214,6 +214,7 @@ def test_colours_only_on_a_tty_and_never_with_no_color(tmp_path: Path) -> None:
     argv = agentos_argv("run", "-j", "2", "--items", str(items), "--", "echo", "hello")
     coloured = run_on_tty(argv, tmp_path)
     assert b"\x1b[" in coloured and b"hello a" in coloured
+    assert b"2/2 [" in coloured and b"2 done, 0 failed, 0 running]" in coloured  # the bar
     assert b"\x1b[" not in run_on_tty(argv, tmp_path, NO_COLOR="1").replace(b"\x1b[?25", b"")
     plain = run_on_tty([*argv[:4], "--no-color", *argv[4:]], tmp_path)
     assert b"[item-1] hello a" in plain

@@ -226,12 +226,14 @@ class Batch:
                 f"{self.settings.retries} in {seconds(state.retry_delay)}"
             )
 
-    def update_progress(self, force: bool = False) -> None:
+    def update_progress(self, force: bool = False, running: int | None = None) -> None:
+        """`running`: items actually running, when the executor knows better than "submitted"
+        (items queued in a worker are submitted but not running)."""
         counts = self.scheduler.counts()
         self.progress.update(
             counts[DONE],
             counts[FAILED] + counts[TIMEOUT],
-            len(self.scheduler.running),
+            len(self.scheduler.running) if running is None else running,
             force=force,
         )
 

@@ -93,7 +93,9 @@ class Controller(ABC):
                 return
             self._wait_for_events()
             self.tick()
-            self.batch.update_progress()
+            self.batch.update_progress(
+                running=sum(1 for run in self.inflight.values() if self.started(run))
+            )
 
     def fill(self) -> None:
         batch = self.batch

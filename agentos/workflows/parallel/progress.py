@@ -13,7 +13,7 @@ from typing import Any
 from agentos.workflows.parallel.terminal import Terminal
 
 LINE_INTERVAL = 30.0  # seconds between status lines off a TTY; AGENTOS_STATUS_INTERVAL overrides
-_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}"
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
 def _interval() -> float:
