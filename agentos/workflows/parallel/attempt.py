@@ -38,8 +38,7 @@ from agentos.errors import (
     RateLimited,
 )
 from agentos.workflows.items import ExecuteItem, Item
-from agentos.workflows.parallel.context import ACTIVE_GROUPS, ItemContext
-from agentos.workflows.parallel.process_tree import kill_tagged, terminate_groups
+from agentos.workflows.parallel.context import ItemContext, kill_started_processes
 
 DONE = "done"
 FAILED = "failed"
@@ -204,14 +203,10 @@ def _set(
 
 @contextlib.contextmanager
 def _kill_leftovers(spec: AttemptSpec, result: AttemptResult) -> Iterator[None]:
-    """After the item: its registered process groups go. After a timeout or an interrupt, which
-    can strike between a fork and the group's registration, so does everything carrying this
-    process's run tag (a /proc scan, so only then)."""
+    """After the item, its processes go; after a timeout or an interrupt, which can strike
+    between a fork and the group's registration, the run-tag sweep too."""
     try:
         yield
     finally:
-        if ACTIVE_GROUPS:
-            terminate_groups(list(ACTIVE_GROUPS), grace=0.3)
-            ACTIVE_GROUPS.clear()
-        if spec.run_id and result.status in (TIMEOUT, INTERRUPTED):
-            kill_tagged(spec.run_id, os.getpid())
+        abnormal = result.status in (TIMEOUT, INTERRUPTED)
+        kill_started_processes(spec.run_id, sweep_tag=abnormal, grace=0.3)

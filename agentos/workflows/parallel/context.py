@@ -27,7 +27,7 @@ from typing import Any
 
 from agentos.errors import ItemError, RateLimited
 from agentos.workflows.items import Item
-from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, terminate_groups
+from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, terminate_groups
 
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
 EX_TEMPFAIL = 75
@@ -37,6 +37,18 @@ _STDERR_TAIL_LINES = 20
 
 #: Process groups started by the current attempt; the worker's SIGTERM handler kills them too.
 ACTIVE_GROUPS: set[int] = set()
+
+
+def kill_started_processes(run_id: str, *, sweep_tag: bool, grace: float = 0.5) -> None:
+    """End what this process's items started: the registered process groups, and, with
+    `sweep_tag`, whatever carries this process's run tag (a command forked an instant before a
+    signal is not registered yet, and a daemon may have left its group; a /proc scan, so only
+    when something went wrong)."""
+    if ACTIVE_GROUPS:
+        terminate_groups(list(ACTIVE_GROUPS), grace=grace)
+        ACTIVE_GROUPS.clear()
+    if sweep_tag and run_id:
+        kill_tagged(run_id, os.getpid())
 
 
 @dataclass

@@ -40,10 +40,9 @@ from agentos.workflows.parallel.attempt import (
     AttemptSpec,
     run_attempt,
 )
-from agentos.workflows.parallel.context import ACTIVE_GROUPS
+from agentos.workflows.parallel.context import kill_started_processes
 from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
-    kill_tagged,
     set_parent_death_signal,
     terminate_groups,
 )
@@ -153,12 +152,10 @@ class _GivenKey:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    """The Dask worker died or the task terminates us: take the item's processes along."""
+    run_id = os.environ.get(RUN_TAG_ENV, "").partition("/")[0]
     with contextlib.suppress(Exception):
-        terminate_groups(list(ACTIVE_GROUPS), grace=0.5)
-    run_tag = os.environ.get(RUN_TAG_ENV, "")
-    if "/" in run_tag:
-        with contextlib.suppress(Exception):
-            kill_tagged(run_tag.split("/", 1)[0], os.getpid())
+        kill_started_processes(run_id, sweep_tag=True)
     os._exit(128 + signum)
 
 

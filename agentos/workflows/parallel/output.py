@@ -299,13 +299,7 @@ class OutputListener:
             if record is None:
                 record = _Attempt(item_id, attempt_no, pid, time.monotonic())
                 self._attempts[key] = record
-        conn.stream = 1 if stream == 1 else 2
-        conn.attempt = record
-        if self.prefix:
-            from agentos.workflows.parallel.terminal import item_prefix
-
-            conn.prefix = item_prefix(item_id, self.terminal.colour)
-            conn.newline_prefix = b"\n" + conn.prefix
+        self._attach(conn, record, 1 if stream == 1 else 2)
         if first and self.on_started is not None:
             self.on_started(item_id, attempt_no, pid)
         if rest:
@@ -355,16 +349,21 @@ class OutputListener:
                 item_id, attempt_no, pid, time.monotonic()
             )
         for stream in (1, 2):
-            conn = _Conn(None, stream=stream, pending_header=False)
-            conn.attempt = self._attempts[(item_id, attempt_no)]
-            if self.prefix:
-                from agentos.workflows.parallel.terminal import item_prefix
-
-                conn.prefix = item_prefix(item_id, self.terminal.colour)
-                conn.newline_prefix = b"\n" + conn.prefix
+            conn = _Conn(None, pending_header=False)
+            self._attach(conn, self._attempts[(item_id, attempt_no)], stream)
             self._external[(item_id, attempt_no, stream)] = conn
         if self.on_started is not None:
             self.on_started(item_id, attempt_no, pid)
+
+    def _attach(self, conn: _Conn, record: _Attempt, stream: int) -> None:
+        """Give a stream (a socket, or one fed by the Dask backend) its attempt and prefix."""
+        conn.stream = stream
+        conn.attempt = record
+        if self.prefix:
+            from agentos.workflows.parallel.terminal import item_prefix
+
+            conn.prefix = item_prefix(record.item_id, self.terminal.colour)
+            conn.newline_prefix = b"\n" + conn.prefix
 
     def external_data(self, item_id: str, attempt_no: int, stream: int, data: bytes) -> None:
         conn = self._external.get((item_id, attempt_no, stream))

@@ -27,12 +27,10 @@ from typing import Any
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
 from agentos.workflows.parallel.capture import ItemCapture
-from agentos.workflows.parallel.context import ACTIVE_GROUPS
+from agentos.workflows.parallel.context import kill_started_processes
 from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
-    kill_tagged,
     set_parent_death_signal,
-    terminate_groups,
 )
 
 
@@ -52,10 +50,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
     process groups, and whatever carries this worker's run tag (a command forked an instant before
     the signal may not be registered yet, and a daemon may have left its group)."""
     with contextlib.suppress(Exception):
-        terminate_groups(list(ACTIVE_GROUPS), grace=0.5)
-    if _STATE is not None and _STATE.spec.run_id:
-        with contextlib.suppress(Exception):
-            kill_tagged(_STATE.spec.run_id, os.getpid())
+        kill_started_processes(_STATE.spec.run_id if _STATE else "", sweep_tag=True)
     os._exit(128 + signum)
 
 
