@@ -1,20 +1,32 @@
 """Shared fixtures: running agentos as a real process, and proving nothing it started is left.
 
-Every test is checked by `no_leftover_processes` (autouse): after the test, no process may still
-carry an agentos run tag in its environment (workers, item commands, their daemonised children),
-and no process may still run in a session a test started. Zombies do not count: they are dead,
-waiting for init to reap them.
+Tests observe and kill only what they started. Two things make that possible without looking at
+any other process on the machine (a user's overnight run may be going beside the suite):
+
+* the pytest process is a *child subreaper* (`PR_SET_CHILD_SUBREAPER`): a process that a test
+  started and that daemonised (double fork, `setsid`) is re-parented to pytest instead of init, so
+  it is still in pytest's process tree;
+* every test has a *scope*, a unique token in `AGENTOS_TEST_SCOPE` that the test's processes
+  inherit through their environment (`clean_env()` puts it there; in-process runs inherit it
+  from `os.environ`).
+
+A test's processes are the live descendants of pytest that carry its scope. `no_leftover_processes`
+(autouse) checks after every test that none is left, and kills those it finds. Zombies do not
+count: they are dead, waiting to be reaped (which the fixture does for the orphans it adopted).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import itertools
 import os
 import selectors
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,42 +35,86 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-TAG = b"AGENTOS_RUN_TAG="
+SCOPE_ENV = "AGENTOS_TEST_SCOPE"
+RUN_TAG = b"AGENTOS_RUN_TAG="
+_PR_SET_CHILD_SUBREAPER = 36
+_scopes = itertools.count(1)
+_scope = f"{os.getpid()}-0"
+
+
+def become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    become_subreaper()
+
+
+def current_scope() -> str:
+    return _scope
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def scoped_processes(scope: str | None = None) -> list[psutil.Process]:
+    """Live descendants of this pytest process that carry `scope` (default: the current test's)
+    in their environment. Only pytest's own process tree is looked at."""
+    needle = f"{SCOPE_ENV}={scope or _scope}\0".encode()
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE and needle in _environ(proc.pid):
+                found.append(proc)
+    return found
+
+
+def scoped_pids(scope: str | None = None) -> list[int]:
+    return [p.pid for p in scoped_processes(scope)]
 
 
 def tagged_pids() -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if TAG in f.read() and _running(int(entry)):
-                    found.append(int(entry))
-        except OSError:
-            pass
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    """This test's processes that an agentos run started (they carry its run tag): workers, item
+    commands and whatever those forked or daemonised."""
+    return [p.pid for p in scoped_processes() if RUN_TAG in _environ(p.pid)]
 
 
 def session_pids(sid: int) -> list[int]:
+    """This test's processes in session `sid`."""
     found = []
-    for proc in psutil.process_iter(["pid"]):
-        try:
-            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+    for proc in scoped_processes():
+        with contextlib.suppress(OSError):
+            if os.getsid(proc.pid) == sid:
                 found.append(proc.pid)
-        except (OSError, psutil.Error):
-            pass
     return found
 
 
-def wait_until_gone(check, timeout: float = 5.0) -> list[int]:
+def running(command: str) -> list[int]:
+    """This test's processes whose command line contains `command`."""
+    found = []
+    for proc in scoped_processes():
+        with contextlib.suppress(psutil.Error):
+            if command in " ".join(proc.cmdline()):
+                found.append(proc.pid)
+    return found
+
+
+def reap_adopted_zombies() -> None:
+    """Orphans re-parented to pytest (the subreaper) become its zombies when they exit."""
+    for proc in psutil.Process().children():
+        with contextlib.suppress(psutil.Error, ChildProcessError):
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(proc.pid, os.WNOHANG)
+
+
+def wait_until_gone(check: Callable[[], list[int]], timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
     left = check()
     while left and time.monotonic() < deadline:
@@ -82,13 +138,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture(autouse=True)
 def no_leftover_processes() -> Iterator[None]:
-    yield
+    global _scope
+    _scope = f"{os.getpid()}-{next(_scopes)}"
+    os.environ[SCOPE_ENV] = _scope  # in-process runs (CliRunner) fork workers from pytest
+    try:
+        yield
+    finally:
+        os.environ.pop(SCOPE_ENV, None)
     for live in _LIVE:  # a test that failed midway leaves its agentos running: stop it first
         if live.proc.poll() is None:
             os.killpg(live.proc.pid, signal.SIGKILL)
             live.proc.wait()
     _LIVE.clear()
-    left = wait_until_gone(tagged_pids, timeout=5.0)
+    left = wait_until_gone(scoped_pids, timeout=5.0)
     details = []
     for pid in left:
         try:
@@ -96,7 +158,8 @@ def no_leftover_processes() -> Iterator[None]:
             os.kill(pid, signal.SIGKILL)
         except (OSError, psutil.Error):
             pass
-    assert not left, f"processes started by agentos outlived it: {details}"
+    reap_adopted_zombies()
+    assert not left, f"processes started by this test outlived it: {details}"
 
 
 @dataclass
@@ -122,6 +185,7 @@ def clean_env(**extra: str) -> dict[str, str]:
         if not k.startswith("AGENTOS_") and k not in ("NO_COLOR", "PYTEST_CURRENT_TEST")
     }
     env["PYTHONUNBUFFERED"] = "1"
+    env[SCOPE_ENV] = _scope  # marks every process the test starts as this test's
     env.update(extra)
     return env
 

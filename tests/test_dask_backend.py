@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import Live, agentos_argv, run, tagged_pids, wait_until_gone
+from conftest import Live, agentos_argv, run, running, tagged_pids, wait_until_gone
 
 pytest.importorskip("distributed")
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -204,17 +204,6 @@ def test_first_ctrl_c_drains_second_terminates(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 15
     assert wait_until_gone(tagged_pids, timeout=5) == []
     assert wait_until_gone(lambda: running("sleep 60"), timeout=5) == []
-
-
-def running(command: str) -> list[int]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and command in " ".join(proc.cmdline()):
-                found.append(proc.pid)
-        except psutil.Error:
-            pass
-    return found
 
 
 def test_dask_needs_parallel_and_a_reachable_scheduler(tmp_path: Path) -> None:
