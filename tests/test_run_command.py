@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,7 +38,8 @@ def test_sequential_is_a_plain_tool(workdir: Path) -> None:
     assert done.stderr.startswith("err a\nerr b\n")
     assert "[item-" not in done.stdout + done.stderr
     run_dir = only_run_dir(workdir)
-    assert not (run_dir / "logs").exists()  # nothing captured: output went straight through
+    # the same run directory as in parallel mode: each item's output in its log, unprefixed
+    assert (run_dir / "logs" / "item-1.log").read_text() == "out a\nerr a\n"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["mode"] == "sequential"
     assert [i["status"] for i in summary["items"]] == ["done", "done"]
@@ -297,3 +300,77 @@ def test_rate_limited_without_keys_waits_the_retry_after(workdir: Path, mode: li
     ]
     assert [r["status"] for r in records] == ["rate_limited", "done"]
     assert records[1]["started"] - (records[0]["started"] + records[0]["runtime"]) >= 0.25
+
+
+def test_embedded_placeholder_is_shell_quoted(workdir: Path) -> None:
+    hostile = ["hello $(touch pwned)", "it's `touch pwned2`; touch pwned3", "tab\there"]
+    items = items_file(workdir / "items.txt", hostile)
+    done = run(
+        agentos_argv("run", "--items", str(items), "--", "sh", "-c", "printf '%s|' {}; echo"),
+        cwd=workdir,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{line}|" for line in hostile]  # data, never code
+    assert not list(workdir.glob("pwned*"))
+    # a whole-argument {} is the item itself, one argument, nothing quoted
+    whole = run(
+        agentos_argv("run", "--items", str(items), "--", "printf", "<%s>\\n", "{}"), cwd=workdir
+    )
+    assert whole.stdout.splitlines() == [f"<{line}>" for line in hostile]
+
+
+def joblog_rows(run_dir: Path) -> dict[str, list[str]]:
+    rows = [r.split("\t", 8) for r in (run_dir / "joblog.tsv").read_text().splitlines()[1:]]
+    return {r[0]: r for r in rows}
+
+
+def test_joblog_as_gnu_parallel_writes_it(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["sleep 30", "kill -9 $$", "printf 'a\\tb'"])
+    done = run(
+        agentos_argv(
+            "run",
+            "-j3",
+            "--timeout",
+            "1",
+            "--retries",
+            "0",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            "{}",
+        ),
+        cwd=workdir,
+    )
+    assert done.returncode == 1
+    rows = joblog_rows(only_run_dir(workdir))
+    # a timed-out attempt: the real command (so --retry-failed can rerun it), Exitval -1
+    assert rows["1"][6:] == ["-1", "15", "sh -c 'sleep 30'"]
+    # killed by a signal: Exitval 0 with the Signal, as GNU parallel writes it
+    assert rows["2"][6:] == ["0", "9", "sh -c 'kill -9 $$'"]
+    assert rows["3"][6:] == ["0", "0", "sh -c 'printf '\"'\"'a\\tb'\"'\"''"]  # the tab kept
+
+
+@pytest.mark.skipif(shutil.which("parallel") is None, reason="GNU parallel is not installed")
+def test_gnu_parallel_retries_the_failed_jobs_of_our_joblog(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["ok1", "bad", "ok2"])
+    script = f'echo "$0" >> {workdir}/ran; [ "$0" != bad ] || [ -e {workdir}/fixed ]'
+    done = run(
+        agentos_argv("run", "--retries", "0", "--items", str(items), "--", "sh", "-c", script),
+        cwd=workdir,
+    )
+    assert done.returncode == 1
+    (workdir / "ran").unlink()
+    (workdir / "fixed").touch()
+    joblog = only_run_dir(workdir) / "joblog.tsv"
+    again = subprocess.run(
+        ["parallel", "--will-cite", "--retry-failed", "--joblog", str(joblog)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert again.returncode == 0, again.stderr
+    assert (workdir / "ran").read_text() == "bad\n"  # only the failed job, with its own command

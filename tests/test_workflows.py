@@ -233,3 +233,32 @@ def test_empty_input_folder_is_nothing_to_process(entry: Entry, tmp_path: Path) 
     assert done.returncode == 0
     assert done.stdout == "Nothing to process\n"
     assert not (repo / ".agentos").exists()
+
+
+def test_two_runs_on_one_repository_never_do_an_item_twice(demo: Path, tmp_path: Path) -> None:
+    argv = agentos_argv("requirements", "--repo", str(demo), "-j2")
+    first = Live(argv, demo, env=clean_env(AGENTOS_MOCK_LATENCY="0.2"))
+    first.wait_for("] wrote docs/lld/drafts/", stream="err")
+    second = run(argv, cwd=demo, env=clean_env(AGENTOS_MOCK_LATENCY="0.2"))
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1, second.stderr
+    assert f"another agentos requirements run is working on {demo}" in second.stderr
+    assert f"(pid {first.pid}, run dir " in second.stderr
+    assert first.finish(timeout=90).returncode == 0
+    runs = sorted((demo / ".agentos" / "runs").iterdir())
+    assert len(runs) == 1  # the refused run created no run directory
+    done = [json.loads(line) for line in (runs[0] / "journal.jsonl").read_text().splitlines()]
+    assert len(done) == 12 and len({r["item"] for r in done}) == 12
+
+    # the lock goes with its holder, however it ends: a killed run leaves none behind
+    killed = Live([*argv, "--force"], demo, env=clean_env(AGENTOS_MOCK_LATENCY="0.2"))
+    killed.wait_for("] wrote docs/lld/drafts/", stream="err")
+    killed.interrupt(signal.SIGKILL)
+    killed.finish(timeout=30)
+    again = run([*argv, "--force"], cwd=demo)
+    assert again.returncode == 0, again.stderr
+    # another workflow on the same repository is not blocked
+    assert (
+        "another agentos"
+        not in run(agentos_argv("implement", "--repo", str(demo), "--dry-run"), cwd=demo).stderr
+    )

@@ -2,15 +2,22 @@
 
     agentos run [OPTIONS] [--items FILE] -- COMMAND [ARG]...
 
-`{}` in any argument is replaced by the item (it stays one argument; there is no shell), or the
-item is appended as the last argument when no `{}` appears. Item ids are `item-<line number>`, or
-the sanitised line with `--id-from-item`. Exit status 0 is done, 75 or a rate-limit message on
-stderr is rate limited, anything else failed.
+An argument that is exactly `{}` becomes the item, as one argument (agentos starts no shell).
+A `{}` inside a larger argument is replaced by the item *shell-quoted*, as GNU parallel does:
+such arguments are typically scripts for a shell (`sh -c 'echo {}'`), and an item that is
+spliced into a script raw is code (`$(touch pwned)` would run). Without any `{}` the item is
+appended as the last argument. Item ids are `item-<line number>`, or the sanitised line with
+`--id-from-item`; for --resume each item is keyed by the command it runs, so a changed input
+list resumes correctly. Exit status 0 is done, 75 or a rate-limit message on stderr is rate
+limited, anything else failed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass
@@ -70,9 +77,17 @@ def _read_lines(path: Path | None) -> tuple[list[str], str]:
 
 
 def substitute(argv: tuple[str, ...], item: str) -> list[str]:
-    if any(PLACEHOLDER in arg for arg in argv):
-        return [arg.replace(PLACEHOLDER, item) for arg in argv]
-    return [*argv, item]
+    if not any(PLACEHOLDER in arg for arg in argv):
+        return [*argv, item]
+    quoted = shlex.quote(item)
+    return [item if arg == PLACEHOLDER else arg.replace(PLACEHOLDER, quoted) for arg in argv]
+
+
+def item_key(argv: list[str]) -> str:
+    """What an `agentos run` item is: the command it runs. A hash, so the journal does not
+    repeat every item's command line in full."""
+    encoded = json.dumps(argv, ensure_ascii=False).encode("utf-8", errors="surrogateescape")
+    return "cmd-" + hashlib.sha256(encoded).hexdigest()[:20]
 
 
 def collect_items(config: CommandConfig) -> list[Item]:
@@ -83,12 +98,15 @@ def collect_items(config: CommandConfig) -> list[Item]:
             continue
         shown = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
         item_id = sanitize_id(shown) if config.id_from_item else f"item-{number}"
+        argv = substitute(config.argv, line)
         items.append(
             Item(
                 id=item_id,
                 title=shown,
                 source=f"{name}:{number}",
-                data=substitute(config.argv, line),
+                data=argv,
+                seq=number,
+                key=item_key(argv),
             )
         )
     return items
@@ -131,4 +149,5 @@ WORKFLOW = Workflow(
         Option((), "command", "", kind="argv"),
     ),
     make_config=make_config,
+    identity=lambda config: {"command line": shlex.join(config.argv)},
 )

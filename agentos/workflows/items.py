@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ class Item:
     source: str = ""
     data: Any = None
     seq: int = 0  # 1-based input position, assigned by the runner; GNU parallel's joblog "Seq"
+    #: what the item *is*, for --resume: the same work has the same key in every pass, wherever
+    #: it sits in the input (default: the id, assigned by the runner)
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,20 @@ class Workflow:
     epilog: str = ""
     #: config -> why the run needs keys (an agent that cannot work without one), or None
     needs_keys: Callable[[Any], str | None] | None = None
+    #: config -> the directory the workflow writes into (its repository), or None. Two runs of
+    #: one workflow never work on the same workspace at once (the runner locks it), and
+    #: --resume refuses a run directory made for another one.
+    workspace: Callable[[Any], Path | None] | None = None
+    #: config -> what else must not change between a run and its --resume (`agentos run`: the
+    #: command line)
+    identity: Callable[[Any], dict[str, str]] | None = None
+
+    def resume_identity(self, config: Any) -> dict[str, str]:
+        """What a run directory records of this run, and a --resume must match."""
+        found: dict[str, str] = {"workflow": self.name}
+        workspace = self.workspace(config) if self.workspace is not None else None
+        if workspace is not None:
+            found["workspace"] = str(workspace)
+        if self.identity is not None:
+            found.update(self.identity(config))
+        return found

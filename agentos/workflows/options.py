@@ -62,6 +62,11 @@ class RunnerOptions:
             )
         verbosity = params.pop("verbose") - params.pop("quiet")
         timeout = params.pop("timeout")
+        if params.get("resume") is not None and params.get("run_dir") is not None:
+            raise UsageError(
+                "--resume RUN_DIR continues in that run directory; drop --run-dir "
+                "(or drop --resume to start a new run there)"
+            )
         backend, scheduler = params.pop("backend"), params.pop("scheduler")
         if scheduler and backend != "dask":
             raise UsageError("--scheduler only applies to --backend dask")
@@ -131,7 +136,8 @@ _SHARED: list[Callable[[F], F]] = [
         type=_SafePath(path_type=Path, file_okay=False),
         default=None,
         metavar="RUN_DIR",
-        help="Continue a previous run: skip the items its journal records as done.",
+        help="Continue a previous run in its run directory: skip the items its journal "
+        "records as done (matched by what they are, not by position).",
     ),
     click.option(
         "--grace",

@@ -39,13 +39,27 @@ from agentos.workflows.parallel.credentials import (
     Redactor,
     load_credentials,
 )
-from agentos.workflows.parallel.journal import Journal, RunDir, default_run_dir, done_item_ids
+from agentos.workflows.parallel.journal import (
+    MANIFEST,
+    Journal,
+    RunDir,
+    default_run_dir,
+    write_manifest,
+)
 from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import kill_tagged
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
 from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
 from agentos.workflows.parallel.terminal import Terminal, colour_wanted
+from agentos.workflows.resume import (
+    ResumePlan,
+    check_same_run,
+    plan_resume,
+    read_earlier,
+    summary_rows_from_earlier,
+)
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
+from agentos.workflows.workspace_lock import WorkspaceLock
 
 log = logging.getLogger("agentos")
 
@@ -82,7 +96,8 @@ class CommandError(click.ClickException):
 
 
 def check_items(items: list[Item]) -> list[Item]:
-    """Every id valid and unique, every item numbered: a clear error before anything starts."""
+    """Every id valid and unique, every item numbered and keyed: a clear error before anything
+    starts. The same work twice in one input (a repeated line) gets distinct keys: `#2`, `#3`."""
     bad = [(i.id, problem) for i in items if (problem := id_problem(i.id))]
     if bad:
         shown = "; ".join(f"{item_id!r}: {why}" for item_id, why in bad[:5])
@@ -93,7 +108,18 @@ def check_items(items: list[Item]) -> list[Item]:
         sources = {d: [i.source for i in items if i.id == d] for d in dupes[:3]}
         detail = "; ".join(f"{d} from {' and '.join(s)}" for d, s in sources.items())
         raise ConfigError(f"two inputs give the same item id: {detail}; rename one of them")
-    return [i if i.seq else dataclasses.replace(i, seq=n) for n, i in enumerate(items, start=1)]
+    checked = []
+    seen: dict[str, int] = {}
+    for n, item in enumerate(items, start=1):
+        key = item.key or item.id
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            key = f"{key}#{seen[key]}"
+        if item.seq and item.key == key:
+            checked.append(item)
+        else:
+            checked.append(dataclasses.replace(item, seq=item.seq or n, key=key))
+    return checked
 
 
 MAX_WORKERS = 10  # the hard cap; WorkerPool enforces it too
@@ -121,12 +147,23 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     options = RunnerOptions.from_params(params)
     config = workflow.make_config(**params)
     items = check_items(list(workflow.collect_items(config)))
-    skipped = 0
+    resume: ResumePlan | None = None
     if options.resume is not None:
-        done = done_item_ids(options.resume)
-        before = len(items)
-        items = [i for i in items if i.id not in done]
-        skipped = before - len(items)
+        check_same_run(options.resume, workflow.resume_identity(config))
+        earlier = read_earlier(options.resume)
+        if earlier.corrupt_lines:
+            lines = ", ".join(map(str, earlier.corrupt_lines[:5]))
+            log.warning(
+                "%s: skipped %d line%s that %s not a record (line %s: a write cut short)",
+                options.resume / "journal.jsonl",
+                len(earlier.corrupt_lines),
+                "s" if len(earlier.corrupt_lines) != 1 else "",
+                "are" if len(earlier.corrupt_lines) != 1 else "is",
+                lines,
+            )
+        resume = plan_resume(items, earlier)
+        items = resume.pending
+    skipped = len(resume.done_before) if resume is not None else 0
     credentials = load_credentials(options.credentials_file, warn=log.warning)
     reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
     if reason and not credentials:
@@ -146,7 +183,7 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
 
         require_distributed()  # a missing extra is a set-up error, before anything is created
     run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
-    return _execute(workflow, config, options, items, credentials, workers, run_path, skipped)
+    return _execute(workflow, config, options, items, credentials, workers, run_path, resume)
 
 
 def _execute(
@@ -157,7 +194,7 @@ def _execute(
     credentials: list[Credential],
     workers: int,
     run_path: Path,
-    skipped: int,
+    resume: ResumePlan | None,
 ) -> int:
     started = time.time()
     run_id = os.urandom(6).hex()
@@ -200,10 +237,18 @@ def _execute(
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(handle_signals(shutdown, on_signal=on_signal))
+        workspace = workflow.workspace(config) if workflow.workspace is not None else None
+        if workspace is not None:
+            stack.enter_context(WorkspaceLock(workspace, workflow.name, run_path))
         run_dir = RunDir(run_path).open()
         stack.callback(run_dir.close)
+        run_dir.check_writable()
+        if resume is None or not (run_path / MANIFEST).exists():
+            write_manifest(run_path, workflow.resume_identity(config))
         terminal = Terminal(colour=settings.colour, quiet=options.quiet)
         journal = Journal(run_path, workflow.name)
+        for name in journal.repaired:
+            log.warning("%s ended in a partial line (a write cut short); ended it", name)
         secrets_list = [c.secret for c in credentials]
         listener: OutputListener | None = None
         keys: Any = None
@@ -224,9 +269,12 @@ def _execute(
                             secrets_list, options.rate_limit_cooldown
                         )
                     resources.callback(_stop_key_server, key_server)
-            elif credentials:
-                keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
-                # sequential mode captures output only to redact keys; it stays unprefixed
+            else:
+                if credentials:
+                    keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
+                # sequential output goes through the listener as well, unprefixed: it is how
+                # each item's log is written (a run directory looks the same in both modes) and
+                # how printed keys are redacted
                 listener = _listener(terminal, run_dir, credentials, prefix=False).start()
                 resources.callback(listener.stop)
                 address, token = listener.address, listener.token
@@ -243,6 +291,7 @@ def _execute(
                 keys,
                 progress=bool(workers),
                 shutdown=shutdown,
+                attempts_before=resume.attempts_before if resume is not None else None,
             )
             resources.callback(batch.progress.close)
             try:
@@ -285,7 +334,7 @@ def _execute(
             run_path,
             workers,
             started,
-            skipped,
+            resume,
             options,
             keys_report,
             failed=fatal is not None,
@@ -317,7 +366,7 @@ def _finish(
     run_path: Path,
     workers: int,
     started: float,
-    skipped: int,
+    resume: ResumePlan | None,
     options: RunnerOptions,
     keys_report: list[dict[str, Any]],
     *,
@@ -337,8 +386,9 @@ def _finish(
         ended=time.time(),
         exit_code=code,
         interrupted_by=shutdown.signal_name() if shutdown.first_signal else None,
-        skipped=skipped,
+        skipped=len(resume.done_before) if resume is not None else 0,
         keys=keys_report,
+        earlier=summary_rows_from_earlier(resume.done_before) if resume is not None else None,
     )
     write_summary(run_path, data)
     if not options.quiet:

@@ -28,10 +28,30 @@ def summary_data(
     interrupted_by: str | None,
     skipped: int,
     keys: list[dict[str, Any]] | None = None,
+    earlier: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`earlier`: rows of the items an earlier pass finished (--resume); the summary covers every
+    item of the run, in input order."""
+    rows: list[dict[str, Any]] = [
+        {
+            "id": s.id,
+            "title": s.item.title,
+            "source": s.item.source,
+            "status": s.status,
+            "attempts": s.attempts,
+            "seconds": round(s.seconds, 3),
+            "key": s.key_label,
+            "error": s.error,
+            "earlier_pass": False,
+            "seq": s.item.seq,
+        }
+        for s in states
+    ]
+    if earlier:
+        rows = sorted([*rows, *earlier], key=lambda row: row["seq"])
     totals: dict[str, int] = {}
-    for state in states:
-        totals[state.status] = totals.get(state.status, 0) + 1
+    for row in rows:
+        totals[row["status"]] = totals.get(row["status"], 0) + 1
     return {
         "command": command,
         "run_dir": str(run_dir),
@@ -45,19 +65,7 @@ def summary_data(
         "skipped_already_done": skipped,
         "totals": totals,
         "keys": keys or [],
-        "items": [
-            {
-                "id": s.id,
-                "title": s.item.title,
-                "source": s.item.source,
-                "status": s.status,
-                "attempts": s.attempts,
-                "seconds": round(s.seconds, 3),
-                "key": s.key_label,
-                "error": s.error,
-            }
-            for s in states
-        ],
+        "items": rows,
     }
 
 
@@ -96,7 +104,13 @@ def render_summary(data: dict[str, Any]) -> str:
         hidden = len(items) - len(shown)
         note = f"  ({hidden} more rows in {Path(data['run_dir']) / 'summary.json'})"
     rows = [
-        (i["id"], i["status"], str(i["attempts"]), f"{i['seconds']:.1f}", (i["error"] or "")[:80])
+        (
+            i["id"],
+            "done (earlier pass)" if i.get("earlier_pass") else i["status"],
+            str(i["attempts"]),
+            f"{i['seconds']:.1f}",
+            (i["error"] or "")[:80],
+        )
         for i in shown
     ]
     headers = ("item", "status", "attempts", "seconds", "error")
@@ -109,7 +123,7 @@ def render_summary(data: dict[str, Any]) -> str:
     parts += [f"{v} {k}" for k, v in totals.items() if k not in order]
     line = f"{len(items)} item{'s' if len(items) != 1 else ''}: {', '.join(parts)}"
     if data.get("skipped_already_done"):
-        line += f" ({data['skipped_already_done']} already done, skipped)"
+        line += f" ({data['skipped_already_done']} of them in an earlier pass)"
     line += f" in {data['seconds']:.1f} s; run dir: {data['run_dir']}"
     if data.get("interrupted_by"):
         line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"

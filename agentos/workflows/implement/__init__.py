@@ -52,6 +52,7 @@ WORKFLOW = Workflow(
         API_BASE_OPTION,
     ),
     make_config=make_config,
+    workspace=lambda config: config.repo,
     needs_keys=lambda config: keyless_agents([config.implementer]),
 )
 

@@ -142,10 +142,12 @@ def run_attempt(
             _kill_leftovers(spec, result),
         ):
             _execute(spec, item, ctx, result, around_item)
-        if ctx.last_command is not None:
-            result.command = ctx.describe_argv(ctx.last_command.argv)
-            if result.status != DONE or ctx.last_command.returncode != 0:
-                result.exit_code = result.exit_code or ctx.last_command.returncode
+        if ctx.last_argv is not None:
+            result.command = ctx.describe_argv(ctx.last_argv)
+        if ctx.last_command is not None and (
+            result.status != DONE or ctx.last_command.returncode != 0
+        ):
+            result.exit_code = result.exit_code or ctx.last_command.returncode
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:  # the claim or the capture failed: infrastructure, not the item

@@ -77,6 +77,7 @@ class Batch:
         *,
         progress: bool = True,
         shutdown: ShutdownState | None = None,
+        attempts_before: dict[str, int] | None = None,
     ) -> None:
         self.settings = settings
         self.scheduler = Scheduler(
@@ -84,6 +85,7 @@ class Batch:
             retries=settings.retries,
             max_rate_limit_waits=settings.max_rate_limit_waits,
             backoff_base=settings.retry_backoff,
+            attempts_before=attempts_before,
         )
         self.journal = journal
         self.terminal = terminal
@@ -188,7 +190,7 @@ class Batch:
                 else self.settings.rate_limit_cooldown
             )
         final = self.scheduler.finish(state, result, rate_limit_wait=wait)
-        self.journal.record(result, state.item.seq, final=final)
+        self.journal.record(result, state.item, final=final)
         self._tell(state, lease, result, final, cooldown)
         self.update_progress()
         return final

@@ -92,6 +92,9 @@ class ItemContext:
     run_tag: str = ""  # exported to subprocesses so that cleanup can find them (process_tree)
     deadline: float | None = None  # time.monotonic() when the attempt times out
     last_command: CommandResult | None = None
+    #: the argv of the latest `run`, set before it starts: an attempt that times out or is
+    #: interrupted mid-command still records what it was running (the joblog's Command)
+    last_argv: list[str] | None = None
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -145,6 +148,7 @@ class ItemContext:
         exit (see `run_checked`); raises OSError when the program cannot start."""
         if self._rate_limit_re is None:
             self._rate_limit_re = re.compile(self.rate_limit_pattern.encode(), re.IGNORECASE)
+        self.last_argv = list(argv)
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,

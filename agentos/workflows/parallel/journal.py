@@ -7,10 +7,14 @@
       summary.json    written atomically at the end
       logs/<id>.log   each item's output, unprefixed (parallel mode)
       items/<id>/     each item's private state (audit trails, scratch files)
+      run.json        what the run is (workflow, workspace, command line), for --resume
       .lock           held while a run uses the directory
 
-Resume (`--resume RUN_DIR`) skips every item whose journal has a `done` record. A journal cut
-short by a kill ends in at most one partial line, which is ignored.
+Resume (`--resume RUN_DIR`, see `agentos.workflows.resume`) skips every item whose journal has a
+`done` record for the same item key. A power loss or a full disk can leave the journal ending in a
+partial line: before appending, `Journal` ends that line (so the next record starts on a line of
+its own instead of being glued to the broken one), and `read_journal` skips and counts lines that
+are not records.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from agentos.errors import ConfigError
-from agentos.workflows.parallel.attempt import DONE, INTERRUPTED, AttemptResult
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.attempt import INTERRUPTED, TIMEOUT, AttemptResult
 
 JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
@@ -89,10 +95,41 @@ class RunDir:
             ) from None
         return self
 
+    def check_writable(self) -> None:
+        """Everything a run writes here must be writable *before* any item runs: a read-only or
+        immutable run directory found at the end would lose the record of paid work."""
+        try:
+            for sub in (self.logs, self.path / "items"):
+                sub.mkdir(exist_ok=True)
+            for name in ("journal.jsonl", "joblog.tsv", "run.json", "summary.json"):
+                target = self.path / name
+                if target.exists():
+                    os.close(os.open(target, os.O_WRONLY | os.O_APPEND))
+            for directory in (self.path, self.logs):
+                fd, probe = tempfile.mkstemp(prefix=".probe.", dir=directory)
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            where = exc.filename or self.path
+            raise ConfigError(
+                f"cannot write to the run directory: {where}: {exc.strerror}; "
+                "fix its permissions or choose another --run-dir"
+            ) from None
+
     def close(self) -> None:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+def end_partial_line(fd: int) -> bool:
+    """If the file behind `fd` does not end with a newline (a write cut short by a crash),
+    append one, so the next record is a line of its own. True when it had to."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return False
+    os.write(fd, b"\n")
+    return True
 
 
 class Journal:
@@ -100,20 +137,27 @@ class Journal:
     is in the kernel (it survives our SIGKILL) the moment the attempt is recorded, and concurrent
     appends cannot interleave inside a record."""
 
-    _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    # O_RDWR, not O_WRONLY: end_partial_line reads the last byte
+    _FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
     def __init__(self, run_dir: Path, command_name: str) -> None:
         self._command_name = command_name
         self._jsonl = os.open(run_dir / "journal.jsonl", self._FLAGS, 0o644)
         self._joblog = os.open(run_dir / "joblog.tsv", self._FLAGS, 0o644)
+        self.repaired = [
+            name
+            for name, fd in (("journal.jsonl", self._jsonl), ("joblog.tsv", self._joblog))
+            if end_partial_line(fd)
+        ]
         if os.fstat(self._joblog).st_size == 0:
             os.write(self._joblog, JOBLOG_HEADER.encode())
 
-    def record(self, result: AttemptResult, seq: int, *, final: bool) -> None:
+    def record(self, result: AttemptResult, item: Item, *, final: bool) -> None:
         entry: dict[str, Any] = {
             "ts": round(time.time(), 3),
             "item": result.item_id,
-            "seq": seq,
+            "key": item.key or item.id,
+            "seq": item.seq,
             "attempt": result.attempt,
             "status": result.status,
             "started": round(result.started, 3),
@@ -131,10 +175,15 @@ class Journal:
         if result.status == INTERRUPTED:
             return
         command = result.command or f"{self._command_name} {result.item_id}"
-        command = command.replace("\t", " ").replace("\n", "\\0")
+        # GNU parallel writes a command's newlines as \0 and keeps its tabs: Command is the last
+        # column, so readers split a row on its first eight tabs
+        command = command.replace("\n", "\\0")
+        # a command that died of a signal: Exitval 0 with the Signal, as GNU parallel writes it
+        # (its own --timeout kills stay -1)
+        exitval = 0 if result.signal and result.status != TIMEOUT else result.exit_code
         row = (
-            f"{seq}\t:\t{result.started:.3f}\t{result.runtime:.3f}\t0\t0\t"
-            f"{result.exit_code}\t{result.signal}\t{command}\n"
+            f"{item.seq}\t:\t{result.started:.3f}\t{result.runtime:.3f}\t0\t0\t"
+            f"{exitval}\t{result.signal}\t{command}\n"
         )
         os.write(self._joblog, row.encode())
 
@@ -145,25 +194,54 @@ class Journal:
             os.close(fd)
 
 
-def read_journal(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "journal.jsonl"
+@dataclass
+class JournalRecords:
+    records: list[dict[str, Any]]
+    corrupt_lines: list[int]  # 1-based numbers of lines that are not records
+
+
+def read_journal(run_dir: Path) -> JournalRecords:
+    """Every record of `<run_dir>/journal.jsonl`; lines that are not JSON objects (a write cut
+    short by a crash) are skipped and counted, never fatal."""
     records: list[dict[str, Any]] = []
+    corrupt: list[int] = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                with contextlib.suppress(json.JSONDecodeError):
+        with open(run_dir / "journal.jsonl", "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
                     value = json.loads(line)
-                    if isinstance(value, dict):
-                        records.append(value)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    value = None
+                if isinstance(value, dict) and "item" in value:
+                    records.append(value)
+                else:
+                    corrupt.append(number)
     except FileNotFoundError:
         pass
-    return records
+    return JournalRecords(records, corrupt)
 
 
-def done_item_ids(run_dir: Path) -> set[str]:
-    if not (run_dir / "journal.jsonl").is_file():
-        raise ConfigError(
-            f"{run_dir} is not an agentos run directory (no journal.jsonl); "
-            "pass the directory a previous run printed"
-        )
-    return {str(r.get("item")) for r in read_journal(run_dir) if r.get("status") == DONE}
+MANIFEST = "run.json"
+
+
+def write_manifest(run_dir: Path, identity: dict[str, str]) -> None:
+    from agentos import __version__
+
+    data = {**identity, "agentos": __version__, "created": round(time.time(), 3)}
+    atomic_write_text(run_dir / MANIFEST, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The identity a run directory was made for; None for directories of agentos versions
+    that wrote none."""
+    try:
+        data = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {run_dir / MANIFEST}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{run_dir / MANIFEST} is not an agentos run manifest")
+    return data

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import (
@@ -92,9 +92,15 @@ class Scheduler:
         max_rate_limit_waits: int = 20,
         backoff_base: float = 2.0,
         backoff_cap: float = 60.0,
+        attempts_before: Mapping[str, int] | None = None,
     ) -> None:
+        """`attempts_before`: attempts an earlier pass made (--resume), by item id; attempt
+        numbers continue from there, so earlier attempts' records are never overwritten."""
         self._counts: Counter[str] = Counter()
         self.states = [ItemState(item, self._counts) for item in items]
+        if attempts_before:
+            for state in self.states:
+                state.attempts = attempts_before.get(state.id, 0)
         self.retries = retries
         self.max_rate_limit_waits = max_rate_limit_waits
         self.backoff_base = backoff_base
