@@ -18,7 +18,7 @@ RUN_ENV  := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
 ARGS     ?=
 RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
-.PHONY: install test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
+.PHONY: install test-tools test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,21 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Programs some tests use beside the Python packages (GNU parallel reads our joblog). Installed
+# when missing and possible (root with apt-get, as on CI); otherwise those tests skip, saying why.
+TEST_TOOLS ?= parallel
+
+test-tools:
+	@for tool in $(TEST_TOOLS); do \
+	  command -v $$tool >/dev/null && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q $$tool >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$tool >/dev/null 2>&1; } || \
+	    echo "note: could not install $$tool; the tests that need it will skip"; \
+	  else echo "note: $$tool is not installed; the tests that need it will skip"; fi; \
+	done
+
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
