@@ -31,9 +31,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-# Programs some tests use beside the Python packages (GNU parallel reads our joblog). Installed
-# when missing and possible (root with apt-get, as on CI); otherwise those tests skip, saying why.
-TEST_TOOLS ?= parallel
+# Programs some tests use beside the Python packages: GNU parallel reads our joblog, tmux is the
+# narrow terminal the progress bar is checked in. Installed when missing and possible (root with
+# apt-get, as on CI); otherwise the tests that need them skip, saying why.
+TEST_TOOLS ?= parallel tmux
 
 test-tools:
 	@for tool in $(TEST_TOOLS); do \

@@ -3,17 +3,19 @@
 `main` is the only place that turns exceptions into exit codes: user mistakes (click usage errors,
 `AgentosError`) become one line on stderr and exit 2 (or their own code); a KeyboardInterrupt that
 arrives before the runner installed its own handlers becomes exit 130. Nothing else is caught, so a
-real bug still shows its traceback.
+real bug still shows its traceback. The `agentos` group routes click's own standalone mode (what
+CliRunner uses) through the same place, so tests see what users see.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -33,6 +35,18 @@ WORKFLOW_MODULES = {
 
 
 class WorkflowGroup(click.Group):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        _invoke(self, args, prog_name)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(WORKFLOW_MODULES)
 
@@ -45,6 +59,7 @@ class WorkflowGroup(click.Group):
 
 
 @click.group(
+    name="agentos",
     cls=WorkflowGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -78,6 +93,12 @@ def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str |
         )
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()  # a bare `agentos` asks what there is: the help answers it
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        sys.stderr.write(usage_error_line(exc, _command_path(command, args, prog_name)) + "\n")
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -94,6 +115,32 @@ def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str |
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
     sys.exit(0)
+
+
+def usage_error_line(exc: click.UsageError, command_path: str = "agentos") -> str:
+    """click's usage block (usage, "Try --help", "Error: ...") as the one line every agentos error
+    is: `agentos: error: <what is wrong>; see '<command> --help'`."""
+    what = " ".join(exc.format_message().split())  # click joins some hints with newlines
+    what = _DID_YOU_MEAN.sub(r" (did you mean \1?)", what).removesuffix(".")
+    if exc.ctx is not None:
+        command_path = exc.ctx.command_path
+    return f"agentos: error: {what}; see '{command_path} --help'"
+
+
+#: click's "No such option '--x'. Did you mean '--y'?" reads better as a clause of one line
+_DID_YOU_MEAN = re.compile(r"\. \(?Did you mean (.*)\?\)?$")
+
+
+def _command_path(command: click.Command, args: Sequence[str] | None, prog_name: str | None) -> str:
+    """The command the arguments were for, for errors click raises without a context (its
+    option parser's): `agentos run` when the first word after `agentos` names a command."""
+    path = prog_name or command.name or "agentos"
+    if isinstance(command, WorkflowGroup):
+        words = list(args) if args is not None else sys.argv[1:]
+        first = next((w for w in words if not w.startswith("-")), None)
+        if first in WORKFLOW_MODULES:
+            path = f"{path} {first}"
+    return path
 
 
 def run_workflow_cli(workflow: Workflow, prog_name: str | None = None) -> NoReturn:

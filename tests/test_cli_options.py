@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from agentos.cli import cli
 from agentos.workflows.runner import configure_logging
+from conftest import agentos_argv, run, script_argv
 
 
 @pytest.fixture
@@ -78,6 +80,75 @@ def test_bad_options_are_usage_errors(
     assert result.stdout == ""
     assert "Traceback" not in result.output
     assert created_anything(tmp_path, items) == []
+    # one line, as the README promises: no usage block, no "Try --help" line
+    assert re.fullmatch(r"agentos: error: [^\n]+\n", result.stderr), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "stderr"),
+    [
+        (
+            agentos_argv("run", "--parallel", "0", "--", "echo"),
+            "agentos: error: Invalid value for '--parallel' / '-j': 0 is not in the range x>=1; "
+            "see 'agentos run --help'\n",
+        ),
+        (
+            agentos_argv("run", "-j", "abc", "--", "echo"),
+            "agentos: error: Invalid value for '--parallel' / '-j': 'abc' is not a valid integer "
+            "range; see 'agentos run --help'\n",
+        ),
+        (
+            agentos_argv("run", "--parallell", "2", "--", "echo"),
+            "agentos: error: No such option '--parallell' (did you mean '--parallel'?); "
+            "see 'agentos run --help'\n",
+        ),
+        (
+            agentos_argv("run", "-j"),
+            "agentos: error: Option '-j' requires an argument; see 'agentos run --help'\n",
+        ),
+        (
+            agentos_argv("implement", "--implementer"),
+            "agentos: error: Option '--implementer' requires an argument; "
+            "see 'agentos implement --help'\n",
+        ),
+        (
+            agentos_argv("nonsense"),
+            "agentos: error: No such command 'nonsense'; see 'agentos --help'\n",
+        ),
+        (
+            script_argv("run_requirements_workflow.py", "--parallel", "0"),
+            "agentos: error: Invalid value for '--parallel' / '-j': 0 is not in the range x>=1; "
+            "see 'run_requirements_workflow.py --help'\n",
+        ),
+        (
+            script_argv("run_implement_from_lld.py", "-j", "abc"),
+            "agentos: error: Invalid value for '--parallel' / '-j': 'abc' is not a valid integer "
+            "range; see 'run_implement_from_lld.py --help'\n",
+        ),
+    ],
+    ids=["zero", "abc", "typo", "missing-value", "implement", "command", "script", "script-abc"],
+)
+def test_usage_errors_are_one_line_from_every_entry_point(
+    tmp_path: Path, argv: list[str], stderr: str
+) -> None:
+    done = run(argv, cwd=tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_click_usage_errors_in_process_are_the_same_line(runner: CliRunner) -> None:
+    result = invoke(runner, "run", "-j", "0", "--", "echo")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "agentos: error: Invalid value for '--parallel' / '-j': 0 is not in the range x>=1; "
+        "see 'agentos run --help'\n"
+    )
+
+
+def test_bare_agentos_still_shows_the_commands(runner: CliRunner) -> None:
+    result = invoke(runner)
+    assert result.exit_code == 2
+    assert "Commands:" in result.output and "requirements" in result.output
 
 
 def test_parallel_above_ten_is_capped_with_one_warning(runner: CliRunner, items: Path) -> None:

@@ -132,8 +132,9 @@ def effective_workers(requested: int, n_keys: int, n_items: int) -> int:
         workers = MAX_WORKERS
     if n_keys and n_keys < workers:
         log.info(
-            "using %d workers: only %d key%s configured (asked for %d)",
+            "using %d worker%s: only %d key%s configured (asked for %d)",
             n_keys,
+            "s" if n_keys != 1 else "",
             n_keys,
             "s are" if n_keys != 1 else " is",
             requested,

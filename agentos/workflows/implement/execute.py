@@ -66,7 +66,9 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     target = config.repo / BUNDLES / item.id
     report = _report(item, source, text, files, config, ctx, time.monotonic() - started)
     write_bundle(target, files, report)
-    ctx.log(f"wrote {target.relative_to(config.repo)}/ ({len(files)} files and REPORT.md)")
+    n = len(files)
+    written = f"{n} file{'s' if n != 1 else ''} and REPORT.md"
+    ctx.log(f"wrote {target.relative_to(config.repo)}/ ({written})")
 
 
 def _report(

@@ -55,6 +55,22 @@ def seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
 
+def _keys_busy(status: Any) -> str:
+    """`all 2 keys are busy or cooling; next free in 42 s`: retired (revoked) keys are not counted
+    as waited for, since they do not come back this run."""
+    usable = status.total - status.revoked
+    which = "usable key" if status.revoked else "key"
+    if usable > 1:
+        said = f"all {usable} {which}s are busy or cooling"
+    else:
+        said = f"the only {which} is busy or cooling"
+    if status.revoked:
+        said += f" ({status.revoked} retired)"
+    if status.next_free_in is not None:
+        said += f"; next free in {seconds(status.next_free_in)}"
+    return said
+
+
 _OUTCOME = {
     DONE: creds.OK,
     FAILED: creds.FAILED,
@@ -93,8 +109,10 @@ class Batch:
         self.keys = keys  # CredentialCoordinator, its Manager proxy, or None without keys
         self.redactor = Redactor(credentials)
         self.shutdown = shutdown if shutdown is not None else ShutdownState(settings.grace)
-        self.progress = Progress(terminal, len(items), enabled=progress and not settings.quiet)
-        self._waiting_for_key = False
+        self.progress = Progress(
+            terminal, len(items), self.progress_counts, enabled=progress and not settings.quiet
+        )
+        self._waiting_for_key = False  # within a stretch of waiting for a key (said once)
         self.keys_lost: KeyServerLost | None = None
         #: taken by a backend whose coordinator goes away with it (the Dask actor)
         self.frozen_keys_report: list[dict[str, Any]] | None = None
@@ -126,7 +144,8 @@ class Batch:
         tries again later; when all are revoked, the waiting items fail here)."""
         lease: Lease | None = self._ask("acquire", state.id, wait, 0)
         if lease is not None:
-            self._waiting_for_key = False
+            if self._waiting_for_key:
+                self._waiting_for_key = self._next_item_waits(self._ask("status"))
             return lease
         status = self._ask("status")
         if status.revoked == status.total:
@@ -139,14 +158,14 @@ class Batch:
             return None
         if not self._waiting_for_key:
             self._waiting_for_key = True
-            when = (
-                f"; next free in {seconds(status.next_free_in)}"
-                if status.next_free_in is not None
-                else ""
-            )
-            which = f"all {status.total} keys are" if status.total > 1 else "the only key is"
-            self.terminal.message(f"{which} busy or cooling{when}")
+            self.terminal.message(_keys_busy(status))
         return None
+
+    def _next_item_waits(self, status: Any) -> bool:
+        """After a lease that ended a wait: is the stretch of waiting still on? It is when no key
+        is free and another item could start (a free slot) but will find none."""
+        slots = (self.settings.workers or 1) - len(self.scheduler.running) - 1
+        return status.free == 0 and slots > 0
 
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""
@@ -228,16 +247,22 @@ class Batch:
                 f"{self.settings.retries} in {seconds(state.retry_delay)}"
             )
 
-    def update_progress(self, force: bool = False, running: int | None = None) -> None:
-        """`running`: items actually running, when the executor knows better than "submitted"
-        (items queued in a worker are submitted but not running)."""
+    def update_progress(self, force: bool = False) -> None:
+        self.progress.update(force=force)
+
+    def progress_counts(self) -> tuple[int, int, int]:
+        """(done, failed, running) now. Called from the output listener's thread too: the bar is
+        redrawn with every item line."""
         counts = self.scheduler.counts()
-        self.progress.update(
-            counts[DONE],
-            counts[FAILED] + counts[TIMEOUT],
-            len(self.scheduler.running) if running is None else running,
-            force=force,
-        )
+        return counts[DONE], counts[FAILED] + counts[TIMEOUT], self.running_now()
+
+    def running_now(self) -> int:
+        """Attempts running: submitted ones, but at most one per worker. Without keys a parallel
+        run queues a second attempt in each worker so the worker never idles; that one waits, and
+        starts the moment the worker's current attempt ends, before its result even reaches us.
+        (Counting attempts whose output connection arrived instead lags behind each of those
+        starts, and counts the ended attempt and its successor together for a moment.)"""
+        return min(len(self.scheduler.running), self.settings.workers or 1)
 
     def stop_waiting(self) -> None:
         self.scheduler.stop_waiting()

@@ -93,9 +93,7 @@ class Controller(ABC):
                 return
             self._wait_for_events()
             self.tick()
-            self.batch.update_progress(
-                running=sum(1 for run in self.inflight.values() if self.started(run))
-            )
+            self.batch.update_progress()
 
     def fill(self) -> None:
         batch = self.batch

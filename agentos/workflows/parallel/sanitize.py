@@ -3,16 +3,45 @@
 An item id names a log file (`logs/<id>.log`), a state directory (`items/<id>/`) and prefixes every
 output line, so it must be safe as a single path component and short enough to read:
 `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$` and no `..` anywhere.
+
+`sanitize_id` makes ids from arbitrary text (`agentos run --id-from-item`), where two inputs that
+differ must not end up with one id: ids that had to be cut, or that lost letters no transliteration
+could keep, end in a short hash of the whole original text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable
 
 ITEM_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_ID_LENGTH = 64
 _INVALID_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
+HASH_LENGTH = 10  # hex digits: 40 bits, so even 10 000 long ids with one tail rarely collide
+#: letters NFKD leaves whole; everything else accented decomposes into a base letter and marks
+_TRANSLITERATE = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "SS",
+        "Æ": "AE",
+        "æ": "ae",
+        "Œ": "OE",
+        "œ": "oe",
+        "Ø": "O",
+        "ø": "o",
+        "Đ": "D",
+        "đ": "d",
+        "Ð": "D",
+        "ð": "d",
+        "Ł": "L",
+        "ł": "l",
+        "Þ": "Th",
+        "þ": "th",
+        "ı": "i",
+    }
+)
 
 
 def id_problem(item_id: str) -> str | None:
@@ -33,13 +62,49 @@ def is_valid_id(item_id: str) -> bool:
 
 
 def sanitize_id(text: str, *, fallback: str = "item") -> str:
-    """Make a valid id from any text: runs of other characters become '_', '..' collapses, the
-    result starts with a letter or digit and is cut to 64 characters."""
-    cleaned = _INVALID_RUN.sub("_", text.strip())
+    """Make a valid id from any text. Letters are transliterated to ASCII where possible
+    ("café déjà" -> "cafe_deja"), runs of other characters become '_', '..' collapses, and the
+    result starts with a letter or digit. Ids longer than 64 characters keep their tail (where
+    long URLs and paths differ) and end in a hash of the whole text; so do ids of text that lost
+    letters or digits (scripts with no ASCII spelling); text with nothing usable left becomes
+    `<fallback>-<hash>`."""
+    ascii_text, lossy = _transliterate(text.strip())
+    cleaned = _INVALID_RUN.sub("_", ascii_text)
     while ".." in cleaned:
         cleaned = cleaned.replace("..", ".")
-    cleaned = cleaned.lstrip("_.-")[:MAX_ID_LENGTH].rstrip("_.-")
-    return cleaned if cleaned else fallback
+    cleaned = cleaned.strip("_.-")
+    if not cleaned:
+        return f"{fallback}-{_digest(text)}"
+    if not lossy and len(cleaned) <= MAX_ID_LENGTH:
+        return cleaned
+    keep = MAX_ID_LENGTH - HASH_LENGTH - 1
+    tail = cleaned[-keep:].lstrip("_.-").rstrip("_.-")
+    return f"{tail or fallback}-{_digest(text)}"
+
+
+def _transliterate(text: str) -> tuple[str, bool]:
+    """`text` in ASCII as far as it goes, and whether a letter or digit was lost on the way."""
+    if text.isascii():
+        return text, False
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATE))
+    kept = []
+    lossy = False
+    for char in decomposed:
+        if char.isascii():
+            kept.append(char)
+        elif unicodedata.combining(char):
+            continue  # an accent NFKD split off its letter
+        elif (digit := unicodedata.decimal(char, None)) is not None:
+            kept.append(str(digit))  # digits of other scripts: ٣ and ३ are 3
+        else:
+            lossy = lossy or unicodedata.category(char)[0] in "LN"
+            kept.append("_")
+    return "".join(kept), lossy
+
+
+def _digest(text: str) -> str:
+    data = text.encode("utf-8", errors="surrogatepass")
+    return hashlib.blake2b(data, digest_size=8).hexdigest()[:HASH_LENGTH]
 
 
 def duplicate_ids(ids: Iterable[str]) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import zlib
-from typing import IO
+from typing import IO, Protocol
 
 from colorama import Fore, Style
 
@@ -62,6 +62,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+class StatusBar(Protocol):
+    """The progress bar as the terminal sees it; both are called with the terminal's lock held."""
+
+    def clear(self) -> None: ...
+
+    def redraw(self) -> None: ...
+
+
 class Terminal:
     """Serialised writes to the parent's stdout and stderr."""
 
@@ -76,7 +84,7 @@ class Terminal:
         self.colour = colour
         self.quiet = quiet
         self.lock = threading.RLock()
-        self._bar: object | None = None  # tqdm instance while a progress bar is shown
+        self.bar: StatusBar | None = None  # while a progress bar is shown
         self.err_is_tty = os.isatty(self.err_fd)
         self.out_is_tty = os.isatty(self.out_fd)
 
@@ -91,14 +99,15 @@ class Terminal:
     def write(self, stream: int, data: bytes) -> None:
         fd = self.out_fd if stream == 1 else self.err_fd
         with self.lock:
-            bar = self._bar
+            # stdout lines that go to a file or pipe never meet the bar on the screen
+            bar = self.bar if stream == 2 or self.out_is_tty else None
             if bar is not None:
-                bar.clear(nolock=True)  # type: ignore[attr-defined]
+                bar.clear()
             # a reader that went away (`agentos run ... | head`) drops output, not running items
             with contextlib.suppress(BrokenPipeError):
                 _write_all(fd, data)
             if bar is not None:
-                bar.refresh(nolock=True)  # type: ignore[attr-defined]
+                bar.redraw()
 
     def message(self, text: str, *, force: bool = False) -> None:
         """An agentos line on stderr: `[agentos] text`. Suppressed by -q unless `force`."""

@@ -1,0 +1,51 @@
+"""Counts in messages agree with their nouns: "1 worker", "1 file", "2 files"."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agentos.workflows.runner import effective_workers
+from conftest import REPO, agentos_argv, run
+
+
+@pytest.mark.parametrize(
+    ("keys", "said"),
+    [
+        (1, "using 1 worker: only 1 key is configured (asked for 4)"),
+        (2, "using 2 workers: only 2 keys are configured (asked for 4)"),
+    ],
+)
+def test_workers_capped_by_keys(caplog: pytest.LogCaptureFixture, keys: int, said: str) -> None:
+    with caplog.at_level(logging.INFO):
+        assert effective_workers(4, keys, 10) == keys
+    assert [r.getMessage() for r in caplog.records] == [said]
+
+
+ONE_FILE = """#!/bin/sh
+cat >/dev/null
+printf '### src/only.py\\n```python\\nprint("one")\\n```\\n'
+"""
+TWO_FILES = """#!/bin/sh
+cat >/dev/null
+printf '### src/a.py\\n```python\\nA = 1\\n```\\n\\n### src/b.py\\n```python\\nB = 2\\n```\\n'
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("answer", "said"), [(ONE_FILE, "1 file"), (TWO_FILES, "2 files")])
+def test_implement_counts_the_files_it_wrote(tmp_path: Path, answer: str, said: str) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "demo-repo", repo)
+    agent = tmp_path / "agent.sh"
+    agent.write_text(answer)
+    agent.chmod(0o755)
+    done = run(
+        agentos_argv("implement", "--repo", str(repo), "--implementer", f"cmd:{agent}"), cwd=repo
+    )
+    assert done.returncode == 0, done.stderr
+    wrote = [line for line in done.stderr.splitlines() if line.startswith("wrote ")]
+    assert wrote and all(line.endswith(f"/ ({said} and REPORT.md)") for line in wrote), wrote
