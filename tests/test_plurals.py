@@ -49,3 +49,11 @@ def test_implement_counts_the_files_it_wrote(tmp_path: Path, answer: str, said: 
     assert done.returncode == 0, done.stderr
     wrote = [line for line in done.stderr.splitlines() if line.startswith("wrote ")]
     assert wrote and all(line.endswith(f"/ ({said} and REPORT.md)") for line in wrote), wrote
+
+
+def test_verbose_start_line_counts_right(tmp_path: Path) -> None:
+    items = tmp_path / "items.txt"
+    items.write_text("a\n")
+    done = run(agentos_argv("run", "-v", "-j1", "--items", str(items), "--", "true"), cwd=tmp_path)
+    assert done.returncode == 0
+    assert "[agentos] 1 item, 1 worker, run dir " in done.stderr

@@ -125,6 +125,10 @@ def check_items(items: list[Item]) -> list[Item]:
 MAX_WORKERS = 10  # the hard cap; WorkerPool enforces it too
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def effective_workers(requested: int, n_keys: int, n_items: int) -> int:
     workers = requested
     if workers > MAX_WORKERS:
@@ -299,7 +303,8 @@ def _execute(
                 if workers:
                     if options.verbose:
                         terminal.message(
-                            f"{len(items)} items, {workers} workers, run dir {run_path}"
+                            f"{plural(len(items), 'item')}, {plural(workers, 'worker')}, "
+                            f"run dir {run_path}"
                         )
                     assert listener is not None
                     if options.backend == "dask":
