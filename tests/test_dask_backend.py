@@ -1,18 +1,31 @@
 """--backend dask on a LocalCluster of 2 worker processes: the same results as loky, keys
-coordinated by an actor, output streamed and prefixed, worker loss and Ctrl+C handled."""
+coordinated by an actor, output streamed and prefixed, worker loss and Ctrl+C handled; on a
+cluster started apart from agentos: the environment items get."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import Live, agentos_argv, run, running, tagged_pids, wait_until_gone
+from conftest import (
+    PYTHON,
+    Live,
+    agentos_argv,
+    clean_env,
+    run,
+    running,
+    tagged_pids,
+    wait_until_gone,
+)
 
 pytest.importorskip("distributed")
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -202,11 +215,59 @@ def test_first_ctrl_c_drains_second_terminates(tmp_path: Path) -> None:
     terminated = live.finish(timeout=60)
     assert terminated.returncode == 130
     assert time.monotonic() - t0 < 15
+    assert terminated.stderr.count("terminating") == 1, terminated.stderr
     assert wait_until_gone(tagged_pids, timeout=5) == []
     assert wait_until_gone(lambda: running("sleep 60"), timeout=5) == []
 
 
-def test_dask_needs_parallel_and_a_reachable_scheduler(tmp_path: Path) -> None:
+ATTEMPT_PROCESS = "agentos.workflows.parallel.dask_worker"
+
+
+def test_second_ctrl_c_ends_the_items_of_an_attempt_process_that_cannot_run(
+    tmp_path: Path,
+) -> None:
+    """The race behind a `sleep 60` that outlived a second Ctrl+C: the item's commands live in
+    sessions of their own, which only the attempt process knows, and the task SIGKILLed it half
+    a second after its SIGTERM. On a busy machine the attempt process is not scheduled in that
+    time; here it is stopped, which is the same from the outside, only certain."""
+    items, _ = setup_files(tmp_path, 4)
+    live = Live(
+        agentos_argv(
+            "run",
+            "--backend",
+            "dask",
+            "-j",
+            "2",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            "echo start $0; sleep 60 & sleep 60",
+        ),
+        tmp_path,
+    )
+    live.wait_for("start", count=2, timeout=60)
+    live.interrupt(signal.SIGINT)
+    live.wait_for("stopping", stream="err", timeout=10)
+    attempts = running(ATTEMPT_PROCESS)
+    assert len(attempts) == 2
+    for pid in attempts:
+        os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    live.interrupt(signal.SIGINT)
+    terminated = live.finish(timeout=60)
+    assert terminated.returncode == 130
+    assert time.monotonic() - t0 < 15
+    assert wait_until_gone(lambda: running("sleep 60"), timeout=5) == []
+    assert wait_until_gone(lambda: running(ATTEMPT_PROCESS), timeout=5) == []
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert sorted(i["status"] for i in summary["items"]).count("interrupted") == 2
+
+
+def test_dask_needs_parallel_and_the_scheduler_needs_dask(tmp_path: Path) -> None:
     items, _ = setup_files(tmp_path, 1)
     done = run(
         agentos_argv("run", "--backend", "dask", "--items", str(items), "--", "true"), cwd=tmp_path
@@ -227,23 +288,222 @@ def test_dask_needs_parallel_and_a_reachable_scheduler(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 2 and "--scheduler only applies to --backend dask" in done.stderr
+
+
+def test_an_unreachable_scheduler_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    items, _ = setup_files(tmp_path, 2)
+    for address, line in [
+        (
+            "tcp://127.0.0.1:1",
+            "agentos: error: cannot reach the Dask scheduler tcp://127.0.0.1:1 (no answer "
+            "within 5 s); start it or check --scheduler",
+        ),
+        (
+            "nonsense",
+            "agentos: error: --scheduler 'nonsense' is not a Dask scheduler address (missing "
+            "port number in address 'nonsense'); give it as tcp://host:8786",
+        ),
+    ]:
+        done = run(
+            agentos_argv(
+                "run",
+                "--backend",
+                "dask",
+                "--scheduler",
+                address,
+                "-j",
+                "2",
+                "--items",
+                str(items),
+                "--",
+                "true",
+            ),
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [line]
+        assert done.stdout == ""  # no summary of items that never had a chance
+        assert not (tmp_path / ".agentos").exists()  # no run directory
+        assert done.seconds < 15  # a bounded connect, not distributed's 30 s default
+
+
+@contextlib.contextmanager
+def separate_cluster(tmp_path: Path) -> Iterator[str]:
+    """A scheduler and a worker started apart from agentos, as on another machine: they have an
+    environment of their own, and nothing of agentos's reaches them by inheritance."""
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = Live(
+        [
+            PYTHON,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+        ],
+        tmp_path,
+    )
+    worker = Live(
+        [
+            PYTHON,
+            "-m",
+            "distributed.cli.dask_worker",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+        ],
+        tmp_path,
+    )
+    try:
+        worker.wait_for("Registered to", stream="err", timeout=60)
+        yield json.loads(scheduler_file.read_text())["address"]
+    finally:
+        for live in (worker, scheduler):  # their own sessions: everything they started
+            with contextlib.suppress(ProcessLookupError):
+                live.interrupt(signal.SIGKILL)
+            live.finish(timeout=30)
+
+
+SHOW_ENV = (
+    'echo "latency=${AGENTOS_MOCK_LATENCY-unset} token=${MY_TOKEN-unset} '
+    "region=${CLOUD_REGION-unset},${CLOUD_ZONE-unset} other=${OTHER-unset} "
+    'credentials=${AGENTOS_CREDENTIALS-unset} leased=${AGENTOS_API_KEY:+yes}"'
+)
+
+
+def test_items_on_a_separate_cluster_get_the_forwarded_environment(tmp_path: Path) -> None:
+    items, _ = setup_files(tmp_path, 2)
+    env = clean_env(
+        AGENTOS_MOCK_LATENCY="0.25",
+        MY_TOKEN="t0ken",
+        CLOUD_REGION="eu",
+        CLOUD_ZONE="b",
+        OTHER="not named",
+        AGENTOS_CREDENTIALS=KEYS[0],
+    )
+    with separate_cluster(tmp_path) as address:
+        done = run(
+            agentos_argv(
+                "run",
+                "--backend",
+                "dask",
+                "--scheduler",
+                address,
+                "-j",
+                "1",
+                "--env",
+                "MY_TOKEN",
+                "--env",
+                "CLOUD_*",
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--items",
+                str(items),
+                "--",
+                "sh",
+                "-c",
+                SHOW_ENV,
+            ),
+            cwd=tmp_path,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(done.stdout.splitlines()) == [
+        f"[item-{n}] latency=0.25 token=t0ken region=eu,b other=unset credentials=unset leased=yes"
+        for n in (1, 2)
+    ]
+
+
+def test_keys_reach_items_on_workers_only_leased(tmp_path: Path) -> None:
+    """A local cluster's workers inherit agentos's environment: AGENTOS_CREDENTIALS (every key)
+    and a stale leased-key variable must still not reach the items."""
+    items, _ = setup_files(tmp_path, 2)
     done = run(
         agentos_argv(
             "run",
             "--backend",
             "dask",
-            "--scheduler",
-            "tcp://127.0.0.1:9",
             "-j",
             "2",
+            "--run-dir",
+            str(tmp_path / "run"),
             "--items",
             str(items),
             "--",
-            "true",
+            "sh",
+            "-c",
+            'echo "credentials=${AGENTOS_CREDENTIALS-unset} key=$AGENTOS_API_KEY"',
         ),
         cwd=tmp_path,
-        timeout=60,
+        env=clean_env(AGENTOS_CREDENTIALS=",".join(KEYS), AGENTOS_API_KEY="stale"),
+        timeout=120,
     )
-    assert done.returncode == 2
-    assert "cannot reach the Dask scheduler tcp://127.0.0.1:9" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = sorted(done.stdout.splitlines())
+    assert [line.split(" key=")[0] for line in lines] == [
+        "[item-1] credentials=unset",
+        "[item-2] credentials=unset",
+    ]
+    assert all(line.split(" key=")[1] in ("[key-1]", "[key-2]") for line in lines)
+
+
+def test_forwarding_a_key_or_the_whole_environment_is_refused(tmp_path: Path) -> None:
+    items, keys = setup_files(tmp_path, 1)
+    refused = [
+        (
+            ["--credentials-file", str(keys), "--env", "LEAK"],
+            {"LEAK": KEYS[1]},
+            "agentos: error: --env LEAK holds a configured API key (key-2); keys reach items "
+            "only leased, through the key coordinator (as $AGENTOS_API_KEY): do not forward it",
+        ),
+        (
+            ["--credentials-file", str(keys)],
+            {"AGENTOS_EXTRA": f"Bearer {KEYS[0]}"},
+            "agentos: error: AGENTOS_EXTRA (AGENTOS_* settings go to the workers) holds a "
+            "configured API key (key-1); keys reach items only leased, through the key "
+            "coordinator (as $AGENTOS_API_KEY): unset it",
+        ),
+        (
+            ["--env", "AGENTOS_CREDENTIALS"],
+            {},
+            "agentos: error: --env AGENTOS_CREDENTIALS: agentos never forwards "
+            "AGENTOS_CREDENTIALS; keys reach items only leased, through the key coordinator "
+            "(as $AGENTOS_API_KEY), and the run's own variables are set on the workers",
+        ),
+        (
+            ["--env", "*"],
+            {},
+            "agentos: error: --env '*': give a variable name, or a prefix ending in * "
+            "(ANTHROPIC_*); the whole environment is never forwarded",
+        ),
+    ]
+    for args, extra, line in refused:
+        done = run(
+            agentos_argv(
+                "run", "--backend", "dask", "-j", "2", *args, "--items", str(items), "--", "true"
+            ),
+            cwd=tmp_path,
+            env=clean_env(**extra),
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines()[-1:] == [line]
+        assert "Traceback" not in done.stderr
+        for key in KEYS:
+            assert key not in done.stdout + done.stderr
+        assert not (tmp_path / ".agentos").exists()
+    # loky workers inherit the environment: --env is accepted there and changes nothing
+    done = run(
+        agentos_argv("run", "--env", "MY_TOKEN", "--items", str(items), "--", "true"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr

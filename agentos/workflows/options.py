@@ -45,6 +45,7 @@ class RunnerOptions:
     rate_limit_cooldown: float
     backend: str = "loky"
     scheduler: str | None = None
+    forward_env: tuple[str, ...] = ()  # --env: names (or PREFIX*) forwarded to Dask workers
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunnerOptions:
@@ -62,6 +63,13 @@ class RunnerOptions:
             )
         verbosity = params.pop("verbose") - params.pop("quiet")
         timeout = params.pop("timeout")
+        forward_env = tuple(params.pop("forward_env"))
+        for name in forward_env:
+            if not _ENV_NAME.fullmatch(name.removesuffix("*")):
+                raise UsageError(
+                    f"--env {name!r}: give a variable name, or a prefix ending in * "
+                    "(ANTHROPIC_*); the whole environment is never forwarded"
+                )
         if params.get("resume") is not None and params.get("run_dir") is not None:
             raise UsageError(
                 "--resume RUN_DIR continues in that run directory; drop --run-dir "
@@ -94,6 +102,7 @@ class RunnerOptions:
             rate_limit_cooldown=params.pop("rate_limit_cooldown"),
             backend=backend,
             scheduler=scheduler,
+            forward_env=forward_env,
         )
 
 
@@ -226,6 +235,16 @@ _SHARED: list[Callable[[F], F]] = [
         metavar="ADDRESS",
         help="With --backend dask: an existing scheduler (tcp://host:8786). Without it, a "
         "local cluster of --parallel single-threaded workers.",
+    ),
+    click.option(
+        "--env",
+        "forward_env",
+        multiple=True,
+        metavar="NAME",
+        help="With --backend dask: also give items on the workers this variable of this "
+        "environment (repeatable; NAME* matches a prefix, e.g. 'ANTHROPIC_*'). AGENTOS_* "
+        "settings always go; keys never do. With loky, workers inherit the whole environment "
+        "and this changes nothing.",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),

@@ -184,9 +184,11 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         click.echo(render_dry_run(items, skipped))
         return EXIT_OK
     if options.backend == "dask":
-        from agentos.workflows.parallel.dask_backend import require_distributed
+        from agentos.workflows.parallel.dask_backend import prepare_dask
 
-        require_distributed()  # a missing extra is a set-up error, before anything is created
+        # a missing extra, an unreachable --scheduler, a key in a forwarded variable: set-up
+        # errors, before anything is created (the connection is kept for the run)
+        prepare_dask(options, credentials, warn=log.warning)
     run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
     return _execute(workflow, config, options, items, credentials, workers, run_path, resume)
 

@@ -10,8 +10,17 @@
     subscribe to the run's event topic ◄── output ───     child process, forward its output as
       → OutputListener: prefixed, logged, redacted        worker events, return AttemptResult
     1st Ctrl+C: no new submissions, wait
-    2nd Ctrl+C: set the run's terminate Event (tasks kill their attempt's process group),
-      cancel futures, close the local cluster
+    2nd Ctrl+C: set the run's terminate Event (tasks end their attempt and its processes),
+      wait for them, cancel the rest, close the local cluster, sweep this run's tag here
+
+Before the run directory exists, `prepare_dask` checks what can be checked from the client: the
+`distributed` package, the scheduler (one bounded connection, kept for the run so that DaskRun
+does not connect twice), and the environment to forward. Workers do not inherit the client's
+environment (they run elsewhere, started by someone else), so the variables an item needs are
+sent with the run: every AGENTOS_* setting (AGENTOS_MOCK_LATENCY, AGENTOS_SIMULATE_429, ...)
+and what `--env NAME` / `--env PREFIX*` names, GNU parallel's convention. Never sent: keys (they
+reach items only leased, through the key actor), AGENTOS_CREDENTIALS, the leased-key variable,
+and what agentos sets per attempt itself (AGENTOS_RUN_TAG, AGENTOS_ITEM_ID, AGENTOS_ATTEMPT).
 
 The runner, options, journal, summary and exit codes are the loky backend's; only how an
 attempt gets to a process differs. A worker lost mid-item is Dask's to handle: the scheduler
@@ -28,22 +37,49 @@ are forgotten: the provider will say so again.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import os
 import signal
 import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from agentos.errors import ConfigError, KeyServerLost
+from agentos.errors import ConfigError, KeyServerLost, UsageError
 from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult, AttemptSpec
 from agentos.workflows.parallel.batch import Batch
 from agentos.workflows.parallel.controller import Controller, Running
-from agentos.workflows.parallel.credentials import Lease
+from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, Lease
+from agentos.workflows.parallel.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv
 from agentos.workflows.parallel.output import OutputListener
+from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged
 from agentos.workflows.parallel.scheduler import ItemState
 from agentos.workflows.parallel.shutdown import spawn_guard
 
+if TYPE_CHECKING:
+    from agentos.workflows.options import RunnerOptions
+
 OUTPUT_EOF_WAIT = 10.0
 MAX_ACTOR_RESTARTS = 3
+CONNECT_TIMEOUT = 5.0  # seconds: an unreachable --scheduler is an error, not a hang
+#: after the terminate event is set: a task notices it within POLL and gives its attempt
+#: ATTEMPT_GRACE; then the futures are cancelled and the attempts recorded as interrupted
+TERMINATE_WAIT = POLL + ATTEMPT_GRACE + 2.0
+
+#: forwarded to items on workers whatever --env says: the settings agentos's own agents read
+DEFAULT_FORWARD = ("AGENTOS_*",)
+#: never forwarded, even when named: keys arrive only leased, and the rest agentos sets per attempt
+NEVER_FORWARD = frozenset(
+    {
+        CREDENTIALS_ENV,
+        "AGENTOS_API_KEY",
+        RUN_TAG_ENV,
+        "AGENTOS_ITEM_ID",
+        "AGENTOS_ATTEMPT",
+        "AGENTOS_RESULT_FD",
+    }
+)
 
 
 def require_distributed() -> Any:
@@ -55,6 +91,110 @@ def require_distributed() -> Any:
             "pip install 'agentos[dask]'"
         ) from None
     return distributed
+
+
+def forwarded_environment(
+    names: Iterable[str],
+    environ: Mapping[str, str],
+    credentials: list[Credential],
+    credential_env: str,
+    warn: Callable[[str], None],
+) -> dict[str, str]:
+    """The client variables items on the workers get: DEFAULT_FORWARD and each `--env` NAME or
+    PREFIX*, minus NEVER_FORWARD. A value that holds a configured key is refused (UsageError):
+    it would put the key in every item's environment, beside the lease."""
+    never = NEVER_FORWARD | {credential_env}
+    # variable -> (why it is forwarded, what to do instead), for the error message
+    chosen: dict[str, tuple[str, str]] = {}
+    for pattern in DEFAULT_FORWARD:
+        for name in fnmatch.filter(environ, pattern):
+            chosen[name] = (f"{name} (AGENTOS_* settings go to the workers)", "unset it")
+    for pattern in names:
+        if pattern.endswith("*"):
+            matched = [n for n in fnmatch.filter(environ, pattern) if n not in never]
+            if not matched:
+                warn(f"--env {pattern}: no variable here matches; nothing forwarded for it")
+            for name in matched:
+                chosen[name] = (f"--env {pattern} ({name})", "do not forward it")
+        elif pattern in never:
+            raise UsageError(
+                f"--env {pattern}: agentos never forwards {pattern}; keys reach items only "
+                f"leased, through the key coordinator (as ${credential_env}), and the run's own "
+                "variables are set on the workers"
+            )
+        elif pattern not in environ:
+            warn(f"--env {pattern} is not set here; nothing forwarded for it")
+        else:
+            chosen[pattern] = (f"--env {pattern}", "do not forward it")
+    forwarded = {name: environ[name] for name in chosen if name not in never}
+    for name, value in forwarded.items():
+        for credential in credentials:
+            if credential.secret and credential.secret in value:
+                why, remedy = chosen[name]
+                raise UsageError(
+                    f"{why} holds a configured API key ({credential.label}); keys reach items "
+                    f"only leased, through the key coordinator (as ${credential_env}): {remedy}"
+                )
+    return forwarded
+
+
+def connect_scheduler(address: str) -> Any:
+    """A client of `--scheduler`, or one line that says what to fix (exit 2)."""
+    distributed = require_distributed()
+    try:
+        return distributed.Client(address, timeout=f"{CONNECT_TIMEOUT:g}s")
+    except ValueError as exc:  # not an address at all: no port, an unknown scheme
+        raise UsageError(
+            f"--scheduler {address!r} is not a Dask scheduler address ({exc}); "
+            "give it as tcp://host:8786"
+        ) from None
+    except OSError:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler {address} (no answer within "
+            f"{CONNECT_TIMEOUT:g} s); start it or check --scheduler"
+        ) from None
+
+
+@dataclass
+class DaskSetup:
+    """What `prepare_dask` checked and made before the run directory existed, for DaskRun."""
+
+    scheduler: str | None
+    client: Any = None  # connected to `scheduler`; None for a local cluster, made by DaskRun
+    env: dict[str, str] = field(default_factory=dict)
+
+
+# The runner hands the set-up over here rather than through DaskRun's arguments (the run's
+# construction in runner._execute is shared with loky); DaskRun takes it when it starts.
+_prepared: DaskSetup | None = None
+
+
+def prepare_dask(
+    options: RunnerOptions, credentials: list[Credential], warn: Callable[[str], None]
+) -> DaskSetup:
+    """The checks of a Dask run that need no run directory: a user mistake here must leave
+    nothing behind (no run directory, no summary of items that never had a chance)."""
+    global _prepared
+    require_distributed()
+    env = forwarded_environment(
+        options.forward_env, os.environ, credentials, options.credential_env, warn
+    )
+    client = connect_scheduler(options.scheduler) if options.scheduler else None
+    _prepared = DaskSetup(options.scheduler, client, env)
+    return _prepared
+
+
+def _take_prepared(scheduler: str | None) -> DaskSetup:
+    """The set-up prepare_dask made for this run; without one (DaskRun used on its own),
+    nothing is forwarded: the key check needs the run's credentials."""
+    global _prepared
+    setup, _prepared = _prepared, None
+    if setup is None or setup.scheduler != scheduler:
+        if setup is not None and setup.client is not None:
+            with contextlib.suppress(Exception):
+                setup.client.close()
+        return DaskSetup(scheduler)
+    return setup
 
 
 class ActorKeys:
@@ -117,19 +257,15 @@ class DaskRun(Controller):
     # -- set-up and tear-down
     def run(self) -> None:
         distributed = require_distributed()
+        setup = _take_prepared(self.scheduler)
         cluster = None
-        client = None
+        client = setup.client
         self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
         try:
             with spawn_guard():  # cluster processes must not die of the terminal's Ctrl+C
                 if self.scheduler:
-                    try:
-                        client = distributed.Client(self.scheduler, timeout="10s")
-                    except OSError as exc:
-                        raise ConfigError(
-                            f"cannot reach the Dask scheduler {self.scheduler}: {exc}; start one "
-                            "with `dask scheduler` or leave out --scheduler for a local cluster"
-                        ) from None
+                    if client is None:
+                        client = connect_scheduler(self.scheduler)
                 else:
                     cluster = distributed.LocalCluster(
                         n_workers=self.workers,
@@ -143,6 +279,7 @@ class DaskRun(Controller):
             if self.secrets:
                 self._start_key_actor(client)
             self.spec_future = client.scatter(self.spec, broadcast=True)
+            self.env_future = client.scatter(ForwardedEnv(setup.env), broadcast=True)
             self.terminate = distributed.Event(self.terminate_name, client=client)
             client.subscribe_topic(self.topic, self._on_output)
             self.listener.start()
@@ -159,6 +296,11 @@ class DaskRun(Controller):
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close(timeout=10)
+            # A task still ending its attempt when its worker was closed (a stalled machine, a
+            # --scheduler cluster that stopped) may have left the attempt or its commands
+            # running; on this machine they carry the run's tag, as with loky.
+            if self.run_id:
+                kill_tagged(self.run_id)
         self.batch.stop_waiting()
         if self.fatal is not None:
             raise self.fatal
@@ -216,6 +358,7 @@ class DaskRun(Controller):
             getattr(self, "actor", None),
             self.topic,
             self.terminate_name,
+            self.env_future,
             pure=False,
             key=f"agentos-{state.id}-{attempt}-{self.run_id}",
         )
@@ -248,16 +391,13 @@ class DaskRun(Controller):
         )
 
     def _terminate_inflight(self, client: Any) -> None:
-        """Second signal: tasks see the terminate event and kill their attempt processes; the
-        futures are cancelled; whatever does not report within a few seconds is recorded as
-        interrupted anyway (the local cluster is closed right after, which kills it)."""
-        n = len(self.inflight)
-        self.batch.terminal.message(
-            f"terminating: killing {n} running item{'s' if n != 1 else ''}", force=True
-        )
+        """Second signal: tasks see the terminate event and end their attempts (dask_worker's
+        end_attempt); whatever does not report within TERMINATE_WAIT is cancelled and recorded
+        as interrupted anyway (the local cluster is closed right after, and the run's tag swept).
+        Silent: the controller loop says "terminating" before it returns to run()."""
         with contextlib.suppress(Exception):
             self.terminate.set()
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + TERMINATE_WAIT
         while self.inflight and time.monotonic() < deadline:
             done = [f for f in self.inflight if f.done()]
             for future in done:

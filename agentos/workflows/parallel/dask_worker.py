@@ -7,9 +7,22 @@
     start the attempt process, key on its stdin ─►  run_attempt(): the same code as in a loky
     forward its stdout/stderr chunks to the           worker, output on plain fds 1 and 2
       client as worker events (topic per run)
-    poll the run's terminate Event: set → kill      result pickled to fd 3 at the end
-      the attempt's session
+    poll the run's terminate Event: set → end       result pickled to fd 3 at the end
+      the attempt (below), sweep its run tag
     return the AttemptResult
+
+The attempt process's environment is the worker's, plus the variables the client forwards
+(`ForwardedEnv`: the AGENTOS_* settings and `--env NAME`), minus every way a key could arrive
+other than the lease (AGENTOS_CREDENTIALS, the leased-key variable).
+
+Ending an attempt on terminate (`end_attempt`): the item's commands run in sessions of their own
+(`ctx.run`), so only the attempt process knows their process groups, and its SIGTERM handler is
+what kills them. A SIGKILL that follows the SIGTERM after a fixed short grace races that handler:
+on a busy machine the attempt process may not be scheduled before the SIGKILL lands, and then the
+item's commands outlive the run (a second Ctrl+C left `sleep 60` running). So the attempt process
+gets ATTEMPT_GRACE, more than its handler needs, and whatever it did not end (it was SIGKILLed
+before its handler ran, or a daemon left its group) is found by the attempt's run tag and killed
+from here, once the attempt process is dead and can start nothing more.
 
 Why a process per attempt rather than running the item in the Dask worker's thread: the output
 of an item (Python prints and every subprocess) must be captured at the file-descriptor level,
@@ -30,6 +43,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentos.workflows.items import Item
@@ -41,14 +55,47 @@ from agentos.workflows.parallel.attempt import (
     run_attempt,
 )
 from agentos.workflows.parallel.context import kill_started_processes
+from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
+    kill_tagged,
     set_parent_death_signal,
-    terminate_groups,
 )
 
 POLL = 0.5  # seconds between checks of the terminate event
+#: how long an attempt process may take to end its item's processes after SIGTERM (its handler
+#: needs about a second: a group's grace, then a /proc sweep) before it is killed
+ATTEMPT_GRACE = 2.0
+DRAIN_AFTER_KILL = 1.0  # seconds to keep reading output once the attempt process is gone
 _RESULT_FD_ENV = "AGENTOS_RESULT_FD"
+
+
+@dataclass(frozen=True)
+class ForwardedEnv:
+    """Client variables for the items' environment on the workers. Scattered once per run, so
+    the values are data on the workers, not part of any task's arguments; the repr names the
+    variables only."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"ForwardedEnv({sorted(self.values)})"
+
+
+def attempt_environment(
+    base: dict[str, str], forwarded: ForwardedEnv, spec: AttemptSpec
+) -> dict[str, str]:
+    """The attempt process's environment: the worker's, the client's forwarded variables over
+    it (as GNU parallel's --env does), and no key except through the lease."""
+    env = dict(base)
+    env.update(forwarded.values)
+    for name in (CREDENTIALS_ENV, spec.credential_env, "AGENTOS_API_KEY"):
+        env.pop(name, None)
+    if spec.run_id:
+        # tagged like a loky worker, so that the client's final sweep finds an attempt process
+        # whose worker was closed under it; the attempt re-tags its own children with its pid
+        env[RUN_TAG_ENV] = f"{spec.run_id}/{os.getpid()}"
+    return env
 
 
 def run_item(
@@ -59,6 +106,7 @@ def run_item(
     actor: Any,
     topic: str,
     terminate_name: str,
+    forwarded: ForwardedEnv | None = None,
 ) -> AttemptResult:
     """The Dask task: one attempt of one item, in its own process."""
     from distributed import Event, get_worker
@@ -69,9 +117,8 @@ def run_item(
     if lease_id is not None and actor is not None:
         key, label = actor.claim(lease_id, os.getpid()).result()
     result_r, result_w = os.pipe()
-    env = dict(os.environ)
+    env = attempt_environment(dict(os.environ), forwarded or ForwardedEnv(), spec)
     env[_RESULT_FD_ENV] = str(result_w)
-    env.pop("AGENTOS_API_KEY", None)
     child = subprocess.Popen(
         [sys.executable, "-m", "agentos.workflows.parallel.dask_worker"],
         stdin=subprocess.PIPE,
@@ -95,13 +142,17 @@ def run_item(
     terminate = Event(terminate_name)
     interrupted = False
     payload = b""
+    result_complete = False
     sel = selectors.DefaultSelector()
     sel.register(child.stdout, selectors.EVENT_READ, 1)
     sel.register(child.stderr, selectors.EVENT_READ, 2)
     sel.register(result_r, selectors.EVENT_READ, 3)
     next_poll = time.monotonic() + POLL
+    drain_until: float | None = None
     try:
         while sel.get_map():
+            if drain_until is not None and time.monotonic() >= drain_until:
+                break  # something that escaped every kill still holds a pipe: stop reading
             for event_key, _ in sel.select(timeout=POLL):
                 chunk = os.read(event_key.fd, 65536)
                 stream = event_key.data
@@ -109,6 +160,8 @@ def run_item(
                     sel.unregister(event_key.fileobj)
                     if stream in (1, 2):
                         send({"s": stream, "eof": 1})
+                    else:
+                        result_complete = True
                 elif stream == 3:
                     payload += chunk
                 else:
@@ -117,11 +170,22 @@ def run_item(
                 next_poll = time.monotonic() + POLL
                 if not interrupted and terminate.is_set():
                     interrupted = True
-                    terminate_groups([child.pid], grace=0.5)
+                    end_attempt(child, spec.run_id)
+                    drain_until = time.monotonic() + DRAIN_AFTER_KILL
+    except BaseException:
+        # the task is failing (the worker is closing, the scheduler is gone): nobody would read
+        # the attempt's output or its result, so it must not go on unsupervised
+        end_attempt(child, spec.run_id)
+        raise
     finally:
         sel.close()
         os.close(result_r)
         child.wait()
+    if not result_complete:
+        payload = b""  # cut short: the attempt process died before it wrote its result
+    if not payload and not interrupted:
+        # it died without a result (the OOM killer, a signal): its handler may not have run
+        end_attempt(child, spec.run_id)
     if payload:
         result: AttemptResult = pickle.loads(payload)
         return result
@@ -139,6 +203,30 @@ def run_item(
         key_label=label,
         worker_pid=child.pid,
     )
+
+
+def end_attempt(child: subprocess.Popen[bytes], run_id: str) -> None:
+    """SIGTERM the attempt process (its handler kills its item's process groups), SIGKILL it if
+    it has not exited within ATTEMPT_GRACE, then kill whatever still carries its run tag. See the
+    module docstring for the race this order closes."""
+    if child.poll() is None:
+        _signal_session(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=ATTEMPT_GRACE)
+        except subprocess.TimeoutExpired:
+            _signal_session(child.pid, signal.SIGKILL)
+            child.wait()
+    if run_id:
+        # a second round catches what a tagged process forked while the first one killed it
+        for _ in range(3):
+            if not kill_tagged(run_id, child.pid):
+                break
+
+
+def _signal_session(pid: int, signum: int) -> None:
+    """The attempt process leads its own session and group: its helpers go with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
 
 
 class _GivenKey:
