@@ -34,6 +34,10 @@ WORKFLOW_MODULES = {
 }
 
 
+#: commands that are not workflows: name -> module whose COMMAND it is
+OTHER_COMMANDS = {"keys": "agentos.keys_command"}
+
+
 class WorkflowGroup(click.Group):
     def main(
         self,
@@ -48,9 +52,12 @@ class WorkflowGroup(click.Group):
         _invoke(self, args, prog_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(WORKFLOW_MODULES)
+        return [*WORKFLOW_MODULES, *OTHER_COMMANDS]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in OTHER_COMMANDS:
+            found: click.Command = importlib.import_module(OTHER_COMMANDS[cmd_name]).COMMAND
+            return found
         module = WORKFLOW_MODULES.get(cmd_name)
         if module is None:
             return None

@@ -60,6 +60,11 @@ class PoolBroken(AgentosError, RuntimeError):
     """The worker pool kept dying; the batch stops instead of looping (exit 1)."""
 
 
+class KeysExhausted(AgentosError, RuntimeError):
+    """Every key is out (of quota, or retired) for longer than --max-key-wait: the run stops
+    after the running items (exit 1); a rerun after the reset continues."""
+
+
 class KeyServerLost(AgentosError, RuntimeError):
     """The key server process died mid-run: no key can be leased or returned any more (exit 1).
     Finished work is kept; a rerun continues."""
@@ -83,11 +88,17 @@ class RateLimited(RuntimeError):
     """The provider refused because of a rate limit or quota (HTTP 429, exit 75, ...).
 
     The key goes into cooldown (`retry_after` seconds when the provider said so) and the item is
-    queued again with another key. It does not use up a retry."""
+    queued again with another key. It does not use up a retry. `kind` says which "no" it was
+    (agentos.governor.signals: "rate", "quota", "overloaded"): a quota parks the key's group
+    until `retry_after` (or for the run), an overload backs everyone off without blaming the key.
+    """
 
-    def __init__(self, message: str = "rate limited", retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str = "rate limited", retry_after: float | None = None, kind: str = "rate"
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.kind = kind
 
 
 class CredentialRejected(RuntimeError):

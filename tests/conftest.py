@@ -36,10 +36,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SCOPE_ENV = "AGENTOS_TEST_SCOPE"
+STATE_ENV = "AGENTOS_STATE_DIR"
 RUN_TAG = b"AGENTOS_RUN_TAG="
 _PR_SET_CHILD_SUBREAPER = 36
 _scopes = itertools.count(1)
 _scope = f"{os.getpid()}-0"
+_state_dir = ""
 
 
 def become_subreaper() -> None:
@@ -137,14 +139,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_processes() -> Iterator[None]:
-    global _scope
+def no_leftover_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    global _scope, _state_dir
     _scope = f"{os.getpid()}-{next(_scopes)}"
+    # keys a test parks (out of quota) are remembered in a state directory of the test's own
+    _state_dir = str(tmp_path_factory.mktemp("agentos-state"))
     os.environ[SCOPE_ENV] = _scope  # in-process runs (CliRunner) fork workers from pytest
+    os.environ[STATE_ENV] = _state_dir
     try:
         yield
     finally:
         os.environ.pop(SCOPE_ENV, None)
+        os.environ.pop(STATE_ENV, None)
     for live in _LIVE:  # a test that failed midway leaves its agentos running: stop it first
         if live.proc.poll() is None:
             os.killpg(live.proc.pid, signal.SIGKILL)
@@ -186,6 +192,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env["PYTHONUNBUFFERED"] = "1"
     env[SCOPE_ENV] = _scope  # marks every process the test starts as this test's
+    env[STATE_ENV] = _state_dir
     env.update(extra)
     return env
 

@@ -396,3 +396,24 @@ def test_simulated_429s_cool_keys_and_the_batch_still_completes(workdir: Path) -
     assert any(r["status"] == "rate_limited" for r in records)
     assert "rate limited; cooling for 0.2 s" in done.stderr
     assert len(list((repo / "docs/lld/drafts").glob("*.md"))) == 6
+
+
+def test_items_see_only_their_leased_key_not_every_key(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b"])
+    env = clean_env(AGENTOS_CREDENTIALS="sk-env-one-0000000001,sk-env-two-0000000002")
+    done = run(
+        agentos_argv(
+            "run",
+            "-j2",
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            'echo "all=[$AGENTOS_CREDENTIALS]"',
+        ),
+        cwd=workdir,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("all=[]") == 2

@@ -91,7 +91,8 @@ def test_one_key_rate_limited_one_revoked_the_batch_completes_on_the_third(
         "key-2 rejected by the provider (HTTP 401: Incorrect API key provided: [key-2]); "
         "not used again this run" in done.stderr
     )
-    assert "key-1 rate limited; cooling for 1.0 s" in done.stderr
+    # a refused call goes again on another key at once: the item neither fails nor restarts
+    assert "failed" not in done.stderr and "queued again" not in done.stderr
     # the revoked key was tried once and never again
     assert len(server.calls_for(REVOKED)) == 1
     # the cooldown was honoured: the rate-limited key never came back within a second

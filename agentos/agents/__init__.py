@@ -50,6 +50,11 @@ def keyless_agents(agents: list[Agent]) -> str | None:
     return f"{', '.join(needing)} needs an API key" if needing else None
 
 
+def key_mode(agents: list[Agent]) -> str:
+    """ "call" when every agent takes its keys per call, else "item" (each attempt leases one)."""
+    return "call" if agents and all(a.keys_per_call for a in agents) else "item"
+
+
 API_BASE_OPTION = Option(
     ("--api-base",),
     "api_base",

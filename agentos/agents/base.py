@@ -31,6 +31,10 @@ class Agent(ABC):
     spec: str
     #: the agent cannot work without a leased key (checked before a run starts)
     needs_credential: bool = False
+    #: the agent asks the governor for a key per call (`ctx.call_key`), so its items need no
+    #: lease and run --parallel at a time whatever the number of keys; a subprocess agent reads
+    #: its key once from its environment, so it keeps the item's lease instead
+    keys_per_call: bool = False
 
     @abstractmethod
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:

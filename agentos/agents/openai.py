@@ -3,14 +3,26 @@
     --drafter openai:gpt-4o-mini                                  the public OpenAI API
     --drafter openai:llama3 --api-base http://localhost:8000/v1   a local server or a proxy
 
-The leased key goes in the Authorization header and nowhere else. How answers map to the runner:
+Keys are taken per call from the rate governor (agentos.governor): each call asks for a key
+with an estimate of its tokens (characters / 4, corrected by the answer's `usage`), waits the
+pacing delay the governor hands out, and reports the answer's limit headers and usage back. The
+key goes in the Authorization header and nowhere else. How answers map:
 
-    200, streamed or not      the answer; streamed tokens appear live as the item's output lines
-    429                       RateLimited: the key cools for Retry-After (seconds or an HTTP date)
-                              or the body's "try again in N s" hint; the item goes to another key
-    401, 403                  CredentialRejected: the key is retired for the run, the item retried
-    5xx, connection errors    ItemError: a failure, retried per --retries
+    200, streamed or not      the answer; streamed tokens appear live as the item's output lines;
+                              `stream_options.include_usage` asks for the usage at the end
+    429 rate limit            the governor pushes the key group's schedule to the reset
+                              (Retry-After, the reset headers or "try again in 1.2s"); this call
+                              goes again, on the same or another key: no retry spent, the item's
+                              finished calls kept
+    429 quota, per-day limit  the key's group is parked until the stated reset (or for the run);
+                              the call goes on with another key
+    503, 529 overloaded       everybody backs off briefly; the call goes again
+    401, 403                  the key is retired for the run; the call goes on with another key
+    other errors              ItemError: a failure, retried per --retries
     slower than --timeout     ItemTimeout (the attempt's deadline bounds the request)
+
+An item that holds a leased key (a workflow that mixes this agent with a CLI agent) is paced on
+that key, and a refusal of that key ends the attempt the way a CLI agent's would.
 
 httpx is an optional dependency: `pip install 'agentos[http]'`.
 """
@@ -26,9 +38,15 @@ from typing import Any
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, ItemTimeout, RateLimited
+from agentos.governor.governor import ERROR, OK
+from agentos.governor.signals import QUOTA, RATE, REJECTED, RateInfo, Refusal, classify_http
 from agentos.workflows.parallel.context import ItemContext
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
+OUTPUT_ESTIMATE = 300.0  # tokens assumed for an answer before the first usage is seen
+#: a call refused this many times in a row gives up (the item goes back to the queue): a
+#: governor that keeps sending a call into refusals has a wrong picture; say so, do not spin
+MAX_CALL_REFUSALS = 30
 _HINT = re.compile(
     r"(?:try again|retry)\s+(?:in|after)\s+(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?)?", re.IGNORECASE
 )
@@ -89,6 +107,7 @@ class OpenAIAgent(Agent):
     api_base: str = DEFAULT_API_BASE
     stream: bool = True
     needs_credential: bool = True
+    keys_per_call: bool = True
 
     @classmethod
     def from_spec(cls, spec: str, option: str, api_base: str | None) -> OpenAIAgent:
@@ -105,11 +124,11 @@ class OpenAIAgent(Agent):
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         httpx = _require_httpx()
-        if not ctx.credential:
+        if not ctx.credential and not ctx.keys_per_call:
             raise ItemError(
                 f"{self.spec} needs an API key: pass --credentials-file or set AGENTOS_CREDENTIALS"
             )
-        payload = {
+        payload: dict[str, Any] = {
             "model": self.model,
             "messages": [
                 {"role": "system", "content": _SYSTEM.get(request.task, _SYSTEM["draft"])},
@@ -117,22 +136,57 @@ class OpenAIAgent(Agent):
             ],
             "stream": self.stream,
         }
+        if self.stream:
+            payload["stream_options"] = {"include_usage": True}
+        if not ctx.keys_per_call:
+            assert ctx.credential is not None
+            return self._call(httpx, payload, ctx.credential, ctx).answer
+        # characters / 4 is the usual rule of thumb for prompt tokens (no tokenizer download);
+        # the answer's usage corrects the governor's account afterwards
+        estimate = sum(len(m["content"]) for m in payload["messages"]) / 4 + OUTPUT_ESTIMATE
+        refusals = 0
+        while True:
+            grant = ctx.call_key(estimate)
+            try:
+                reply = self._call(httpx, payload, grant.secret, ctx)
+            except _Refused as refused:
+                ctx.end_call(grant, refused.refusal.kind, refused.info)
+                refusals += 1
+                if refused.refusal.kind == REJECTED and ctx.credential:
+                    raise CredentialRejected(refused.refusal.detail) from None
+                if refusals > MAX_CALL_REFUSALS:
+                    raise RateLimited(
+                        f"refused {refusals} times in a row: {refused.refusal.detail}",
+                        refused.refusal.wait,
+                        kind=refused.refusal.kind,
+                    ) from None
+                continue  # the governor now knows; ask it again, for this call only
+            except BaseException:
+                ctx.end_call(grant, ERROR)
+                raise
+            ctx.end_call(grant, OK, {**vars(reply.limits), "tokens": reply.tokens})
+            return reply.answer
+
+    def _call(self, httpx: Any, payload: dict[str, Any], key: str, ctx: ItemContext) -> _Reply:
         left = ctx.time_left()
         timeout = httpx.Timeout(connect=10.0, read=left, write=30.0, pool=10.0)
         url = f"{self.api_base}/chat/completions"
-        headers = {"Authorization": f"Bearer {ctx.credential}"}
+        headers = {"Authorization": f"Bearer {key}"}
         try:
             with (
                 httpx.Client(timeout=timeout) as client,
                 client.stream("POST", url, json=payload, headers=headers) as response,
             ):
+                limits = RateInfo.from_headers(response.headers)
                 if response.status_code != 200:
                     body = response.read().decode("utf-8", errors="replace")
-                    self._raise_for(response.status_code, response.headers, body)
+                    self._raise_for(response.status_code, response.headers, body, ctx, limits)
                 kind = response.headers.get("content-type", "")
                 if "text/event-stream" in kind:
-                    return self._read_stream(response, ctx)
-                return self._read_json(response.read())
+                    answer, tokens = self._read_stream(response, ctx)
+                else:
+                    answer, tokens = self._read_json(response.read())
+                return _Reply(answer, tokens, limits)
         except httpx.TimeoutException:
             raise ItemTimeout(f"{self.spec}: no answer from {self.api_base} in time") from None
         except httpx.HTTPError as exc:
@@ -140,18 +194,32 @@ class OpenAIAgent(Agent):
                 f"{self.spec}: cannot reach {self.api_base}: {type(exc).__name__}: {exc}"
             ) from None
 
-    def _raise_for(self, status: int, headers: Any, body: str) -> None:
+    def _raise_for(
+        self, status: int, headers: Any, body: str, ctx: ItemContext, limits: RateInfo
+    ) -> None:
+        refusal = classify_http(status, headers, body)
+        if refusal is not None and ctx.keys_per_call:
+            info: dict[str, Any] = {**vars(limits), "wait": refusal.wait, "detail": refusal.detail}
+            if refusal.limit is not None:
+                info.update(
+                    limit_unit=refusal.limit.unit,
+                    limit_per=refusal.limit.per,
+                    limit=refusal.limit.limit,
+                )
+            raise _Refused(refusal, info)
         detail = _error_text(body)
-        if status == 429:
-            raise RateLimited(f"HTTP 429: {detail}", retry_after=retry_after_seconds(headers, body))
-        if status in (401, 403):
+        if refusal is not None and refusal.kind == REJECTED:
             raise CredentialRejected(f"HTTP {status}: {detail}")
+        if refusal is not None and refusal.kind in (RATE, QUOTA):
+            raise RateLimited(f"HTTP {status}: {detail}", refusal.wait, kind=refusal.kind)
+        if refusal is not None:  # overloaded: not the key's fault, a failure that is retried
+            raise RateLimited(f"HTTP {status}: {detail}", refusal.wait, kind=refusal.kind)
         raise ItemError(
             f"{self.spec}: HTTP {status} from {self.api_base}: {detail}", exit_code=status
         )
 
     @staticmethod
-    def _read_json(raw: bytes) -> str:
+    def _read_json(raw: bytes) -> tuple[str, float | None]:
         try:
             data = json.loads(raw)
             content = data["choices"][0]["message"]["content"]
@@ -159,13 +227,15 @@ class OpenAIAgent(Agent):
             raise ItemError("the API answered 200 with no choices[0].message.content") from None
         if not isinstance(content, str) or not content.strip():
             raise ItemError("the API answered with an empty message")
-        return content
+        return content, _total_tokens(data.get("usage"))
 
     @staticmethod
-    def _read_stream(response: Any, ctx: ItemContext) -> str:
-        """Server-sent events: print whole lines of the answer as they complete."""
+    def _read_stream(response: Any, ctx: ItemContext) -> tuple[str, float | None]:
+        """Server-sent events: print whole lines of the answer as they complete. The last
+        chunk carries the usage when the server honours `include_usage`."""
         parts: list[str] = []
         line = ""
+        tokens: float | None = None
         for raw in response.iter_lines():
             if not raw.startswith("data:"):
                 continue
@@ -173,8 +243,15 @@ class OpenAIAgent(Agent):
             if data == "[DONE]":
                 break
             try:
-                delta = json.loads(data)["choices"][0].get("delta", {}).get("content") or ""
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                chunk = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(chunk, dict):
+                continue
+            tokens = _total_tokens(chunk.get("usage")) or tokens
+            try:
+                delta = chunk["choices"][0].get("delta", {}).get("content") or ""
+            except (KeyError, IndexError, TypeError, AttributeError):
                 continue
             parts.append(delta)
             line += delta
@@ -186,4 +263,31 @@ class OpenAIAgent(Agent):
         answer = "".join(parts)
         if not answer.strip():
             raise ItemError("the API streamed an empty answer")
-        return answer
+        return answer, tokens
+
+
+@dataclass(frozen=True)
+class _Reply:
+    answer: str
+    tokens: float | None
+    limits: RateInfo
+
+
+class _Refused(Exception):
+    """A refusal, inside the agent: the governor hears of it and the call goes again."""
+
+    def __init__(self, refusal: Refusal, info: dict[str, Any]) -> None:
+        super().__init__(refusal.detail)
+        self.refusal = refusal
+        self.info = info
+
+
+def _total_tokens(usage: Any) -> float | None:
+    if not isinstance(usage, dict):
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, (int, float)):
+        return float(total)
+    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    numbers = [p for p in parts if isinstance(p, (int, float))]
+    return float(sum(numbers)) if numbers else None

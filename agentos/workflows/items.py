@@ -81,6 +81,9 @@ class Workflow:
     #: config -> what else must not change between a run and its --resume (`agentos run`: the
     #: command line)
     identity: Callable[[Any], dict[str, str]] | None = None
+    #: config -> "call" when the workflow's agents take keys per call (HTTP agents), "item" (the
+    #: default) when each attempt leases one
+    key_mode: Callable[[Any], str] | None = None
 
     def resume_identity(self, config: Any) -> dict[str, str]:
         """What a run directory records of this run, and a --resume must match."""

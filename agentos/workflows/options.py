@@ -45,6 +45,12 @@ class RunnerOptions:
     rate_limit_cooldown: float
     backend: str = "loky"
     scheduler: str | None = None
+    key_group: str | None = None
+    key_rpm: float | None = None
+    key_tpm: float | None = None
+    key_rpd: float | None = None
+    key_slots: int = 1
+    max_key_wait: float = 900.0
     forward_env: tuple[str, ...] = ()  # --env: names (or PREFIX*) forwarded to Dask workers
 
     @classmethod
@@ -63,6 +69,12 @@ class RunnerOptions:
             )
         verbosity = params.pop("verbose") - params.pop("quiet")
         timeout = params.pop("timeout")
+        if params.get("resume") is not None and params.get("run_dir") is not None:
+            raise UsageError(
+                "--resume RUN_DIR continues in that run directory; drop --run-dir "
+                "(or drop --resume to start a new run there)"
+            )
+        backend, scheduler = params.pop("backend"), params.pop("scheduler")
         forward_env = tuple(params.pop("forward_env"))
         for name in forward_env:
             if not _ENV_NAME.fullmatch(name.removesuffix("*")):
@@ -70,12 +82,6 @@ class RunnerOptions:
                     f"--env {name!r}: give a variable name, or a prefix ending in * "
                     "(ANTHROPIC_*); the whole environment is never forwarded"
                 )
-        if params.get("resume") is not None and params.get("run_dir") is not None:
-            raise UsageError(
-                "--resume RUN_DIR continues in that run directory; drop --run-dir "
-                "(or drop --resume to start a new run there)"
-            )
-        backend, scheduler = params.pop("backend"), params.pop("scheduler")
         if scheduler and backend != "dask":
             raise UsageError("--scheduler only applies to --backend dask")
         if backend == "dask" and params.get("parallel") is None and not params.get("dry_run"):
@@ -102,6 +108,12 @@ class RunnerOptions:
             rate_limit_cooldown=params.pop("rate_limit_cooldown"),
             backend=backend,
             scheduler=scheduler,
+            key_group=params.pop("key_group"),
+            key_rpm=params.pop("key_rpm"),
+            key_tpm=params.pop("key_tpm"),
+            key_rpd=params.pop("key_rpd"),
+            key_slots=params.pop("key_slots"),
+            max_key_wait=params.pop("max_key_wait"),
             forward_env=forward_env,
         )
 
@@ -245,6 +257,53 @@ _SHARED: list[Callable[[F], F]] = [
         "environment (repeatable; NAME* matches a prefix, e.g. 'ANTHROPIC_*'). AGENTOS_* "
         "settings always go; keys never do. With loky, workers inherit the whole environment "
         "and this changes nothing.",
+    ),
+    click.option(
+        "--key-group",
+        default=None,
+        metavar="NAME",
+        help="Keys without group= in the credentials file share this provider group (one "
+        "organisation's budget) [default: each key its own group].",
+    ),
+    click.option(
+        "--key-rpm",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="N",
+        help="Requests per minute of each key group that states none [default: learned from "
+        "the provider's answers].",
+    ),
+    click.option(
+        "--key-tpm",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="N",
+        help="Tokens per minute of each key group that states none [default: learned].",
+    ),
+    click.option(
+        "--key-rpd",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="N",
+        help="Requests per day of each key group that states none [default: no daily limit].",
+    ),
+    click.option(
+        "--key-slots",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        metavar="N",
+        help="How many items may use one key at once (CLI agents and agentos run, which hold "
+        "a key for the whole attempt).",
+    ),
+    click.option(
+        "--max-key-wait",
+        type=click.FloatRange(min=0),
+        default=900.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="When every key is out of quota for longer than this, stop (exit 1) instead of "
+        "waiting; done items are kept.",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),

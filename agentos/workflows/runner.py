@@ -22,22 +22,26 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, ConfigError
+from agentos.governor import parked as parked_keys
 from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
 from agentos.workflows.parallel.batch import Batch, ExecutionSettings
 from agentos.workflows.parallel.capture import ItemCapture
+from agentos.workflows.parallel.controller import ExecutorPlan
 from agentos.workflows.parallel.credentials import (
     Credential,
-    CredentialCoordinator,
+    KeyConfig,
     Redactor,
-    load_credentials,
+    load_keys,
+    make_credentials,
 )
 from agentos.workflows.parallel.journal import (
     MANIFEST,
@@ -169,12 +173,13 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         resume = plan_resume(items, earlier)
         items = resume.pending
     skipped = len(resume.done_before) if resume is not None else 0
-    credentials = load_credentials(options.credentials_file, warn=log.warning)
+    keys = KeyPlan.load(workflow, config, options)
+    credentials = keys.credentials
     reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
     if reason and not credentials:
         raise ConfigError(f"{reason}: pass --credentials-file PATH or set AGENTOS_CREDENTIALS")
     if options.parallel is not None:
-        workers = effective_workers(options.parallel, len(credentials), len(items))
+        workers = effective_workers(options.parallel, keys.item_slots, len(items))
     else:
         workers = 0
     if not items:
@@ -188,9 +193,66 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
 
         # a missing extra, an unreachable --scheduler, a key in a forwarded variable: set-up
         # errors, before anything is created (the connection is kept for the run)
-        prepare_dask(options, credentials, warn=log.warning)
+        dask_setup = prepare_dask(options, credentials, warn=log.warning)
+    else:
+        dask_setup = None
     run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
-    return _execute(workflow, config, options, items, credentials, workers, run_path, resume)
+    return _execute(workflow, config, options, items, keys, workers, run_path, resume, dask_setup)
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    """The run's keys and how they are used: per call (HTTP agents ask the governor for each
+    call; --parallel is the number of items in flight, whatever the number of keys) or per
+    item (a subprocess reads its key once: each attempt leases one, `slots` items per key)."""
+
+    configs: list[KeyConfig]
+    credentials: list[Credential]
+    mode: str  # "call" | "item"
+    max_wait: float
+
+    @classmethod
+    def load(cls, workflow: Workflow, config: Any, options: RunnerOptions) -> KeyPlan:
+        defaults = KeyConfig(
+            "",
+            options.key_group,
+            options.key_rpm,
+            options.key_tpm,
+            options.key_rpd,
+            options.key_slots,
+        )
+        configs = load_keys(options.credentials_file, warn=log.warning, defaults=defaults)
+        mode = workflow.key_mode(config) if workflow.key_mode is not None else "item"
+        if options.backend == "dask":
+            mode = "item"  # an attempt process on a Dask worker has no line to the governor
+        credentials = make_credentials(c.secret for c in configs)
+        return cls(configs, credentials, mode, options.max_key_wait)
+
+    @property
+    def item_slots(self) -> int:
+        """How many items the keys allow at once (0: no cap, keys are taken per call)."""
+        if self.mode == "call" or not self.configs:
+            return 0
+        return sum(c.slots for c in self.configs)
+
+    def governor(self, base_cooldown: float) -> Any:
+        from agentos.governor.governor import Governor
+
+        return Governor(self.configs, base_cooldown, parked=parked_keys.load())
+
+    def remember(self, governor: Any) -> None:
+        """What the run learned about its keys (parked ones, groups, limits, calls), for the next
+        run and `agentos keys`; never the keys themselves."""
+        with contextlib.suppress(Exception):  # a dead key server has nothing more to say
+            by_label = {c.label: c.full_fingerprint for c in self.credentials}
+            notes = {
+                by_label[row["label"]]: {
+                    k: row[k] for k in ("label", "group", "rpm", "tpm", "rpd", "calls", "leases")
+                }
+                for row in governor.snapshot()
+                if row["label"] in by_label
+            }
+            parked_keys.save(governor.parked_keys(), set(by_label.values()), notes=notes)
 
 
 def _execute(
@@ -198,12 +260,14 @@ def _execute(
     config: Any,
     options: RunnerOptions,
     items: list[Item],
-    credentials: list[Credential],
+    key_plan: KeyPlan,
     workers: int,
     run_path: Path,
     resume: ResumePlan | None,
+    dask_setup: Any = None,
 ) -> int:
     started = time.time()
+    credentials = key_plan.credentials
     run_id = os.urandom(6).hex()
     settings = ExecutionSettings(
         command_name=workflow.name,
@@ -216,6 +280,8 @@ def _execute(
         rate_limit_pattern=options.rate_limit_pattern,
         rate_limit_cooldown=options.rate_limit_cooldown,
         credential_env=options.credential_env,
+        key_mode=key_plan.mode,
+        max_key_wait=key_plan.max_wait,
         quiet=options.quiet,
         verbose=options.verbose,
         colour=colour_wanted(options.no_color),
@@ -230,6 +296,8 @@ def _execute(
         parallel=bool(workers),
         drain_flag=str(run_path.resolve() / ".draining") if workers else "",
         run_id=run_id,
+        call_keys=key_plan.mode == "call",
+        max_key_wait=key_plan.max_wait,
     )
     # The handlers go in first and stay until the summary is written: a Ctrl+C while the run
     # directory, the key server or the workers are being set up is a stop request like any
@@ -256,7 +324,6 @@ def _execute(
         journal = Journal(run_path, workflow.name)
         for name in journal.repaired:
             log.warning("%s ended in a partial line (a write cut short); ended it", name)
-        secrets_list = [c.secret for c in credentials]
         listener: OutputListener | None = None
         keys: Any = None
         capture = None
@@ -273,12 +340,14 @@ def _execute(
 
                     with spawn_guard():
                         key_server, keys = start_key_server(
-                            secrets_list, options.rate_limit_cooldown
+                            list(key_plan.configs),
+                            options.rate_limit_cooldown,
+                            parked=parked_keys.load(),
                         )
                     resources.callback(_stop_key_server, key_server)
             else:
                 if credentials:
-                    keys = CredentialCoordinator(secrets_list, options.rate_limit_cooldown)
+                    keys = key_plan.governor(options.rate_limit_cooldown)
                 # sequential output goes through the listener as well, unprefixed: it is how
                 # each item's log is written (a run directory looks the same in both modes) and
                 # how printed keys are redacted
@@ -309,23 +378,17 @@ def _execute(
                             f"run dir {run_path}"
                         )
                     assert listener is not None
+                    plan = ExecutorPlan(batch, spec, workers, listener, run_id)
                     if options.backend == "dask":
                         from agentos.workflows.parallel.dask_backend import DaskRun
 
                         DaskRun(
-                            batch,
-                            spec,
-                            workers,
-                            listener,
-                            run_id,
-                            options.scheduler,
-                            secrets_list,
-                            options.rate_limit_cooldown,
+                            plan, dask_setup, list(key_plan.configs), options.rate_limit_cooldown
                         ).run()
                     else:
                         from agentos.workflows.parallel.pool import ParallelRun
 
-                        ParallelRun(batch, spec, workers, listener, run_id, keys).run()
+                        ParallelRun(plan, keys).run()
                 else:
                     from agentos.workflows.parallel.sequential import run_sequential
 
@@ -336,6 +399,8 @@ def _execute(
             except AgentosError as exc:  # the batch cannot go on; still journal and summarise
                 fatal = exc
             keys_report = batch.keys_report()  # before the key server goes
+            if keys is not None and batch.keys_lost is None:
+                key_plan.remember(keys)
         code = _finish(
             workflow,
             batch,

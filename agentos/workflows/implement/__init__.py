@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentos.agents import AGENT_HELP, API_BASE_OPTION, Agent, keyless_agents, resolve_agent
+from agentos.agents import (
+    AGENT_HELP,
+    API_BASE_OPTION,
+    Agent,
+    key_mode,
+    keyless_agents,
+    resolve_agent,
+)
 from agentos.workflows.implement.collect import collect_items
 from agentos.workflows.implement.execute import execute_item
 from agentos.workflows.inputs import repo_path
@@ -53,6 +60,7 @@ WORKFLOW = Workflow(
     ),
     make_config=make_config,
     workspace=lambda config: config.repo,
+    key_mode=lambda config: key_mode([config.implementer]),
     needs_keys=lambda config: keyless_agents([config.implementer]),
 )
 

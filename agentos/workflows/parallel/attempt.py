@@ -63,6 +63,10 @@ class AttemptSpec:
     parallel: bool
     drain_flag: str = ""  # a file that exists once the run drains: queued items must not start
     run_id: str = ""  # tags every process the items start (process_tree.RUN_TAG_ENV)
+    #: keys per call (HTTP agents ask the governor for each call) rather than per item
+    call_keys: bool = False
+    #: a call that would have to wait longer than this for any key gives up (the run stops)
+    max_key_wait: float = 900.0
 
 
 @dataclass
@@ -79,6 +83,9 @@ class AttemptResult:
     key_label: str | None = None
     worker_pid: int = 0
     command: str = ""
+    refusal: str = ""  # the kind of "no" when rate limited (governor.signals)
+    #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
+    waits: dict[str, float] | None = None
 
 
 class KeyClaimer(Protocol):
@@ -136,6 +143,8 @@ def run_attempt(
             parallel=spec.parallel,
             run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
             deadline=t0 + spec.timeout if spec.timeout else None,
+            governor=keys if (spec.call_keys or key) and hasattr(keys, "acquire_call") else None,
+            max_key_wait=spec.max_key_wait,
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),
@@ -148,6 +157,7 @@ def run_attempt(
             result.status != DONE or ctx.last_command.returncode != 0
         ):
             result.exit_code = result.exit_code or ctx.last_command.returncode
+        result.waits = dict(ctx.waits) or None
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:  # the claim or the capture failed: infrastructure, not the item
@@ -172,6 +182,7 @@ def _execute(
     except RateLimited as exc:
         _set(result, RATE_LIMITED, str(exc) or "rate limited", exit_code=75)
         result.retry_after = exc.retry_after
+        result.refusal = getattr(exc, "kind", "rate")
     except CredentialRejected as exc:
         _set(result, REJECTED, str(exc) or "credential rejected")
     except ItemTimeout as exc:

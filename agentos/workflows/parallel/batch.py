@@ -9,11 +9,12 @@ attempt in the journal, applies the retry rules and tells the user what happened
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost
+from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
 from agentos.workflows.items import Item
 from agentos.workflows.parallel import credentials as creds
 from agentos.workflows.parallel.attempt import (
@@ -45,6 +46,10 @@ class ExecutionSettings:
     rate_limit_pattern: str = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
     rate_limit_cooldown: float = creds.BASE_COOLDOWN
     credential_env: str = "AGENTOS_API_KEY"
+    #: "item": each attempt leases a key (CLI agents); "call": agents ask per call, items run
+    #: without a lease (HTTP agents)
+    key_mode: str = "item"
+    max_key_wait: float = 900.0
     quiet: bool = False
     verbose: bool = False
     colour: bool = False
@@ -53,6 +58,22 @@ class ExecutionSettings:
 def seconds(value: float) -> str:
     """3.2 s, 42 s: a tenth of a second where it matters, whole seconds otherwise."""
     return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+def _all_out(status: Any) -> str:
+    """`all 3 keys out of quota until 17:00 UTC; rerun then (done items are kept)`."""
+    usable = status.total - status.revoked
+    if not usable:
+        return (
+            f"every key was rejected by the provider ({status.total} of {status.total}); "
+            "check the keys in --credentials-file or AGENTOS_CREDENTIALS"
+        )
+    keys = f"all {usable} keys" if usable > 1 else "the only key"
+    back = getattr(status, "back_at", None)
+    if back is None or back == float("inf") or back > time.time() + 7 * 86400:
+        return f"{keys} out of quota for this run; rerun when it is back (done items are kept)"
+    when = time.strftime("%H:%M UTC", time.gmtime(back))
+    return f"{keys} out of quota until {when}; rerun then (done items are kept)"
 
 
 def _keys_busy(status: Any) -> str:
@@ -66,6 +87,8 @@ def _keys_busy(status: Any) -> str:
         said = f"the only {which} is busy or cooling"
     if status.revoked:
         said += f" ({status.revoked} retired)"
+    if getattr(status, "parked", 0):
+        said += f"; {status.parked} parked, out of quota"
     if status.next_free_in is not None:
         said += f"; next free in {seconds(status.next_free_in)}"
     return said
@@ -106,7 +129,8 @@ class Batch:
         self.journal = journal
         self.terminal = terminal
         self.credentials = credentials
-        self.keys = keys  # CredentialCoordinator, its Manager proxy, or None without keys
+        self.keys = keys  # the Governor, its Manager proxy / Dask actor, or None without keys
+        self._keys_checked = 0.0
         self.redactor = Redactor(credentials)
         self.shutdown = shutdown if shutdown is not None else ShutdownState(settings.grace)
         self.progress = Progress(
@@ -118,6 +142,12 @@ class Batch:
         self.frozen_keys_report: list[dict[str, Any]] | None = None
         #: what the executor wants done on a signal, besides recording it in `shutdown`
         self.on_signal: Callable[[int], None] | None = None
+
+    @property
+    def lease_items(self) -> bool:
+        """Attempts take an item lease (keys per item) rather than asking per call. A property:
+        the Dask backend hands its key actor over only once the cluster is up."""
+        return self.keys is not None and self.settings.key_mode == "item"
 
     def signal_received(self, signum: int) -> None:
         if self.on_signal is not None:
@@ -156,6 +186,9 @@ class Batch:
             for s in failed:
                 self.terminal.message(f"{s.id} failed: {s.error}", force=True)
             return None
+        out_for = getattr(status, "all_out_for", None)
+        if out_for is not None and out_for > self.settings.max_key_wait:
+            raise KeysExhausted(_all_out(status))
         if not self._waiting_for_key:
             self._waiting_for_key = True
             self.terminal.message(_keys_busy(status))
@@ -167,13 +200,31 @@ class Batch:
         slots = (self.settings.workers or 1) - len(self.scheduler.running) - 1
         return status.free == 0 and slots > 0
 
+    def check_keys(self, every: float = 0.25) -> None:
+        """Between submissions: show what the governor has to say (a key parked, the provider
+        overloaded) and stop the run when every key is out for longer than --max-key-wait."""
+        now = time.monotonic()
+        if self.keys is None or now - self._keys_checked < every:
+            return
+        self._keys_checked = now
+        for notice in self._ask("events"):
+            self.terminal.message(self.redactor.text(notice), force=True)
+        status = self._ask("status")
+        out_for = getattr(status, "all_out_for", None)
+        if out_for is not None and out_for > self.settings.max_key_wait:
+            raise KeysExhausted(_all_out(status))
+
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""
         if lease is None or self.keys is None or self.keys_lost:
             return 0.0
         try:
             cooldown: float = self._ask(
-                "release", lease.lease_id, _OUTCOME[result.status], result.retry_after
+                "release",
+                lease.lease_id,
+                _OUTCOME[result.status],
+                result.retry_after,
+                result.refusal,
             )
         except KeyServerLost:
             return 0.0  # the executor reports it when it next asks for a lease
@@ -237,6 +288,10 @@ class Batch:
             self.terminal.message(
                 f"{state.id} rate limited; trying again in {seconds(state.retry_delay)}"
             )
+        elif result.status == RATE_LIMITED and result.refusal == "quota":
+            self.terminal.message(f"{label} out of quota; {state.id} queued again")
+        elif result.status == RATE_LIMITED and result.refusal == "overloaded":
+            self.terminal.message(f"the provider is overloaded; {state.id} queued again")
         elif result.status == RATE_LIMITED:
             self.terminal.message(
                 f"{label} rate limited; cooling for {seconds(cooldown)}; {state.id} queued again"

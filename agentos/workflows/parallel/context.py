@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from agentos.errors import ItemError, RateLimited
+from agentos.governor.governor import CallGrant
+from agentos.governor.signals import OVERLOADED, QUOTA, RATE, classify_text
 from agentos.workflows.items import Item
+from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, terminate_groups
 
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
@@ -95,6 +98,11 @@ class ItemContext:
     #: the argv of the latest `run`, set before it starts: an attempt that times out or is
     #: interrupted mid-command still records what it was running (the joblog's Command)
     last_argv: list[str] | None = None
+    #: the rate governor (or its proxy), for agents that take a key per call; None without keys
+    governor: Any = None
+    max_key_wait: float = 900.0
+    #: seconds this attempt's calls waited for a key, by reason (journaled)
+    waits: dict[str, float] = field(default_factory=dict)
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -111,6 +119,8 @@ class ItemContext:
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.pop(self.credential_env, None)
+        # every key of the run, if the user gave them this way: an item gets its lease, no more
+        env.pop(CREDENTIALS_ENV, None)
         if self.credential is not None:
             env[self.credential_env] = self.credential
         if self.run_tag:
@@ -133,6 +143,42 @@ class ItemContext:
         if self.deadline is None:
             return default
         return max(0.05, self.deadline - time.monotonic())
+
+    # -- keys per call (HTTP agents)
+    @property
+    def keys_per_call(self) -> bool:
+        return self.governor is not None
+
+    def call_key(self, tokens: float | None = None) -> CallGrant:
+        """A key for one model call estimated at `tokens`, after waiting as long as the
+        governor says (the wait and its reason go to the journal). An item holding a leased key
+        is paced on that key. Raises RateLimited (kind "quota") when no key will serve within
+        --max-key-wait: the item goes back to the queue and the run stops."""
+        if self.governor is None:
+            raise RuntimeError("call_key needs keys: check ctx.keys_per_call first")
+        pinned = self.credential_label if self.credential else None
+        waited = 0.0
+        while True:
+            grant: CallGrant = self.governor.acquire_call(self.item.id, tokens, pinned)
+            if grant.call_id:
+                if grant.delay > 0:
+                    self._note_wait(grant.reason or "pacing", grant.delay)
+                    time.sleep(grant.delay)
+                return grant
+            if grant.delay > self.max_key_wait or waited + grant.delay > self.max_key_wait:
+                raise RateLimited(f"no key can serve: {grant.reason}", grant.delay, kind="quota")
+            step = min(grant.delay, 5.0)
+            self._note_wait(grant.reason, step)
+            time.sleep(step)
+            waited += step
+
+    def end_call(self, grant: CallGrant, outcome: str, info: dict[str, Any] | None = None) -> None:
+        """Tell the governor how the call went (see Governor.end_call). What that changed (a
+        key parked or retired) the parent says, once, for the whole run."""
+        self.governor.end_call(grant.call_id, outcome, info or {})
+
+    def _note_wait(self, reason: str, seconds: float) -> None:
+        self.waits[reason] = round(self.waits.get(reason, 0.0) + seconds, 3)
 
     # -- subprocesses
     def run(
@@ -193,7 +239,18 @@ class ItemContext:
         if result.returncode == 0:
             return result
         if result.rate_limited:
-            raise RateLimited(result.describe_failure(), retry_after=result.retry_after)
+            # which "no" it was: a spent quota parks the key's group, an overloaded provider
+            # backs everyone off, anything else is a rate limit (governor.signals)
+            refusal = classify_text("\n".join(result.stderr_tail))
+            kind = (
+                refusal.kind
+                if refusal is not None and refusal.kind in (QUOTA, OVERLOADED)
+                else RATE
+            )
+            wait = result.retry_after
+            if wait is None and refusal is not None:
+                wait = refusal.wait
+            raise RateLimited(result.describe_failure(), retry_after=wait, kind=kind)
         raise ItemError(
             result.describe_failure(),
             exit_code=result.returncode if result.returncode > 0 else -1,

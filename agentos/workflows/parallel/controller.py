@@ -21,13 +21,27 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.errors import AgentosError, KeyServerLost
+from agentos.errors import AgentosError, KeyServerLost, KeysExhausted
+from agentos.workflows.parallel.attempt import AttemptSpec
 from agentos.workflows.parallel.batch import Batch
 from agentos.workflows.parallel.credentials import Lease
+from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.scheduler import ItemState
 from agentos.workflows.parallel.shutdown import DRAINING
 
 TICK = 0.5  # seconds between backend ticks when no event comes
+
+
+@dataclass(frozen=True)
+class ExecutorPlan:
+    """What every backend is given for a run, made once by the runner: the batch (queue, keys,
+    journal, terminal), what each attempt needs, how many items at once, where output goes."""
+
+    batch: Batch
+    spec: AttemptSpec
+    workers: int
+    listener: OutputListener
+    run_id: str
 
 
 @dataclass
@@ -87,6 +101,7 @@ class Controller(ABC):
             if shutdown.phase == DRAINING:
                 self._drain()
             elif self.fatal is None:
+                self._check_keys()
                 self.fill()
             stopping = shutdown.draining or self.fatal is not None
             if not self.inflight and (stopping or not scheduler.has_waiting()):
@@ -104,14 +119,18 @@ class Controller(ABC):
             lease = None
             if batch.keys is not None:
                 try:
-                    lease = batch.take_lease(state)
+                    lease = batch.take_lease(state) if batch.lease_items else None
                 except KeyServerLost as exc:
                     if self.key_server_lost(exc):
                         continue
                     self.fatal = exc
                     batch.terminal.message(exc.message, force=True)
                     return
-                if lease is None:
+                except KeysExhausted as exc:  # stop starting items; the running ones finish
+                    self.fatal = exc
+                    batch.stop_waiting()
+                    return
+                if batch.lease_items and lease is None:
                     return
             attempt = batch.scheduler.start(state)
             future = self.submit(state, attempt, lease)
@@ -119,6 +138,19 @@ class Controller(ABC):
                 return
             self.inflight[future] = Running(state, attempt, lease, time.monotonic())
             future.add_done_callback(self.on_done)
+
+    def _check_keys(self) -> None:
+        """The governor's news (a key parked, the provider overloaded), and the stop when every
+        key is out for longer than --max-key-wait."""
+        if self.batch.keys is None:
+            return
+        try:
+            self.batch.check_keys()
+        except KeysExhausted as exc:  # stop starting items; the running ones finish
+            self.fatal = exc
+            self.batch.stop_waiting()
+        except KeyServerLost:
+            pass  # the next lease says so, and the backend may restore it
 
     def _wait_for_events(self) -> None:
         timeout = TICK

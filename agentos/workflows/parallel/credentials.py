@@ -21,16 +21,15 @@ output, journals and errors; the `Redactor` replaces any key that an item prints
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import stat
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentos.errors import ConfigError
-from agentos.workflows.parallel.process_tree import pid_alive
 
 CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
 BASE_COOLDOWN = 30.0
@@ -53,11 +52,38 @@ class Credential:
     def public_name(self) -> str:
         return f"{self.label} (…{self.fingerprint})"
 
+    @property
+    def full_fingerprint(self) -> str:
+        """The key's SHA-256: how state about a key is remembered across runs without the key."""
+        return hashlib.sha256(self.secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """A key and what the credentials file says about it (all optional): the provider group
+    (organisation/project) whose limits it shares, requests/min, tokens/min, requests/day, and
+    how many items may use it at once."""
+
+    secret: str = field(repr=False)
+    group: str | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    rpd: float | None = None
+    slots: int = 1
+
+    def with_defaults(self, defaults: KeyConfig) -> KeyConfig:
+        return KeyConfig(
+            self.secret,
+            self.group or defaults.group,
+            self.rpm or defaults.rpm,
+            self.tpm or defaults.tpm,
+            self.rpd or defaults.rpd,
+            self.slots if self.slots != 1 else defaults.slots,
+        )
+
 
 def make_credentials(secrets: Iterable[str]) -> list[Credential]:
     """Collapse duplicates (first occurrence wins) and label the keys key-1, key-2, ..."""
-    import hashlib
-
     unique = list(dict.fromkeys(s for s in secrets if s))
     return [
         Credential(f"key-{n}", hashlib.sha256(s.encode()).hexdigest()[-4:], s)
@@ -70,14 +96,75 @@ def load_credentials(
 ) -> list[Credential]:
     """Keys from `--credentials-file` (one per line, '#' comments) or else `AGENTOS_CREDENTIALS`
     (comma or newline separated). No keys is allowed; a bad file is a ConfigError (exit 2)."""
+    return make_credentials(c.secret for c in load_keys(path, environ, warn))
+
+
+def load_keys(
+    path: Path | None,
+    environ: dict[str, str] | None = None,
+    warn: Callable[[str], None] = print,
+    defaults: KeyConfig | None = None,
+) -> list[KeyConfig]:
+    """The keys with their attributes (see `parse_key_line`), the command line's `defaults`
+    filling in what a line does not say."""
     if path is not None:
-        return make_credentials(_read_key_file(path, warn))
-    value = (environ if environ is not None else os.environ).get(CREDENTIALS_ENV, "")
-    parts = [p.strip() for p in value.replace("\n", ",").split(",")]
-    return make_credentials(p for p in parts if p)
+        configs = _read_key_file(path, warn)
+    else:
+        value = (environ if environ is not None else os.environ).get(CREDENTIALS_ENV, "")
+        parts = [p.strip() for p in value.replace("\n", ",").split(",")]
+        configs = [KeyConfig(p) for p in parts if p]
+    if defaults is not None:
+        configs = [c.with_defaults(defaults) for c in configs]
+    unique: dict[str, KeyConfig] = {}
+    for config in configs:
+        unique.setdefault(config.secret, config)  # the first occurrence wins, as for labels
+    return list(unique.values())
 
 
-def _read_key_file(path: Path, warn: Callable[[str], None]) -> list[str]:
+ATTRIBUTES = ("group", "rpm", "tpm", "rpd", "slots")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def parse_key_line(line: str, where: str) -> KeyConfig:
+    """`KEY [group=NAME] [rpm=N] [tpm=N] [rpd=N] [slots=N]`. Errors name the line, never the
+    key."""
+    secret, *attributes = line.split()
+    if any(ord(ch) < 32 for ch in secret):
+        raise ConfigError(f"{where} contains control characters; put one key per line")
+    values: dict[str, str] = {}
+    for attribute in attributes:
+        name, sep, value = attribute.partition("=")
+        if not sep or name not in ATTRIBUTES:
+            raise ConfigError(
+                f"{where}: after the key, only NAME=VALUE attributes may follow "
+                f"({', '.join(a + '=' for a in ATTRIBUTES)}); got {name[:20]!r}"
+            )
+        values[name] = value
+    group = values.get("group")
+    if group is not None and not _GROUP_NAME.fullmatch(group):
+        raise ConfigError(f"{where}: group= takes a name of letters, digits, '_', '.', '-'")
+    numbers: dict[str, float] = {}
+    for name in ("rpm", "tpm", "rpd", "slots"):
+        if name in values:
+            try:
+                number = float(values[name])
+            except ValueError:
+                number = -1.0
+            if not number > 0 or (name == "slots" and number != int(number)):
+                kind = "a whole number" if name == "slots" else "a number"
+                raise ConfigError(f"{where}: {name}= must be {kind} above 0")
+            numbers[name] = number
+    return KeyConfig(
+        secret,
+        group,
+        numbers.get("rpm"),
+        numbers.get("tpm"),
+        numbers.get("rpd"),
+        int(numbers.get("slots", 1)),
+    )
+
+
+def _read_key_file(path: Path, warn: Callable[[str], None]) -> list[KeyConfig]:
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -105,17 +192,12 @@ def _read_key_file(path: Path, warn: Callable[[str], None]) -> list[str]:
         raise ConfigError(
             f"credentials file {path} is not UTF-8 text; it must hold one key per line"
         ) from None
-    keys: list[str] = []
+    keys: list[KeyConfig] = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if any(ch.isspace() or ord(ch) < 32 for ch in line):
-            raise ConfigError(
-                f"line {number} of credentials file {path} contains spaces or control "
-                "characters; put one key per line"
-            )
-        keys.append(line)
+        keys.append(parse_key_line(line, f"line {number} of credentials file {path}"))
     if not keys:
         raise ConfigError(
             f"credentials file {path} holds no keys; put one key per line ('#' starts a comment)"
@@ -161,236 +243,11 @@ class Lease:
     item_id: str
 
 
-@dataclass
-class KeyStatus:
-    total: int
-    free: int
-    leased: int
-    cooling: int
-    revoked: int
-    next_free_in: float | None  # seconds until a cooling key comes back; None if none cools
+def __getattr__(name: str) -> object:
+    """`CredentialCoordinator` and `KeyStatus` are the governor's now (agentos.governor): the
+    names stay importable from here, resolved lazily because the governor imports this module."""
+    if name in ("CredentialCoordinator", "KeyStatus"):
+        from agentos.governor import governor
 
-
-@dataclass
-class _KeyState:
-    credential: Credential
-    leased_by: int | None = None  # lease id
-    cooling_until: float = 0.0
-    strikes: int = 0
-    revoked: bool = False
-    last_used: float = 0.0
-    leases: int = 0
-
-
-@dataclass
-class _LeaseRecord:
-    key: _KeyState
-    item_id: str
-    holder_pid: int = 0
-
-
-class CredentialCoordinator:
-    """Exclusive leases over a set of keys with rate-limit cooldowns. Thread-safe: the Manager
-    serves each client connection from its own thread."""
-
-    def __init__(
-        self,
-        secrets: list[str],
-        base_cooldown: float = BASE_COOLDOWN,
-        max_cooldown: float = MAX_COOLDOWN,
-        seed: int | None = None,
-    ) -> None:
-        self._keys = [_KeyState(c) for c in make_credentials(secrets)]
-        self._secrets = [k.credential.secret for k in self._keys]
-        self._leases: dict[int, _LeaseRecord] = {}
-        self._next_id = 1
-        self._cond = threading.Condition()
-        self._base = base_cooldown
-        self._max = max_cooldown
-        import random
-
-        self._random = random.Random(seed)
-
-    def add_secrets(self, secrets: list[str]) -> list[str]:
-        """Add keys after construction (the Dask backend hands them to its actor this way, in a
-        direct call rather than in task arguments). Returns all labels."""
-        with self._cond:
-            self._secrets = list(dict.fromkeys([*self._secrets, *secrets]))
-            known = {k.credential.secret for k in self._keys}
-            self._keys += [
-                _KeyState(c) for c in make_credentials(self._secrets) if c.secret not in known
-            ]
-            self._cond.notify_all()
-            return [k.credential.label for k in self._keys]
-
-    # -- leasing
-    def acquire(self, item_id: str, timeout: float = 0.0, holder_pid: int = 0) -> Lease | None:
-        """A lease on a free key, waiting up to `timeout` seconds; None when none came free
-        (every key leased, cooling or revoked)."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._cond:
-            while True:
-                key = self._pick()
-                if key is None and self._reclaim_dead_holders():
-                    key = self._pick()
-                if key is not None:
-                    lease_id = self._next_id
-                    self._next_id += 1
-                    key.leased_by = lease_id
-                    key.last_used = time.monotonic()
-                    key.leases += 1
-                    self._leases[lease_id] = _LeaseRecord(key, item_id, holder_pid)
-                    return Lease(lease_id, key.credential.label, item_id)
-                left = deadline - time.monotonic()
-                if left <= 0 or all(k.revoked for k in self._keys):
-                    return None
-                wake = self._next_cooldown_end()
-                wait = left if wake is None else min(left, max(0.01, wake - time.monotonic()))
-                self._cond.wait(wait)
-
-    def lease_label(self, label: str, item_id: str) -> Lease | None:
-        """Mark the key `label` leased to `item_id` now, whatever its state: how a coordinator
-        started afresh learns which keys running items already hold (Dask actor restart)."""
-        with self._cond:
-            for key in self._keys:
-                if key.credential.label == label:
-                    lease_id = self._next_id
-                    self._next_id += 1
-                    key.leased_by = lease_id
-                    self._leases[lease_id] = _LeaseRecord(key, item_id)
-                    return Lease(lease_id, label, item_id)
-            return None
-
-    def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]:
-        """The key behind a lease, for the process that will use it."""
-        with self._cond:
-            record = self._leases.get(lease_id)
-            if record is None:
-                raise KeyError(f"lease {lease_id} is not active (reclaimed or released)")
-            record.holder_pid = holder_pid
-            return record.key.credential.secret, record.key.credential.label
-
-    def release(self, lease_id: int, outcome: str = OK, retry_after: float | None = None) -> float:
-        """End a lease. Returns the cooldown applied (0 unless rate limited)."""
-        with self._cond:
-            record = self._leases.pop(lease_id, None)
-            if record is None:
-                return 0.0
-            key = record.key
-            key.leased_by = None
-            cooldown = 0.0
-            if outcome == RATE_LIMITED:
-                key.strikes += 1
-                cooldown = self._cooldown(key.strikes, retry_after)
-                key.cooling_until = time.monotonic() + cooldown
-            elif outcome == REVOKED:
-                key.revoked = True
-            elif outcome == OK:
-                key.strikes = 0
-            self._cond.notify_all()
-            return cooldown
-
-    def reclaim(
-        self, item_ids: list[str] | None = None, holder_pid: int | None = None
-    ) -> list[str]:
-        """Release the leases of these items / this holder. Returns the labels freed."""
-        with self._cond:
-            freed = []
-            for lease_id, record in list(self._leases.items()):
-                if (item_ids is not None and record.item_id in item_ids) or (
-                    holder_pid is not None and record.holder_pid == holder_pid
-                ):
-                    freed.append(record.key.credential.label)
-                    record.key.leased_by = None
-                    del self._leases[lease_id]
-            if freed:
-                self._cond.notify_all()
-            return freed
-
-    # -- inspection
-    def status(self) -> KeyStatus:
-        with self._cond:
-            now = time.monotonic()
-            leased = sum(1 for k in self._keys if k.leased_by is not None)
-            revoked = sum(1 for k in self._keys if k.revoked)
-            cooling = sum(
-                1
-                for k in self._keys
-                if k.leased_by is None and not k.revoked and k.cooling_until > now
-            )
-            wake = self._next_cooldown_end()
-            return KeyStatus(
-                total=len(self._keys),
-                free=len(self._keys) - leased - revoked - cooling,
-                leased=leased,
-                cooling=cooling,
-                revoked=revoked,
-                next_free_in=None if wake is None else max(0.0, wake - now),
-            )
-
-    def snapshot(self) -> list[dict[str, object]]:
-        """Every key as label, fingerprint, state (free/leased/cooling/revoked) and lease count:
-        what the summary reports, and how a test proves no lease was lost."""
-        with self._cond:
-            now = time.monotonic()
-            rows: list[dict[str, object]] = []
-            for k in self._keys:
-                state = (
-                    "revoked"
-                    if k.revoked
-                    else "leased"
-                    if k.leased_by is not None
-                    else "cooling"
-                    if k.cooling_until > now
-                    else "free"
-                )
-                rows.append(
-                    {
-                        "label": k.credential.label,
-                        "fingerprint": k.credential.fingerprint,
-                        "state": state,
-                        "leases": k.leases,
-                    }
-                )
-            return rows
-
-    def labels(self) -> list[str]:
-        return [k.credential.label for k in self._keys]
-
-    def ping(self) -> bool:
-        return True
-
-    # -- internals (hold the lock)
-    def _pick(self) -> _KeyState | None:
-        now = time.monotonic()
-        free = [
-            k
-            for k in self._keys
-            if k.leased_by is None and not k.revoked and k.cooling_until <= now
-        ]
-        return min(free, key=lambda k: k.last_used) if free else None
-
-    def _next_cooldown_end(self) -> float | None:
-        now = time.monotonic()
-        ends = [
-            k.cooling_until
-            for k in self._keys
-            if not k.revoked and k.leased_by is None and k.cooling_until > now
-        ]
-        return min(ends) if ends else None
-
-    def _cooldown(self, strikes: int, retry_after: float | None) -> float:
-        if retry_after is not None and retry_after >= 0:
-            return min(float(retry_after), self._max)  # the provider's word is the minimum wait
-        exponential = min(self._base * 2 ** (strikes - 1), self._max)
-        return exponential * self._random.uniform(0.9, 1.1)
-
-    def _reclaim_dead_holders(self) -> bool:
-        dead = [
-            lease_id
-            for lease_id, r in self._leases.items()
-            if r.holder_pid and not pid_alive(r.holder_pid)
-        ]
-        for lease_id in dead:
-            self._leases.pop(lease_id).key.leased_by = None
-        return bool(dead)
+        return governor.Governor if name == "CredentialCoordinator" else governor.KeyStatus
+    raise AttributeError(name)

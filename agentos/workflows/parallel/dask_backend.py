@@ -47,12 +47,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentos.errors import ConfigError, KeyServerLost, UsageError
-from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult, AttemptSpec
-from agentos.workflows.parallel.batch import Batch
-from agentos.workflows.parallel.controller import Controller, Running
-from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, Lease
+from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult
+from agentos.workflows.parallel.controller import Controller, ExecutorPlan, Running
+from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, KeyConfig, Lease
 from agentos.workflows.parallel.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv
-from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged
 from agentos.workflows.parallel.scheduler import ItemState
 from agentos.workflows.parallel.shutdown import spawn_guard
@@ -164,37 +162,17 @@ class DaskSetup:
     env: dict[str, str] = field(default_factory=dict)
 
 
-# The runner hands the set-up over here rather than through DaskRun's arguments (the run's
-# construction in runner._execute is shared with loky); DaskRun takes it when it starts.
-_prepared: DaskSetup | None = None
-
-
 def prepare_dask(
     options: RunnerOptions, credentials: list[Credential], warn: Callable[[str], None]
 ) -> DaskSetup:
     """The checks of a Dask run that need no run directory: a user mistake here must leave
     nothing behind (no run directory, no summary of items that never had a chance)."""
-    global _prepared
     require_distributed()
     env = forwarded_environment(
         options.forward_env, os.environ, credentials, options.credential_env, warn
     )
     client = connect_scheduler(options.scheduler) if options.scheduler else None
-    _prepared = DaskSetup(options.scheduler, client, env)
-    return _prepared
-
-
-def _take_prepared(scheduler: str | None) -> DaskSetup:
-    """The set-up prepare_dask made for this run; without one (DaskRun used on its own),
-    nothing is forwarded: the key check needs the run's credentials."""
-    global _prepared
-    setup, _prepared = _prepared, None
-    if setup is None or setup.scheduler != scheduler:
-        if setup is not None and setup.client is not None:
-            with contextlib.suppress(Exception):
-                setup.client.close()
-        return DaskSetup(scheduler)
-    return setup
+    return DaskSetup(options.scheduler, client, env)
 
 
 class ActorKeys:
@@ -215,10 +193,18 @@ class ActorKeys:
         return lease
 
     def release(
-        self, lease_id: int, outcome: str = "ok", retry_after: float | None = None
+        self, lease_id: int, outcome: str = "ok", retry_after: float | None = None, kind: str = ""
     ) -> float:
-        cooldown: float = self._call("release", lease_id, outcome, retry_after)
+        cooldown: float = self._call("release", lease_id, outcome, retry_after, kind)
         return cooldown
+
+    def events(self) -> list[str]:
+        found: list[str] = self._call("events")
+        return found
+
+    def parked_keys(self) -> dict[str, tuple[float, str]]:
+        found: dict[str, tuple[float, str]] = self._call("parked_keys")
+        return found
 
     def reclaim(self, item_ids: list[str] | None = None, holder_pid: int | None = None) -> Any:
         return self._call("reclaim", item_ids, holder_pid)
@@ -232,32 +218,25 @@ class ActorKeys:
 
 class DaskRun(Controller):
     def __init__(
-        self,
-        batch: Batch,
-        spec: AttemptSpec,
-        workers: int,
-        listener: OutputListener,
-        run_id: str,
-        scheduler: str | None,
-        secrets: list[str],
-        base_cooldown: float,
+        self, plan: ExecutorPlan, setup: DaskSetup, keys: list[KeyConfig], base_cooldown: float
     ) -> None:
-        super().__init__(batch, capacity=workers)
-        self.spec = spec
-        self.workers = workers
-        self.listener = listener
-        self.run_id = run_id
-        self.scheduler = scheduler
-        self.secrets = secrets
+        super().__init__(plan.batch, capacity=plan.workers)
+        self.spec = plan.spec
+        self.workers = plan.workers
+        self.listener = plan.listener
+        self.run_id = plan.run_id
+        self.setup = setup
+        self.scheduler = setup.scheduler
+        self.key_configs = keys
         self.base_cooldown = base_cooldown
         self.actor_restarts = 0
-        self.topic = f"agentos-output-{run_id}"
-        self.terminate_name = f"agentos-terminate-{run_id}"
+        self.topic = f"agentos-output-{plan.run_id}"
+        self.terminate_name = f"agentos-terminate-{plan.run_id}"
 
     # -- set-up and tear-down
     def run(self) -> None:
         distributed = require_distributed()
-        setup = _take_prepared(self.scheduler)
+        setup = self.setup
         cluster = None
         client = setup.client
         self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
@@ -276,7 +255,7 @@ class DaskRun(Controller):
                     )
                     client = distributed.Client(cluster)
             self.client = client
-            if self.secrets:
+            if self.key_configs:
                 self._start_key_actor(client)
             self.spec_future = client.scatter(self.spec, broadcast=True)
             self.env_future = client.scatter(ForwardedEnv(setup.env), broadcast=True)
@@ -306,12 +285,11 @@ class DaskRun(Controller):
             raise self.fatal
 
     def _start_key_actor(self, client: Any) -> None:
-        from agentos.workflows.parallel.credentials import CredentialCoordinator
+        from agentos.governor.governor import Governor
 
-        actor = client.submit(
-            CredentialCoordinator, [], self.base_cooldown, actor=True, pure=False
-        ).result()
-        actor.add_secrets(self.secrets).result()  # a direct call: no task argument holds keys
+        actor = client.submit(Governor, [], self.base_cooldown, actor=True, pure=False).result()
+        # a direct call: no task argument holds keys
+        actor.add_keys(list(self.key_configs)).result()
         self.batch.keys = ActorKeys(actor)
         self.actor = actor
 

@@ -171,6 +171,10 @@ class Journal:
             "command": result.command,
             "final": final,
         }
+        if result.refusal:
+            entry["refusal"] = result.refusal
+        if result.waits:
+            entry["waits"] = result.waits  # seconds waited for keys, by reason
         os.write(self._jsonl, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
         if result.status == INTERRUPTED:
             return

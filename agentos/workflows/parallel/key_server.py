@@ -1,4 +1,4 @@
-"""The key server: a `multiprocessing` Manager process that serves one `CredentialCoordinator`.
+"""The key server: a `multiprocessing` Manager process that serves one `Governor`.
 
 Workers reach it through a proxy handed to them once, by the loky initializer (never as a task
 argument: loky issue #407). The server ignores SIGINT and SIGTERM (the parent decides when it ends,
@@ -15,15 +15,16 @@ from multiprocessing import get_context
 from multiprocessing.managers import BaseManager
 from typing import Any
 
-from agentos.workflows.parallel.credentials import BASE_COOLDOWN, CredentialCoordinator
+from agentos.governor.governor import Governor
+from agentos.workflows.parallel.credentials import BASE_COOLDOWN, KeyConfig
 from agentos.workflows.parallel.process_tree import set_parent_death_signal
 
 
 class KeyServer(BaseManager):
-    """A Manager process serving one CredentialCoordinator."""
+    """A Manager process serving one Governor."""
 
 
-KeyServer.register("CredentialCoordinator", CredentialCoordinator)
+KeyServer.register("Governor", Governor)
 
 
 def _init_key_server(parent_pid: int) -> None:
@@ -36,10 +37,12 @@ def _init_key_server(parent_pid: int) -> None:
 
 
 def start_key_server(
-    secrets: list[str], base_cooldown: float = BASE_COOLDOWN
+    keys: list[str | KeyConfig],
+    base_cooldown: float = BASE_COOLDOWN,
+    parked: dict[str, tuple[float, str]] | None = None,
 ) -> tuple[KeyServer, Any]:
-    """Start the server and return it with a coordinator proxy. Call inside `spawn_guard()`."""
+    """Start the server and return it with a governor proxy. Call inside `spawn_guard()`."""
     server = KeyServer(ctx=get_context("spawn"))
     server.start(initializer=_init_key_server, initargs=(os.getpid(),))
-    proxy = server.CredentialCoordinator(secrets, base_cooldown)  # type: ignore[attr-defined]
+    proxy = server.Governor(keys, base_cooldown, parked=parked)  # type: ignore[attr-defined]
     return server, proxy

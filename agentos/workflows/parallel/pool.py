@@ -52,12 +52,9 @@ from agentos.workflows.parallel.attempt import (
     NOT_STARTED,
     TIMEOUT,
     AttemptResult,
-    AttemptSpec,
 )
-from agentos.workflows.parallel.batch import Batch
-from agentos.workflows.parallel.controller import Controller, Running
+from agentos.workflows.parallel.controller import Controller, ExecutorPlan, Running
 from agentos.workflows.parallel.credentials import Lease
-from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,
@@ -200,19 +197,14 @@ def _describe_exit(code: int | None) -> str:
 
 
 class ParallelRun(Controller):
-    def __init__(
-        self,
-        batch: Batch,
-        spec: AttemptSpec,
-        workers: int,
-        listener: OutputListener,
-        run_id: str,
-        keys_proxy: Any,
-    ) -> None:
-        # Without keys, one extra item is queued per worker, so a worker that finishes an item
-        # starts the next at once instead of waiting for our round trip; queued items check the
-        # drain flag before they start. With keys every submitted item holds a lease: no extra.
-        super().__init__(batch, capacity=min(workers, MAX_WORKERS) * (1 if keys_proxy else 2))
+    def __init__(self, plan: ExecutorPlan, keys_proxy: Any) -> None:
+        # One extra item is queued per worker, so a worker that finishes an item starts the next
+        # at once instead of waiting for our round trip; queued items check the drain flag
+        # before they start. Items that hold a key lease get no extra: a queued item would hold
+        # a key it cannot use yet.
+        batch, spec, listener, run_id = plan.batch, plan.spec, plan.listener, plan.run_id
+        workers = min(plan.workers, MAX_WORKERS)
+        super().__init__(batch, capacity=workers * (1 if batch.lease_items else 2))
         self.spec = spec
         self.listener = listener
         self.run_id = run_id

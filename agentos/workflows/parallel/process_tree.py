@@ -69,9 +69,18 @@ def terminate_groups(pgids: Iterable[int], grace: float = 0.5) -> None:
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         time.sleep(0.01)
+        _reap(alive)
         alive = [g for g in alive if group_alive(g)]
     for pgid in alive:
         signal_group(pgid, signal.SIGKILL)
+
+
+def _reap(leaders: list[int]) -> None:
+    """A group's leader is usually our child; until it is reaped, its zombie keeps the group
+    "alive" and a SIGTERM handler would wait out the whole grace for nothing."""
+    for pid in leaders:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _proc_environ_has(pid: int, needle: bytes) -> bool:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from agentos.errors import Interrupted
+from agentos.errors import Interrupted, KeysExhausted
 from agentos.workflows.parallel.attempt import (
     INTERRUPTED,
     AttemptSpec,
@@ -63,8 +63,13 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                 continue
             lease = None
             if batch.keys is not None:
-                lease = batch.take_lease(current)
-                if lease is None:
+                try:
+                    batch.check_keys(every=0.0)
+                    lease = batch.take_lease(current) if batch.lease_items else None
+                except KeysExhausted:
+                    batch.stop_waiting()
+                    raise
+                if batch.lease_items and lease is None:
                     status = batch.keys.status()
                     time.sleep(min(status.next_free_in or 0.5, 0.5))
                     continue

@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentos.agents import AGENT_HELP, API_BASE_OPTION, Agent, keyless_agents, resolve_agent
+from agentos.agents import (
+    AGENT_HELP,
+    API_BASE_OPTION,
+    Agent,
+    key_mode,
+    keyless_agents,
+    resolve_agent,
+)
 from agentos.errors import UsageError
 from agentos.workflows.inputs import repo_path
 from agentos.workflows.items import Option, Workflow
@@ -75,6 +82,7 @@ WORKFLOW = Workflow(
     ),
     make_config=make_config,
     workspace=lambda config: config.repo,
+    key_mode=lambda config: key_mode([config.drafter, config.reviewer]),
     needs_keys=lambda config: keyless_agents([config.drafter, config.reviewer]),
 )
 

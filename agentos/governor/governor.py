@@ -1,0 +1,739 @@
+"""The governor: which key a call or an item may use, and when.
+
+Providers limit an *organisation* (Gemini: a project), not a key, so keys are put in groups (one
+per key unless the credentials file says `group=`), and each group owns the budgets:
+
+    Group  ── requests Pacer (RPM: configured, else learned from headers or the 429's "Limit N",
+       │                      else an AdaptiveRate learned from refusals alone)
+       ├──── tokens Pacer   (TPM: configured or learned)
+       ├──── requests per day (RPD: configured; a provider's quota refusal parks the group)
+       └──── keys: slots for items (`slots=`, default 1), parked / retired flags
+
+Two ways to use a key:
+
+* **Per call** (HTTP agents): `acquire_call(item, tokens)` picks the group that can start the
+  call soonest, reserves the call's request and estimated tokens there, and returns the key with
+  the delay after which the call may start: one round trip, paced, fair. `end_call` reports the
+  answer: real token usage, the limit headers, or the kind of "no" (signals.py). A refused call
+  is asked for again by the agent; the item keeps its finished calls and spends no retry.
+* **Per item** (CLI agents, `agentos run`): a subprocess reads its key once, from its
+  environment, so it holds a lease for the attempt: `acquire(item)` / `claim` / `release`, as the
+  key coordinator always did, with `slots` items per key and no lease on a key whose group is out
+  of budget for the day, parked or cooling.
+
+The four "no"s: *rate* pushes the group's schedule out to the stated reset (every call of that
+group waits, not only the refused one); *quota* parks the group until the stated reset, or for
+the run; *overloaded* backs everybody off briefly (exponential, reset by a success); *rejected*
+retires the key. Every wait a call is told to make carries its reason, for the journal.
+
+Thread-safe: the key server (a Manager) serves each client connection from its own thread.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentos.governor.adaptive import AdaptiveRate
+from agentos.governor.pacing import Pacer
+from agentos.governor.signals import OVERLOADED, QUOTA, RATE, REJECTED
+from agentos.workflows.parallel.credentials import (
+    BASE_COOLDOWN,
+    MAX_COOLDOWN,
+    Credential,
+    KeyConfig,
+    Lease,
+    make_credentials,
+)
+from agentos.workflows.parallel.process_tree import pid_alive
+
+# item-lease outcomes (release); the call outcomes are signals' kinds plus OK/ERROR
+OK = "ok"
+FAILED = "failed"
+RATE_LIMITED = "rate_limited"
+REVOKED = "revoked"
+RECLAIMED = "reclaimed"
+ERROR = "error"
+
+OVERLOAD_BASE = 1.0
+OVERLOAD_MAX = 60.0
+DEFAULT_TOKENS_PER_CALL = 1000.0
+FOREVER = math.inf
+WINDOW_MAX = 256.0
+WINDOW_WAIT = 2.0  # seconds a call waits in the governor for a window before asking again
+
+
+@dataclass
+class KeyStatus:
+    total: int
+    free: int
+    leased: int
+    cooling: int
+    revoked: int
+    next_free_in: float | None  # seconds until a cooling key comes back; None if none cools
+    parked: int = 0
+    #: seconds until any key can serve again when none can now (inf: not this run), else None
+    all_out_for: float | None = None
+    #: wall-clock time (epoch) the earliest parked key comes back, when every key is out
+    back_at: float | None = None
+
+
+@dataclass(frozen=True)
+class CallGrant:
+    """The answer to `acquire_call`. With a key: start the call after `delay` seconds. Without
+    (`call_id` 0): no key can serve now; ask again after `delay` (inf: none will this run)."""
+
+    call_id: int
+    secret: str
+    label: str
+    delay: float
+    reason: str = ""
+
+
+@dataclass
+class _Group:
+    name: str
+    requests: Pacer | None = None
+    tokens: Pacer | None = None
+    #: where the requests/min figure comes from: "configured", "stated" (headers, a refusal's
+    #: "Limit N"), "adaptive" (learned from refusals alone) or "" (none yet)
+    requests_source: str = ""
+    tokens_configured: bool = False
+    adaptive: AdaptiveRate = field(default_factory=AdaptiveRate)
+    per_day: float | None = None
+    used_today: int = 0
+    parked_until: float = 0.0  # wall clock; inf: for the run
+    park_reason: str = ""
+    tokens_per_call: float = DEFAULT_TOKENS_PER_CALL
+    #: calls in flight allowed while the group's limits are unknown: slow start from one (a
+    #: group whose first answer has not come back may be refusing everything), doubling per
+    #: round of successes, halved by a refusal
+    window: float = 1.0
+    in_flight: int = 0
+    calls: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    last_wait_reason: str = ""
+
+
+@dataclass
+class _Key:
+    credential: Credential
+    group: _Group
+    slots: int = 1
+    leases: set[int] = field(default_factory=set)
+    cooling_until: float = 0.0  # monotonic
+    strikes: int = 0
+    revoked: bool = False
+    last_used: float = 0.0
+    lease_count: int = 0
+    calls: int = 0
+    in_flight: int = 0  # calls granted and not yet reported
+
+    @property
+    def label(self) -> str:
+        return self.credential.label
+
+
+@dataclass
+class _LeaseRecord:
+    key: _Key
+    item_id: str
+    holder_pid: int = 0
+
+
+@dataclass
+class _CallRecord:
+    key: _Key
+    item_id: str
+    tokens: float
+    started: float
+
+
+class Governor:
+    """Keys, their groups and budgets. Constructed with the keys (plain strings or `KeyConfig`s
+    carrying per-key attributes); `parked` maps key fingerprints to (until, reason) remembered
+    from earlier runs."""
+
+    def __init__(
+        self,
+        keys: Iterable[str | KeyConfig] = (),
+        base_cooldown: float = BASE_COOLDOWN,
+        max_cooldown: float = MAX_COOLDOWN,
+        seed: int | None = None,
+        parked: dict[str, tuple[float, str]] | None = None,
+        clock: Any = time.monotonic,
+        wall: Any = time.time,
+    ) -> None:
+        self._cond = threading.Condition()
+        self._base = base_cooldown
+        self._max = max_cooldown
+        self._random = random.Random(seed)
+        self._clock = clock
+        self._wall = wall
+        self._keys: list[_Key] = []
+        self._groups: dict[str, _Group] = {}
+        self._configs: list[KeyConfig] = []
+        self._leases: dict[int, _LeaseRecord] = {}
+        self._calls: dict[int, _CallRecord] = {}
+        self._next_id = 1
+        self._overload_until = 0.0
+        self._overload_strikes = 0
+        self._events: list[str] = []
+        self._remembered = dict(parked or {})
+        self.add_keys(list(keys))
+
+    # -- keys
+    def add_keys(self, keys: list[str | KeyConfig]) -> list[str]:
+        """Add keys (the Dask backend hands them to its actor this way, in a direct call rather
+        than in task arguments). Returns all labels."""
+        with self._cond:
+            configs = [k if isinstance(k, KeyConfig) else KeyConfig(k) for k in keys]
+            known = {c.secret for c in self._configs}
+            self._configs += [c for c in configs if c.secret and c.secret not in known]
+            self._configs = list({c.secret: c for c in self._configs}.values())
+            credentials = make_credentials(c.secret for c in self._configs)
+            have = {k.credential.secret for k in self._keys}
+            by_secret = {c.secret: c for c in self._configs}
+            for credential in credentials:
+                if credential.secret in have:
+                    continue
+                config = by_secret[credential.secret]
+                group = self._group(config.group or credential.label, config)
+                key = _Key(credential, group, slots=max(1, config.slots))
+                self._keys.append(key)
+                remembered = self._remembered.get(credential.full_fingerprint)
+                if remembered and remembered[0] > self._wall():
+                    self._park(group, remembered[0], remembered[1], announce=False)
+            self._cond.notify_all()
+            return [k.label for k in self._keys]
+
+    def add_secrets(self, secrets: list[str]) -> list[str]:
+        return self.add_keys(list(secrets))
+
+    def _group(self, name: str, config: KeyConfig) -> _Group:
+        group = self._groups.get(name)
+        if group is None:
+            group = self._groups[name] = _Group(name)
+        if config.rpm and (group.requests is None or config.rpm < group.requests.per_minute):
+            group.requests, group.requests_source = Pacer(config.rpm), "configured"
+        if config.tpm and (group.tokens is None or config.tpm < group.tokens.per_minute):
+            group.tokens, group.tokens_configured = Pacer(config.tpm), True
+        if config.rpd and (group.per_day is None or config.rpd < group.per_day):
+            group.per_day = float(config.rpd)
+        return group
+
+    # -- per-item leases (CLI agents, agentos run)
+    def acquire(self, item_id: str, timeout: float = 0.0, holder_pid: int = 0) -> Lease | None:
+        """A lease on a key with a free slot, waiting up to `timeout` seconds; None when none
+        came free (every key full, cooling, parked or retired)."""
+        deadline = self._clock() + max(0.0, timeout)
+        with self._cond:
+            while True:
+                key = self._pick_for_item()
+                if key is None and self._reclaim_dead_holders():
+                    key = self._pick_for_item()
+                if key is not None:
+                    lease_id = self._new_id()
+                    key.leases.add(lease_id)
+                    key.last_used = self._clock()
+                    key.lease_count += 1
+                    self._leases[lease_id] = _LeaseRecord(key, item_id, holder_pid)
+                    return Lease(lease_id, key.label, item_id)
+                left = deadline - self._clock()
+                if left <= 0 or all(k.revoked for k in self._keys):
+                    return None
+                wake = self._next_change()
+                self._cond.wait(left if wake is None else min(left, max(0.01, wake)))
+
+    def lease_label(self, label: str, item_id: str) -> Lease | None:
+        """Mark `label` leased to `item_id` now, whatever its state: how a governor started
+        afresh learns which keys running items already hold (Dask actor restart)."""
+        with self._cond:
+            for key in self._keys:
+                if key.label == label:
+                    lease_id = self._new_id()
+                    key.leases.add(lease_id)
+                    self._leases[lease_id] = _LeaseRecord(key, item_id)
+                    return Lease(lease_id, label, item_id)
+            return None
+
+    def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]:
+        """The key behind a lease, for the process that will use it."""
+        with self._cond:
+            record = self._leases.get(lease_id)
+            if record is None:
+                raise KeyError(f"lease {lease_id} is not active (reclaimed or released)")
+            record.holder_pid = holder_pid
+            return record.key.credential.secret, record.key.label
+
+    def release(
+        self,
+        lease_id: int,
+        outcome: str = OK,
+        retry_after: float | None = None,
+        kind: str = "",
+    ) -> float:
+        """End a lease. `kind` refines a rate-limited outcome (signals: rate, quota,
+        overloaded). Returns the cooldown applied to the key (0 unless rate limited)."""
+        with self._cond:
+            record = self._leases.pop(lease_id, None)
+            if record is None:
+                return 0.0
+            key = record.key
+            key.leases.discard(lease_id)
+            cooldown = 0.0
+            if outcome == RATE_LIMITED and kind == QUOTA:
+                until = self._wall() + retry_after if retry_after is not None else FOREVER
+                self._park(key.group, until, f"{key.label}: out of quota")
+            elif outcome == RATE_LIMITED and kind == OVERLOADED:
+                self._overloaded(retry_after)
+            elif outcome == RATE_LIMITED:
+                key.strikes += 1
+                cooldown = self._cooldown(key.strikes, retry_after)
+                key.cooling_until = self._clock() + cooldown
+            elif outcome == REVOKED:
+                key.revoked = True
+            elif outcome == OK:
+                key.strikes = 0
+                self._overload_strikes = 0
+            self._cond.notify_all()
+            return cooldown
+
+    def reclaim(
+        self, item_ids: list[str] | None = None, holder_pid: int | None = None
+    ) -> list[str]:
+        """Release the leases (and calls) of these items / this holder. Returns the labels."""
+        with self._cond:
+            freed = []
+            for lease_id, record in list(self._leases.items()):
+                if (item_ids is not None and record.item_id in item_ids) or (
+                    holder_pid is not None and record.holder_pid == holder_pid
+                ):
+                    freed.append(record.key.label)
+                    record.key.leases.discard(lease_id)
+                    del self._leases[lease_id]
+            if item_ids is not None:
+                for call_id, call in list(self._calls.items()):
+                    if call.item_id in item_ids:
+                        call.key.in_flight -= 1
+                        call.key.group.in_flight -= 1
+                        del self._calls[call_id]
+            if freed:
+                self._cond.notify_all()
+            return freed
+
+    # -- per-call grants (HTTP agents)
+    def acquire_call(
+        self,
+        item_id: str,
+        tokens: float | None = None,
+        pinned: str | None = None,
+        wait: float = WINDOW_WAIT,
+    ) -> CallGrant:
+        """A key for one call of `item_id` estimated at `tokens` (None: the group's mean), on
+        the group that can start it soonest, or only on key `pinned` (an item that holds a
+        lease). Reserves the call in that group's budgets. Waits up to `wait` seconds for a
+        call in flight to end when every group whose limits are unknown is at its window."""
+        deadline = self._clock() + wait
+        with self._cond:
+            while True:
+                grant = self._grant(item_id, tokens, pinned)
+                if grant is not None:
+                    return grant
+                left = deadline - self._clock()
+                if left <= 0:
+                    return CallGrant(0, "", "", 0.0, "waiting for calls in flight")
+                self._cond.wait(left)
+
+    def _grant(self, item_id: str, tokens: float | None, pinned: str | None) -> CallGrant | None:
+        """A grant, a no-key answer, or None when only the windows stand in the way."""
+        now = self._clock()
+        best: tuple[float, float, float, _Key] | None = None
+        windowed = False
+        for key in self._keys:
+            if pinned is not None and key.label != pinned:
+                continue
+            if not self._usable(key):
+                continue
+            if self._window_full(key.group):
+                windowed = True
+                continue
+            estimate = key.group.tokens_per_call if tokens is None else tokens
+            start = self._start_time(key, estimate, now)
+            # soonest start first; then the key with the fewest calls out (what a key whose
+            # limits are unknown can take is unknown: spread), then the least recently used
+            rank = (start, key.in_flight, key.last_used, key)
+            if best is None or rank[:3] < best[:3]:
+                best = rank
+        if best is None:
+            if windowed:
+                return None
+            wait, reason = self._why_none(pinned)
+            return CallGrant(0, "", "", wait, reason)
+        start, _, _, key = best
+        group = key.group
+        estimate = group.tokens_per_call if tokens is None else tokens
+        start = max(start, self._reserve(group, estimate, now))
+        call_id = self._new_id()
+        self._calls[call_id] = _CallRecord(key, item_id, estimate, start)
+        key.last_used = start
+        key.calls += 1
+        key.in_flight += 1
+        group.in_flight += 1
+        group.used_today += 1
+        delay = max(0.0, start - now)
+        reason = ""
+        if delay > 0.05:
+            reason = self._wait_reason(key, now)
+        return CallGrant(call_id, key.credential.secret, key.label, delay, reason)
+
+    def end_call(self, call_id: int, outcome: str, info: dict[str, Any] | None = None) -> str:
+        """Report how a call ended: OK (with `tokens` used and the limit headers' figures) or a
+        refusal kind (with `wait`, `limit_unit`/`limit_per`/`limit`, `detail`). Returns what the
+        refusal changed (a key parked or retired), also queued for the user (`events`), else
+        ""."""
+        info = info or {}
+        with self._cond:
+            record = self._calls.pop(call_id, None)
+            if record is None:
+                return ""
+            key, group, now = record.key, record.key.group, self._clock()
+            key.in_flight -= 1
+            group.in_flight -= 1
+            self._learn(group, info, now)
+            notice = ""
+            if outcome == OK:
+                group.calls += 1
+                used = info.get("tokens")
+                if isinstance(used, (int, float)) and used > 0:
+                    if group.tokens is not None:
+                        group.tokens.adjust(used - record.tokens)
+                    group.tokens_per_call += (used - group.tokens_per_call) * 0.2
+                group.adaptive.on_success(now)
+                group.window = min(WINDOW_MAX, group.window + 1)  # slow start: x2 per round
+                if group.requests_source == "adaptive" and group.requests is not None:
+                    group.requests.per_minute = group.adaptive.per_minute or 1.0
+                key.strikes = 0
+                self._overload_strikes = 0
+            elif outcome in (RATE, QUOTA, OVERLOADED, REJECTED):
+                group.refusals[outcome] = group.refusals.get(outcome, 0) + 1
+                group.used_today = max(0, group.used_today - 1)
+                notice = self._refused(key, outcome, info, now)
+            self._cond.notify_all()
+            return notice
+
+    # -- inspection
+    def status(self) -> KeyStatus:
+        with self._cond:
+            now = self._clock()
+            leased = sum(1 for k in self._keys if k.leases and not k.revoked)
+            revoked = sum(1 for k in self._keys if k.revoked)
+            parked = sum(1 for k in self._keys if not k.revoked and self._parked(k.group))
+            cooling = sum(
+                1
+                for k in self._keys
+                if not k.leases
+                and not k.revoked
+                and not self._parked(k.group)
+                and k.cooling_until > now
+            )
+            wake = self._next_cooldown_end()
+            all_out_for = back_at = None
+            if self._keys and not any(self._usable(k) for k in self._keys):
+                all_out_for, _ = self._why_none(None)
+                parks = [k.group.parked_until for k in self._keys if not k.revoked]
+                back_at = min(parks) if parks else None
+            return KeyStatus(
+                total=len(self._keys),
+                free=len(self._keys) - leased - revoked - cooling - parked,
+                leased=leased,
+                cooling=cooling,
+                revoked=revoked,
+                next_free_in=None if wake is None else max(0.0, wake),
+                parked=parked,
+                all_out_for=all_out_for,
+                back_at=back_at,
+            )
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every key: label, fingerprint, group, state, leases, calls, the group's limits and
+        refusals, parked-until (epoch, or "run"). What the summary and `agentos keys` show."""
+        with self._cond:
+            now = self._clock()
+            rows: list[dict[str, object]] = []
+            for k in self._keys:
+                g = k.group
+                state = (
+                    "revoked"
+                    if k.revoked
+                    else "parked"
+                    if self._parked(g)
+                    else "leased"
+                    if k.leases
+                    else "cooling"
+                    if k.cooling_until > now
+                    else "free"
+                )
+                rows.append(
+                    {
+                        "label": k.label,
+                        "fingerprint": k.credential.fingerprint,
+                        "group": g.name,
+                        "state": state,
+                        "leases": k.lease_count,
+                        "calls": k.calls,
+                        "rpm": _rounded(g.requests.per_minute if g.requests else None),
+                        "tpm": _rounded(g.tokens.per_minute if g.tokens else None),
+                        "rpd": g.per_day,
+                        "refusals": dict(g.refusals),
+                        "parked_until": _parked_value(g.parked_until) if self._parked(g) else None,
+                        "park_reason": g.park_reason if self._parked(g) else "",
+                    }
+                )
+            return rows
+
+    def parked_keys(self) -> dict[str, tuple[float, str]]:
+        """Full fingerprint -> (until, reason) of every parked key, to remember across runs
+        (keys parked for the run only are remembered for a day: a quota with no stated reset)."""
+        with self._cond:
+            wall = self._wall()
+            found = {}
+            for k in self._keys:
+                if self._parked(k.group):
+                    until = k.group.parked_until
+                    found[k.credential.full_fingerprint] = (
+                        until if until != FOREVER else wall + 86400.0,
+                        k.group.park_reason,
+                    )
+            return found
+
+    def events(self) -> list[str]:
+        """Notices since the last call (a key parked, the provider overloaded), for the user."""
+        with self._cond:
+            found, self._events = self._events, []
+            return found
+
+    def labels(self) -> list[str]:
+        return [k.label for k in self._keys]
+
+    def ping(self) -> bool:
+        return True
+
+    # -- internals (hold the lock)
+    def _new_id(self) -> int:
+        found = self._next_id
+        self._next_id += 1
+        return found
+
+    def _window_full(self, group: _Group) -> bool:
+        """Only groups with no stated or configured requests limit are held to a window: a
+        known limit is paced, which is better than counting."""
+        known = group.requests_source in ("configured", "stated")
+        return not known and group.in_flight >= int(group.window)
+
+    def _parked(self, group: _Group) -> bool:
+        return group.parked_until > self._wall()
+
+    def _out_for_today(self, group: _Group) -> bool:
+        return group.per_day is not None and group.used_today >= group.per_day
+
+    def _usable(self, key: _Key) -> bool:
+        group = key.group
+        return not key.revoked and not self._parked(group) and not self._out_for_today(group)
+
+    def _pick_for_item(self) -> _Key | None:
+        now = self._clock()
+        free = [
+            k
+            for k in self._keys
+            if len(k.leases) < k.slots
+            and self._usable(k)
+            and k.cooling_until <= now
+            and self._overload_until <= now
+        ]
+        # least loaded first, then least recently used: spreads items over keys and groups
+        return min(free, key=lambda k: (len(k.leases) / k.slots, k.last_used)) if free else None
+
+    def _start_time(self, key: _Key, tokens: float, now: float) -> float:
+        group = key.group
+        start = max(now, key.cooling_until, self._overload_until)
+        if group.requests is not None:
+            start = max(start, group.requests.start_time(1, now))
+        if group.tokens is not None:
+            start = max(start, group.tokens.start_time(tokens, now))
+        return start
+
+    def _reserve(self, group: _Group, tokens: float, now: float) -> float:
+        start = now
+        if group.requests is not None:
+            start = max(start, group.requests.reserve(1, now))
+        if group.tokens is not None:
+            start = max(start, group.tokens.reserve(tokens, now))
+        return start
+
+    def _wait_reason(self, key: _Key, now: float) -> str:
+        group = key.group
+        if self._overload_until > now:
+            return "provider overloaded: everyone backs off"
+        if key.cooling_until > now:
+            return f"{key.label} cooling after a rate limit"
+        if group.last_wait_reason:
+            return group.last_wait_reason
+        parts = []
+        if group.requests is not None:
+            parts.append(f"{group.requests.per_minute:.0f} requests/min")
+        if group.tokens is not None:
+            parts.append(f"{group.tokens.per_minute:.0f} tokens/min")
+        return f"pacing group {group.name} at {' and '.join(parts)}"
+
+    def _why_none(self, pinned: str | None) -> tuple[float, str]:
+        """Seconds until some key could serve (inf: none this run), and why none can now."""
+        wall = self._wall()
+        keys = [k for k in self._keys if pinned is None or k.label == pinned]
+        if not keys or all(k.revoked for k in keys):
+            return FOREVER, "every key was rejected by the provider"
+        backs = []
+        for k in keys:
+            if k.revoked:
+                continue
+            if self._parked(k.group):
+                backs.append(k.group.parked_until - wall)
+            elif self._out_for_today(k.group):
+                backs.append(self._until_midnight(wall))
+        soonest = min(backs) if backs else 1.0
+        return max(0.05, soonest), "every key is out of quota"
+
+    @staticmethod
+    def _until_midnight(wall: float) -> float:
+        return 86400.0 - wall % 86400.0
+
+    def _learn(self, group: _Group, info: dict[str, Any], now: float) -> None:
+        """Limits the answer states, where none was configured."""
+        lr, lt = info.get("limit_requests"), info.get("limit_tokens")
+        if isinstance(lr, (int, float)) and lr > 0 and group.requests_source != "configured":
+            if group.requests is None:
+                group.requests = Pacer(float(lr), tat=now)
+            group.requests.per_minute, group.requests_source = float(lr), "stated"
+        if isinstance(lt, (int, float)) and lt > 0 and not group.tokens_configured:
+            if group.tokens is None:
+                group.tokens = Pacer(float(lt), tat=now)
+            group.tokens.per_minute = float(lt)
+        if group.requests is not None:
+            group.requests.observe(
+                None, info.get("remaining_requests"), info.get("reset_requests"), now
+            )
+        if group.tokens is not None:
+            group.tokens.observe(None, info.get("remaining_tokens"), info.get("reset_tokens"), now)
+        unit, per, limit = info.get("limit_unit"), info.get("limit_per"), info.get("limit")
+        if isinstance(limit, (int, float)) and limit > 0 and per == "min":
+            stated = "limit_requests" if unit == "requests" else "limit_tokens"
+            self._learn(group, {stated: limit}, now)
+        elif isinstance(limit, (int, float)) and limit > 0 and per == "day" and unit == "requests":
+            group.per_day = float(limit)
+
+    def _refused(self, key: _Key, outcome: str, info: dict[str, Any], now: float) -> str:
+        group = key.group
+        wait = info.get("wait")
+        wait = float(wait) if isinstance(wait, (int, float)) else None
+        if outcome == REJECTED:
+            if key.revoked:
+                return ""
+            key.revoked = True
+            detail = info.get("detail")
+            said = f" ({detail})" if detail else ""
+            notice = f"{key.label} rejected by the provider{said}; not used again this run"
+            self._events.append(notice)
+            return notice
+        if outcome == OVERLOADED:
+            self._overloaded(wait)
+            return ""
+        if outcome == QUOTA:
+            until = self._wall() + wait if wait is not None else FOREVER
+            return self._park(group, until, f"{key.label}: out of quota")
+        # a rate refusal: the whole group waits for the reset, and slows down if its rate was
+        # only a guess
+        group.window = max(1.0, group.window / 2)
+        if group.requests_source in ("", "adaptive"):
+            per_minute = group.adaptive.on_refusal(now)
+            if group.requests is None:
+                group.requests = Pacer(per_minute, tat=now)
+            group.requests.per_minute, group.requests_source = per_minute, "adaptive"
+        if wait is None:
+            key.strikes += 1
+            wait = min(OVERLOAD_BASE * 2 ** (key.strikes - 1), self._max)
+        group.last_wait_reason = f"group {group.name} was rate limited; waiting for its reset"
+        if group.requests is not None:
+            pacer = group.requests
+            pacer.tat = max(pacer.tat, now + wait + pacer.burst / pacer.rate)
+        else:
+            key.cooling_until = max(key.cooling_until, now + wait)
+        return ""
+
+    def _park(self, group: _Group, until: float, reason: str, *, announce: bool = True) -> str:
+        if until <= group.parked_until:
+            return ""
+        group.parked_until, group.park_reason = until, reason
+        when = (
+            "for the rest of the run"
+            if until == FOREVER
+            else "until " + time.strftime("%H:%M UTC", time.gmtime(until))
+        )
+        notice = f"{reason}; group {group.name} parked {when}"
+        if announce:
+            self._events.append(notice)
+        return notice
+
+    def _overloaded(self, wait: float | None) -> None:
+        self._overload_strikes += 1
+        backoff = min(OVERLOAD_BASE * 2 ** (self._overload_strikes - 1), OVERLOAD_MAX)
+        backoff *= self._random.uniform(0.8, 1.2)
+        self._overload_until = self._clock() + max(backoff, wait or 0.0)
+        if self._overload_strikes == 1:
+            self._events.append("the provider is overloaded; backing off")
+
+    def _next_change(self) -> float | None:
+        """Seconds until a cooling key or the overload backoff ends."""
+        waits = [w for w in (self._next_cooldown_end(),) if w is not None]
+        now = self._clock()
+        if self._overload_until > now:
+            waits.append(self._overload_until - now)
+        return min(waits) if waits else None
+
+    def _next_cooldown_end(self) -> float | None:
+        now = self._clock()
+        ends = [
+            k.cooling_until - now
+            for k in self._keys
+            if not k.revoked and not k.leases and k.cooling_until > now
+        ]
+        return min(ends) if ends else None
+
+    def _cooldown(self, strikes: int, retry_after: float | None) -> float:
+        if retry_after is not None and retry_after >= 0:
+            return min(float(retry_after), self._max)  # the provider's word is the minimum wait
+        exponential = min(self._base * 2 ** (strikes - 1), self._max)
+        return exponential * self._random.uniform(0.9, 1.1)
+
+    def _reclaim_dead_holders(self) -> bool:
+        dead = [
+            lease_id
+            for lease_id, r in self._leases.items()
+            if r.holder_pid and not pid_alive(r.holder_pid)
+        ]
+        for lease_id in dead:
+            record = self._leases.pop(lease_id)
+            record.key.leases.discard(lease_id)
+        return bool(dead)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _parked_value(until: float) -> float | str:
+    return "run" if until == FOREVER else round(until, 3)
