@@ -223,8 +223,6 @@ class KeyPlan:
         )
         configs = load_keys(options.credentials_file, warn=log.warning, defaults=defaults)
         mode = workflow.key_mode(config) if workflow.key_mode is not None else "item"
-        if options.backend == "dask":
-            mode = "item"  # an attempt process on a Dask worker has no line to the governor
         credentials = make_credentials(c.secret for c in configs)
         return cls(configs, credentials, mode, options.max_key_wait)
 
@@ -296,7 +294,7 @@ def _execute(
         parallel=bool(workers),
         drain_flag=str(run_path.resolve() / ".draining") if workers else "",
         run_id=run_id,
-        call_keys=key_plan.mode == "call",
+        call_keys=key_plan.mode == "call" and bool(key_plan.configs),
         max_key_wait=key_plan.max_wait,
     )
     # The handlers go in first and stay until the summary is written: a Ctrl+C while the run

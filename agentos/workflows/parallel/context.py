@@ -167,7 +167,7 @@ class ItemContext:
                 return grant
             if grant.delay > self.max_key_wait or waited + grant.delay > self.max_key_wait:
                 raise RateLimited(f"no key can serve: {grant.reason}", grant.delay, kind="quota")
-            step = min(grant.delay, 5.0)
+            step = max(0.05, min(grant.delay, 5.0))
             self._note_wait(grant.reason, step)
             time.sleep(step)
             waited += step

@@ -40,6 +40,8 @@ import os
 import pickle
 import selectors
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -68,6 +70,8 @@ POLL = 0.5  # seconds between checks of the terminate event
 ATTEMPT_GRACE = 2.0
 DRAIN_AFTER_KILL = 1.0  # seconds to keep reading output once the attempt process is gone
 _RESULT_FD_ENV = "AGENTOS_RESULT_FD"
+_RELAY_FD_ENV = "AGENTOS_GOVERNOR_FD"
+_RELAYED = ("acquire_call", "end_call")
 
 
 @dataclass(frozen=True)
@@ -117,18 +121,23 @@ def run_item(
     if lease_id is not None and actor is not None:
         key, label = actor.claim(lease_id, os.getpid()).result()
     result_r, result_w = os.pipe()
+    # the attempt process's line to the governor (keys per call): it asks this task, which
+    # asks the key actor; the task's client is the only way to the actor on this worker
+    relay, relay_child = socket.socketpair()
     env = attempt_environment(dict(os.environ), forwarded or ForwardedEnv(), spec)
     env[_RESULT_FD_ENV] = str(result_w)
+    env[_RELAY_FD_ENV] = str(relay_child.fileno())
     child = subprocess.Popen(
         [sys.executable, "-m", "agentos.workflows.parallel.dask_worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        pass_fds=(result_w,),
+        pass_fds=(result_w, relay_child.fileno()),
         start_new_session=True,
         env=env,
     )
     os.close(result_w)
+    relay_child.close()
     assert child.stdin is not None and child.stdout is not None and child.stderr is not None
     with contextlib.suppress(BrokenPipeError):
         child.stdin.write(pickle.dumps((spec, item, attempt, key, label)))
@@ -147,6 +156,7 @@ def run_item(
     sel.register(child.stdout, selectors.EVENT_READ, 1)
     sel.register(child.stderr, selectors.EVENT_READ, 2)
     sel.register(result_r, selectors.EVENT_READ, 3)
+    sel.register(relay, selectors.EVENT_READ, 4)
     next_poll = time.monotonic() + POLL
     drain_until: float | None = None
     try:
@@ -154,8 +164,12 @@ def run_item(
             if drain_until is not None and time.monotonic() >= drain_until:
                 break  # something that escaped every kill still holds a pipe: stop reading
             for event_key, _ in sel.select(timeout=POLL):
-                chunk = os.read(event_key.fd, 65536)
                 stream = event_key.data
+                if stream == 4:
+                    if not _relay_one(relay, actor):
+                        sel.unregister(relay)
+                    continue
+                chunk = os.read(event_key.fd, 65536)
                 if not chunk:
                     sel.unregister(event_key.fileobj)
                     if stream in (1, 2):
@@ -180,6 +194,7 @@ def run_item(
     finally:
         sel.close()
         os.close(result_r)
+        relay.close()
         child.wait()
     if not result_complete:
         payload = b""  # cut short: the attempt process died before it wrote its result
@@ -203,6 +218,47 @@ def run_item(
         key_label=label,
         worker_pid=child.pid,
     )
+
+
+def _relay_one(relay: socket.socket, actor: Any) -> bool:
+    """Answer one governor request of the attempt process; False when it closed its end. The
+    actor is never asked to wait: it serves its calls one at a time, and a call waiting there
+    for another call's end would wait for itself."""
+    try:
+        name, args = _receive(relay)
+    except (EOFError, OSError, pickle.UnpicklingError):
+        return False
+    try:
+        if name not in _RELAYED or actor is None:
+            raise ValueError(f"not relayed: {name}")
+        if name == "acquire_call":
+            args = (*args[:3], 0.0)
+        answer: Any = getattr(actor, name)(*args).result(timeout=60)
+    except Exception as exc:  # the actor is gone: the attempt's call fails, the item retries
+        answer = ConnectionError(f"key actor unreachable: {type(exc).__name__}")
+    with contextlib.suppress(OSError):
+        _send(relay, answer)
+    return True
+
+
+def _send(sock: socket.socket, value: Any) -> None:
+    data = pickle.dumps(value)
+    sock.sendall(struct.pack("!I", len(data)) + data)
+
+
+def _receive(sock: socket.socket) -> Any:
+    head = _exactly(sock, 4)
+    return pickle.loads(_exactly(sock, struct.unpack("!I", head)[0]))
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("the other end closed")
+        data += chunk
+    return data
 
 
 def end_attempt(child: subprocess.Popen[bytes], run_id: str) -> None:
@@ -229,14 +285,32 @@ def _signal_session(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
-class _GivenKey:
-    """The KeyClaimer of an attempt process: the key arrived on stdin."""
+class _AttemptKeys:
+    """The keys of an attempt process: the leased key arrived on stdin; keys per call are asked
+    of the task, which relays to the key actor (`_relay_one`)."""
 
-    def __init__(self, key: str, label: str) -> None:
-        self._key, self._label = key, label
+    def __init__(self, key: str | None, label: str | None, relay: socket.socket) -> None:
+        self._key, self._label, self._relay = key, label, relay
 
     def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]:
+        assert self._key is not None and self._label is not None
         return self._key, self._label
+
+    def _ask(self, name: str, *args: Any) -> Any:
+        _send(self._relay, (name, args))
+        answer = _receive(self._relay)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def acquire_call(
+        self, item_id: str, tokens: float | None = None, pinned: str | None = None
+    ) -> Any:
+        return self._ask("acquire_call", item_id, tokens, pinned)
+
+    def end_call(self, call_id: int, outcome: str, info: dict[str, Any] | None = None) -> str:
+        answer: str = self._ask("end_call", call_id, outcome, info)
+        return answer
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -262,8 +336,9 @@ def child_main() -> None:
     result_fd = int(os.environ.pop(_RESULT_FD_ENV))
     if spec.run_id:
         os.environ[RUN_TAG_ENV] = f"{spec.run_id}/{os.getpid()}"
-    keys = _GivenKey(key, label) if key is not None else None
-    result = run_attempt(spec, item, attempt, 0 if keys else None, keys, None)
+    relay = socket.socket(fileno=int(os.environ.pop(_RELAY_FD_ENV)))
+    keys = _AttemptKeys(key, label, relay)
+    result = run_attempt(spec, item, attempt, 0 if key is not None else None, keys, None)
     with os.fdopen(result_fd, "wb") as out:
         out.write(pickle.dumps(result))
 
