@@ -120,7 +120,14 @@ def test_resume_keeps_earlier_audit_trails(workdir: Path) -> None:
     live.interrupt(signal.SIGINT)
     assert live.finish(timeout=60).returncode == 130
     run_dir = only_run_dir(repo)
-    cut_short = {r["item"] for r in journal(run_dir) if r["status"] == "interrupted"}
+    drafts = repo / "docs" / "lld" / "drafts"
+    cut_short = {
+        r["item"]
+        for r in journal(run_dir)
+        # an item interrupted after its LLD was written is not pending any more: not rerun
+        if r["status"] == "interrupted"
+        and not (drafts / f"{r['item'].removeprefix('brief-')}.md").exists()
+    }
     assert cut_short, "the grace of 0 s interrupts the item that was running beside the done one"
     trails = {i: sorted(p.name for p in (run_dir / "items" / i).iterdir()) for i in cut_short}
     assert all(t == ["attempt-1"] for t in trails.values())
