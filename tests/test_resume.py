@@ -111,6 +111,10 @@ def test_resume_refuses_another_runs_directory(workdir: Path) -> None:
     assert (run_dir / "summary.json").read_bytes() == before  # nothing overwritten
 
 
+def attempt_dirs(state: Path) -> list[str]:
+    return sorted(p.name for p in state.iterdir() if p.name.startswith("attempt-"))
+
+
 def test_resume_keeps_earlier_audit_trails(workdir: Path) -> None:
     repo = workdir / "repo"
     shutil.copytree(REPO / "examples" / "demo-repo", repo)
@@ -129,16 +133,13 @@ def test_resume_keeps_earlier_audit_trails(workdir: Path) -> None:
         and not (drafts / f"{r['item'].removeprefix('brief-')}.md").exists()
     }
     assert cut_short, "the grace of 0 s interrupts the item that was running beside the done one"
-    trails = {i: sorted(p.name for p in (run_dir / "items" / i).iterdir()) for i in cut_short}
+    trails = {i: attempt_dirs(run_dir / "items" / i) for i in cut_short}
     assert all(t == ["attempt-1"] for t in trails.values())
 
     again = run([*argv, "--resume", str(run_dir)], cwd=repo, env=clean_env())
     assert again.returncode == 0, again.stderr
     for item_id in cut_short:
-        assert sorted(p.name for p in (run_dir / "items" / item_id).iterdir()) == [
-            "attempt-1",
-            "attempt-2",
-        ]
+        assert attempt_dirs(run_dir / "items" / item_id) == ["attempt-1", "attempt-2"]
     data = summary(run_dir)
     assert len(data["items"]) == 12 and data["totals"] == {"done": 12}
 
