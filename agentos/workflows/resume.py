@@ -54,6 +54,7 @@ class EarlierItem:
     seq: int = 0
     title: str = ""
     source: str = ""
+    status: str = ""  # the last attempt's
 
 
 @dataclass
@@ -90,6 +91,7 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         if isinstance(runtime, (int, float)):
             entry.seconds += float(runtime)
         entry.key_label = record.get("key_label") or entry.key_label
+        entry.status = str(record.get("status") or entry.status)
         if record.get("status") == DONE:
             entry.done, entry.error = True, ""
         elif not entry.done:
@@ -135,10 +137,15 @@ def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
 @dataclass
 class ResumePlan:
     pending: list[Item]  # to run, ids as in the earlier pass where the work is the same
-    #: done in an earlier pass: skipped, and reported in the summary (also those the workflow
-    #: no longer lists because their output exists)
+    #: done in an earlier pass: skipped, and reported in the summary; so are the earlier items
+    #: this input no longer lists (a workflow lists no item whose output exists, even when the
+    #: attempt that wrote it was cut short before it was journaled as done)
     done_before: list[tuple[Item, EarlierItem]]
     attempts_before: dict[str, int]  # id -> attempts made in earlier passes
+
+    @property
+    def done_count(self) -> int:
+        return sum(1 for _, before in self.done_before if before.done)
 
 
 def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
@@ -162,7 +169,7 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
         plan.pending.append(item)
     listed = {item.key for item, _ in plan.done_before} | {item.key for item in plan.pending}
     for before in earlier.items.values():
-        if before.done and before.key not in listed:
+        if before.key not in listed:
             gone = Item(before.id, before.title, before.source, seq=before.seq, key=before.key)
             plan.done_before.append((gone, before))
     return plan
@@ -188,11 +195,11 @@ def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> li
             "id": item.id,
             "title": item.title,
             "source": item.source,
-            "status": DONE,
+            "status": DONE if before.done else before.status,
             "attempts": before.attempts,
             "seconds": round(before.seconds, 3),
             "key": before.key_label,
-            "error": "",
+            "error": "" if before.done else before.error,
             "earlier_pass": True,
             "seq": item.seq,
         }

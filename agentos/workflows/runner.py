@@ -172,7 +172,7 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
             )
         resume = plan_resume(items, earlier)
         items = resume.pending
-    skipped = len(resume.done_before) if resume is not None else 0
+    skipped = resume.done_count if resume is not None else 0
     keys = KeyPlan.load(workflow, config, options)
     credentials = keys.credentials
     reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
@@ -457,7 +457,7 @@ def _finish(
         ended=time.time(),
         exit_code=code,
         interrupted_by=shutdown.signal_name() if shutdown.first_signal else None,
-        skipped=len(resume.done_before) if resume is not None else 0,
+        skipped=resume.done_count if resume is not None else 0,
         keys=keys_report,
         earlier=summary_rows_from_earlier(resume.done_before) if resume is not None else None,
     )
