@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -16,7 +17,7 @@ from typing import cast
 import psutil
 import pytest
 
-from agentos.errors import ConfigError
+from agentos.errors import ConfigError, KeysExhausted
 from agentos.workflows.items import Item
 from agentos.workflows.parallel import attempt
 from agentos.workflows.parallel import credentials as creds
@@ -360,3 +361,18 @@ def test_the_only_key_and_the_only_usable_key() -> None:
     assert fill(batch) == []
     assert [line.split(";")[0] for line in said.lines] == ["the only key is busy or cooling"]
     assert retired.lines == ["the only usable key is busy or cooling (1 retired)"]
+
+
+def test_while_every_key_is_parked_the_status_counts_down_then_the_run_stops() -> None:
+    batch, said = keyed_batch(KEYS[:1], workers=1, n_items=2)
+    lease = batch.keys.acquire("item-1")
+    batch.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
+    batch.check_keys(every=0.0)  # back within --max-key-wait (900 s): wait, and say how long
+    assert batch.progress.note in ("keys back in 10m00s", "keys back in 9m59s")
+    assert said.lines[0].startswith("key-1: out of quota; group key-1 parked until ")
+    short = keyed_batch(KEYS[:1], workers=1, n_items=2)[0]
+    short.settings = dataclasses.replace(short.settings, max_key_wait=60.0)
+    lease = short.keys.acquire("item-1")
+    short.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
+    with pytest.raises(KeysExhausted, match=r"the only key out of quota until \d\d:\d\d UTC"):
+        short.check_keys(every=0.0)

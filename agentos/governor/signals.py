@@ -273,7 +273,10 @@ def classify_http(
         text = f"{fields} {message} {body}"
         daily = limit is not None and limit.per == "day"
         if daily or _QUOTA_TEXT.search(fields) or _QUOTA_TEXT.search(message):
-            return Refusal(QUOTA, quota_reset(text, now), f"HTTP {status}: {message}", limit)
+            reset = quota_reset(text, now)
+            if reset is None:
+                reset = retry_after(headers, now)
+            return Refusal(QUOTA, reset, f"HTTP {status}: {message}", limit)
         wait = retry_after(headers, now)
         if wait is None:
             wait = body_hint(body)

@@ -76,6 +76,16 @@ def _all_out(status: Any) -> str:
     return f"{keys} out of quota until {when}; rerun then (done items are kept)"
 
 
+def _countdown(seconds: float) -> str:
+    """4m12s, 1h05m, 42s."""
+    whole = int(seconds)
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"
+
+
 def _keys_busy(status: Any) -> str:
     """`all 2 keys are busy or cooling; next free in 42 s`: retired (revoked) keys are not counted
     as waited for, since they do not come back this run."""
@@ -213,6 +223,8 @@ class Batch:
         out_for = getattr(status, "all_out_for", None)
         if out_for is not None and out_for > self.settings.max_key_wait:
             raise KeysExhausted(_all_out(status))
+        # every key out, but back within --max-key-wait: the run waits, and shows for how long
+        self.progress.note = f"keys back in {_countdown(out_for)}" if out_for else ""
 
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""

@@ -49,7 +49,10 @@ class Progress:
         self._last_line = time.monotonic()
         self._interval = _interval()
         self._drawn = 0  # length of the bar on the screen now; 0 when it is not shown
-        self._line: tuple[tuple[int | None, int, int, int, int], str] | None = None
+        self._line: tuple[tuple[int | None, int, int, int, int, str], str] | None = None
+        #: a word for the end of the line, set by the batch (the countdown while every key is
+        #: out of quota)
+        self.note = ""
         if self.enabled and terminal.err_is_tty:
             from tqdm import tqdm
 
@@ -79,7 +82,10 @@ class Progress:
         if force or now - self._last_line >= self._interval:
             self._last_line = now
             done, failed, running = self.counts()
-            self.terminal.message(f"{done}/{self.total} done, {failed} failed, {running} running")
+            note = f"; {self.note}" if self.note else ""
+            self.terminal.message(
+                f"{done}/{self.total} done, {failed} failed, {running} running{note}"
+            )
 
     # -- the terminal's StatusBar: called with the terminal's lock held, around every block of
     #    item lines, so both are cheap: the line is laid out again only when it changes
@@ -100,11 +106,12 @@ class Progress:
         done, failed, running = self.counts()
         width = self._width()
         # the times shown change once a second: until then the last layout stands
-        key = (width, done, failed, running, int(time.time() - bar.start_t))
+        key = (width, done, failed, running, int(time.time() - bar.start_t), self.note)
         if self._line is not None and self._line[0] == key:
             return self._line[1]
         bar.n = done + failed
-        bar.set_postfix_str(f"{done} done, {failed} failed, {running} running", refresh=False)
+        note = f", {self.note}" if self.note else ""
+        bar.set_postfix_str(f"{done} done, {failed} failed, {running} running{note}", refresh=False)
         bar.ncols = width
         bar.bar_format = self._fitting_format(width)
         line = str(bar)  # cut to `width` by tqdm
