@@ -145,7 +145,8 @@ def test_a_reviewer_without_a_verdict_fails_the_item_clearly(tmp_path: Path) -> 
     assert done.returncode == 1
     assert (
         "brief-a failed: the reviewer's answer must start with APPROVED or REVISE on its "
-        "first line; it started with: 'Looks good to me'"
+        "first line (or check one in a '[x] APPROVED' list, or say 'Verdict: APPROVED'); it "
+        "started with: 'Looks good to me'"
     ) in done.stderr
     assert not (repo / "docs/lld/drafts").exists()
 
@@ -177,13 +178,29 @@ def test_an_unsafe_path_in_the_answer_fails_the_item_and_writes_nothing(
     assert not (tmp_path / "outside.py").exists()
 
 
-def test_an_answer_without_files_still_gets_a_report(tmp_path: Path) -> None:
+def test_an_answer_without_files_is_a_failed_attempt_and_writes_nothing(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, llds={"LLD-2.md": APPROVED_LLD})
-    agent = agent_script(tmp_path, "echo 'I would rather not.'\n")
-    done = run(agentos_argv("implement", "--repo", str(repo), "--implementer", agent), cwd=repo)
-    assert done.returncode == 0
-    report = (repo / "docs/implementations/lld-2/REPORT.md").read_text()
-    assert "## Files (0)\n- none: the answer held no '### path' + block" in report
+    agent = agent_script(tmp_path, "echo 'Sure! Here is the implementation you asked for.'\n")
+    done = run(
+        agentos_argv(
+            "implement", "--repo", str(repo), "--implementer", agent, "--retry-backoff", "0"
+        ),
+        cwd=repo,
+    )
+    assert done.returncode == 1
+    assert (
+        "lld-2 failed: the implementer's answer has no files (a '### path' line, then a fenced "
+        "block); it started with: 'Sure! Here is the implementation you asked for.'; nothing "
+        "was written"
+    ) in done.stderr
+    assert summary(repo)["lld-2"].startswith("failed: the implementer's answer has no files")
+    run_dir = sorted((repo / ".agentos/runs").iterdir())[-1]
+    attempts = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert [a["status"] for a in attempts] == ["failed", "failed"]  # retried per --retries
+    assert not (repo / "docs/implementations").exists()
+    # and a rerun does not take it for done
+    again = run(agentos_argv("implement", "--repo", str(repo), "--dry-run"), cwd=repo)
+    assert again.stdout.splitlines()[-1] == "1 pending item"
 
 
 def test_lld_without_a_files_changed_table_gets_a_report_saying_so(tmp_path: Path) -> None:

@@ -3,19 +3,23 @@
 The prompt goes to the command's stdin and its stdout is the answer. Its stderr lines are the
 item's output, live. The leased key is in the environment variable named by `--credential-env`,
 never on the command line. Exit 75 (EX_TEMPFAIL) or a rate-limit message on stderr means rate
-limited; any other non-zero exit is a failure that quotes the last stderr lines. The command runs
-in its own process group, which is killed on timeout or termination.
+limited; any other non-zero exit is a failure whose message leads with the last line of stderr
+(where a CLI says what went wrong: `sqlite3.OperationalError: table "schemas" already exists`),
+so that the summary's error column shows the cause, not the start of a traceback. The command
+runs in its own process group, which is killed on timeout or termination.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
 from dataclasses import dataclass
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, ItemError
-from agentos.workflows.parallel.context import ItemContext
+from agentos.workflows.parallel.context import CommandResult, ItemContext
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,37 @@ class CommandAgent(Agent):
             )
         except FileNotFoundError:
             raise ItemError(f"agent executable not found: {self.argv[0]}", exit_code=127) from None
+        except ItemError as exc:
+            failed = ctx.last_command
+            if failed is None or failed.returncode == 0:
+                raise
+            raise ItemError(_failure(failed), exit_code=exc.exit_code, signal=exc.signal) from None
         answer = result.stdout.decode("utf-8", errors="replace")
         if not answer.strip():
-            raise ItemError(f"{self.spec}: the agent's answer was empty")
+            cause = _cause(result)
+            raise ItemError(
+                f"{self.spec}: the agent's answer was empty"
+                + (f"; its stderr ended: {cause}" if cause else "")
+            )
         return answer
+
+
+def _cause(result: CommandResult) -> str:
+    """The last line of stderr, with the one before when it is short ('Aborted!')."""
+    lines = [line.strip() for line in result.stderr_tail if line.strip()]
+    if not lines:
+        return ""
+    if len(lines[-1]) < 30 and len(lines) > 1:
+        return f"{lines[-2]} | {lines[-1]}"[-300:]
+    return lines[-1][-300:]
+
+
+def _failure(result: CommandResult) -> str:
+    name = os.path.basename(result.argv[0]) if result.argv else "agent"
+    how = (
+        f"killed by {signal.Signals(result.signal).name}"
+        if result.signal
+        else f"exit {result.returncode}"
+    )
+    cause = _cause(result)
+    return f"{name}: {how}" + (f": {cause}" if cause else "")

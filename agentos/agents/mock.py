@@ -30,6 +30,7 @@ from agentos.workflows.parallel.context import ItemContext
 
 _BULLET = re.compile(r"^[-*+]\s+(?:\[[ xX]\]\s+)?(.+?)\s*$")
 _PATH = re.compile(r"`([\w./-]+\.(?:py|md|toml|cfg|ini|ya?ml|json|js|ts|sh|txt|sql|html|css))`")
+_PATH_ONLY = re.compile(r"[\w.-]+(?:/[\w.-]+)*")
 _QUESTION = re.compile(r"^(should|shall|must|do|does|can|will|is|are)\s+(.+?)\?$", re.IGNORECASE)
 
 
@@ -152,15 +153,17 @@ class MockAgent(Agent):
     # -- implement
     def _implement(self, inputs: dict[str, str], ctx: ItemContext) -> str:
         text, item = inputs["lld"], inputs["item_id"]
-        files = lld.files_changed(text) or []
+        # a table row may name a folder or a pattern (`tests/`, `src/*.py`): nothing to scaffold
+        files = [f for f in lld.files_changed(text) or [] if _PATH_ONLY.fullmatch(f.path)]
         scenarios = lld.scenarios(text)
         reqs = dict(lld.requirements(text))
         ctx.log(f"mock implement: {len(files)} file(s) to scaffold, {len(scenarios)} scenario(s)")
         parts = [f"Implementation bundle for {item}: {lld.title_of(text, item)}.", ""]
+        test_path = f"tests/test_{_module(item)}.py"
         for change in files:
-            parts += _fenced(change.path, _scaffold(change, text, item))
+            if change.path != test_path or not scenarios:
+                parts += _fenced(change.path, _scaffold(change, text, item))
         if scenarios:
-            test_path = f"tests/test_{_module(item)}.py"
             parts += _fenced(test_path, _pytest_file(scenarios, reqs, item))
         return "\n".join(parts)
 
@@ -186,8 +189,10 @@ def _sentence(text: str) -> str:
 
 def _context(brief: str, title: str) -> str:
     for block in re.split(r"\n\s*\n", brief):
+        # a section's heading may sit right above its first paragraph
+        block = "\n".join(line for line in block.splitlines() if not line.startswith("#"))
         block = block.strip()
-        if block and not block.startswith(("#", "-", "*", "+", "|", "```")):
+        if block and not block.startswith(("-", "*", "+", "|", "```")):
             return " ".join(block.split())
     return f"Deliver: {title}."
 
@@ -216,10 +221,8 @@ def _fenced(path: str, body: str) -> list[str]:
 def _scaffold(change: lld.FileChange, text: str, item: str) -> str:
     title = lld.title_of(text, item)
     if change.path.endswith(".py"):
-        return (
-            f'"""{title}: {change.change or "see the LLD"}.\n\n'
-            f'Scaffolded by the agentos mock implementer from {item}.\n"""\n'
-        )
+        doc = f"{title}: {change.change or 'see the LLD'}".replace("\\", "/").replace('"', "'")
+        return f'"""{doc}.\n\nScaffolded by the agentos mock implementer from {item}.\n"""\n'
     if change.path.endswith(".md"):
         return f"# {title}\n\n{change.change or 'See the LLD.'}\n"
     return f"{title}: {change.change or 'see the LLD'} ({item})\n"
@@ -227,9 +230,16 @@ def _scaffold(change: lld.FileChange, text: str, item: str) -> str:
 
 def _pytest_file(scenarios: list[lld.Scenario], reqs: dict[str, str], item: str) -> str:
     lines = [f'"""Tests for {item}: one per test scenario of the LLD."""', "", "import pytest", ""]
+    names: set[str] = set()
     for s in scenarios:
-        name = _module(f"{s.id}_{s.scenario}")[:60]
-        doc = f"{s.id} ({s.requirement}: {reqs.get(s.requirement, '')}) -> {s.expected}"
+        name = base = _module(f"{s.id}_{s.scenario}")[:60]
+        n = 1
+        while name in names:  # two scenarios alike: the second must not replace the first
+            n += 1
+            name = f"{base}_{n}"
+        names.add(name)
+        covers = f" ({s.requirement}: {reqs[s.requirement]})" if s.requirement in reqs else ""
+        doc = f"{s.id}{covers}: {s.scenario} -> {s.expected}"
         doc = doc.replace("\\", "/").replace('"', "'")
         lines += [
             "",

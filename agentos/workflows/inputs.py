@@ -83,14 +83,21 @@ def name_items(
     return named
 
 
-def first_heading(path: str | Path, fallback: str) -> str:
-    """The first `# ` heading in the file's first 16 KiB (for titles; never fails)."""
+def read_head(path: str | Path, size: int = 16384) -> str | None:
+    """The file's first `size` bytes as text, without a byte-order mark; None when it cannot be
+    read. For titles and status in listings, which must not fail: the item fails later, saying
+    why."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16384).decode("utf-8", errors="replace")
+            data = f.read(size)
     except OSError:
-        return fallback
-    for line in head.splitlines():
+        return None
+    return data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+
+
+def first_heading(path: str | Path, fallback: str) -> str:
+    """The first `# ` heading in the file's first 16 KiB (for titles; never fails)."""
+    for line in (read_head(path) or "").splitlines():
         if line.startswith("# "):
             return line[2:].strip() or fallback
     return fallback
@@ -107,7 +114,7 @@ def read_text(path: Path, what: str) -> str:
     if b"\0" in data:
         raise ItemError(f"{what} {path.name} is binary, not text")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # editors on Windows write one
     except UnicodeDecodeError as exc:
         bad = data[exc.start]
         raise ItemError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,22 @@ from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.parallel.scheduler import ItemState
 
 MAX_TABLE_ROWS = 30
+#: how a done item ended, in a word or two ("Draft"), in `<run-dir>/items/<id>/`: an attempt's
+#: result has no field for it, and a Draft that shows as plain "done" looks like a success
+DETAIL_FILE = "outcome.txt"
+
+
+def record_detail(state_dir: Path, detail: str) -> None:
+    """Say how the item ended, for the summary (best effort: the work itself is written)."""
+    with contextlib.suppress(OSError):
+        atomic_write_text(state_dir / DETAIL_FILE, detail.strip() + "\n")
+
+
+def _detail(run_dir: Path, item_id: str) -> str:
+    try:
+        return (run_dir / "items" / item_id / DETAIL_FILE).read_text().strip()[:40]
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def summary_data(
@@ -49,6 +66,9 @@ def summary_data(
     ]
     if earlier:
         rows = sorted([*rows, *earlier], key=lambda row: row["seq"])
+    states_kept = (run_dir / "items").is_dir()  # one stat, not one per item, when none are
+    for row in rows:
+        row["detail"] = _detail(run_dir, row["id"]) if states_kept and row["status"] == DONE else ""
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["status"]] = totals.get(row["status"], 0) + 1
@@ -106,7 +126,7 @@ def render_summary(data: dict[str, Any]) -> str:
     rows = [
         (
             i["id"],
-            "done (earlier pass)" if i.get("earlier_pass") else i["status"],
+            _status_cell(i),
             str(i["attempts"]),
             f"{i['seconds']:.1f}",
             (i["error"] or "")[:80],
@@ -120,6 +140,12 @@ def render_summary(data: dict[str, Any]) -> str:
     totals = data["totals"]
     order = ["done", "failed", "timeout", "interrupted", "not run"]
     parts = [f"{totals[k]} {k}" for k in order if totals.get(k)]
+    details: dict[str, int] = {}
+    for i in items:
+        if i.get("detail"):
+            details[i["detail"]] = details.get(i["detail"], 0) + 1
+    if details and parts and parts[0].endswith(" done"):
+        parts[0] += " (" + ", ".join(f"{n} {d}" for d, n in details.items()) + ")"
     parts += [f"{v} {k}" for k, v in totals.items() if k not in order]
     line = f"{len(items)} item{'s' if len(items) != 1 else ''}: {', '.join(parts)}"
     if data.get("skipped_already_done"):
@@ -129,6 +155,13 @@ def render_summary(data: dict[str, Any]) -> str:
         line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"
     lines.append(line)
     return "\n".join(lines)
+
+
+def _status_cell(row: dict[str, Any]) -> str:
+    notes = ["earlier pass"] if row.get("earlier_pass") else []
+    if row.get("detail"):
+        notes.append(row["detail"])
+    return f"{row['status']} ({', '.join(notes)})" if notes else row["status"]
 
 
 def render_dry_run(items: list[Item], skipped: int) -> str:

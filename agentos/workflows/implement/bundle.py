@@ -1,10 +1,12 @@
 """An implementer's answer → files on disk, safely.
 
 The answer lists files as a `### path` line followed by a fenced block (``` or ~~~, three or more,
-closed by the same fence). Every path must stay inside the bundle: no absolute paths, no `..`, no
-backslashes, no duplicates, nothing named like the report. Any unsafe path fails the whole item
-before anything is written. The bundle is written to a temporary directory next to its target,
-fsynced, and renamed into place, so a crash or kill never leaves half a bundle.
+closed by the same fence). A heading with a space in it (`### Example usage`) is prose, not a
+file, unless the path is in backticks. Every path must stay inside the bundle: no absolute
+paths, no `..`, no backslashes, no duplicates, nothing named like the report. Any unsafe path
+fails the whole item before anything is written. The bundle is written to a temporary directory
+next to its target, fsynced, and renamed into place, so a crash or kill never leaves half a
+bundle.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from agentos.errors import ItemError
 
 REPORT = "REPORT.md"
 MAX_FILES = 500
-_HEADER = re.compile(r"^#{2,4}\s+`?([^`\n]+?)`?\s*$")
+_HEADER = re.compile(r"^#{2,4}\s+(?:`([^`\n]+)`|([^`\s]+))\s*$")
 _FENCE = re.compile(r"^(`{3,}|~{3,})[^`\n]*$")
 
 
@@ -54,10 +56,11 @@ def parse_answer(answer: str) -> list[BundleFile]:
             end += 1
         if end == len(lines):
             raise ItemError(
-                f"the answer's block for {header.group(1)!r} is never closed "
+                f"the answer's block for {header.group(1) or header.group(2)!r} is never closed "
                 f"(expected a line {closing})"
             )
-        files.append(BundleFile(check_path(header.group(1)), "\n".join(lines[j + 1 : end]) + "\n"))
+        path = header.group(1) or header.group(2)
+        files.append(BundleFile(check_path(path), "\n".join(lines[j + 1 : end]) + "\n"))
         i = end + 1
     seen: set[str] = set()
     for f in files:

@@ -104,6 +104,9 @@ class ItemContext:
     #: seconds this attempt's calls waited for a key, by reason (journaled)
     waits: dict[str, float] = field(default_factory=dict)
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
+    #: every key `call_key` handed this attempt, with its label: an agent's answer may quote
+    #: any of them, and `redact` must find them after the calls are over
+    _seen_keys: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def item_id(self) -> str:
@@ -161,6 +164,7 @@ class ItemContext:
         while True:
             grant: CallGrant = self.governor.acquire_call(self.item.id, tokens, pinned)
             if grant.call_id:
+                self._seen_keys[grant.secret] = grant.label
                 if grant.delay > 0:
                     self._note_wait(grant.reason or "pacing", grant.delay)
                     time.sleep(grant.delay)
@@ -176,6 +180,19 @@ class ItemContext:
         """Tell the governor how the call went (see Governor.end_call). What that changed (a
         key parked or retired) the parent says, once, for the whole run."""
         self.governor.end_call(grant.call_id, outcome, info or {})
+
+    def redact(self, text: str) -> str:
+        """`text` with every key this attempt has seen (its lease, its per-call keys) replaced
+        by `[label]`. Output is redacted as it streams; files an item writes from an agent's
+        answer (an agent may echo its environment) must go through this, or the key ends up
+        in a repository and gets pushed."""
+        keys = dict(self._seen_keys)
+        if self.credential:
+            keys[self.credential] = self.credential_label or "key"
+        for secret in sorted(keys, key=len, reverse=True):  # a key inside a longer one
+            if secret and secret in text:
+                text = text.replace(secret, f"[{keys[secret]}]")
+        return text
 
     def _note_wait(self, reason: str, seconds: float) -> None:
         self.waits[reason] = round(self.waits.get(reason, 0.0) + seconds, 3)

@@ -32,6 +32,7 @@ class RequirementsConfig:
     reviewer: Agent
     max_iterations: int
     force: bool
+    redo_drafts: bool = False
 
 
 def make_config(
@@ -41,21 +42,25 @@ def make_config(
     max_iterations: int,
     force: bool,
     api_base: str | None = None,
+    redo_drafts: bool = False,
 ) -> RequirementsConfig:
     if max_iterations < 1:
         raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
     drafting = resolve_agent(drafter, "--drafter", api_base)
     reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
-    return RequirementsConfig(repo_path(repo), drafting, reviewing, max_iterations, force)
+    return RequirementsConfig(
+        repo_path(repo), drafting, reviewing, max_iterations, force, redo_drafts
+    )
 
 
 WORKFLOW = Workflow(
     name="requirements",
     summary="Turn issue briefs (<repo>/ideas/active/*.md) into reviewed low-level designs "
     "(<repo>/docs/lld/drafts/<slug>.md).",
-    epilog="Agents: " + AGENT_HELP + ". Each brief is drafted, reviewed (first line APPROVED or "
-    "REVISE) and redrafted up to --max-iterations times; every prompt, draft and review is kept "
-    "under <run-dir>/items/<id>/.",
+    epilog="Agents: " + AGENT_HELP + ". Each brief is drafted, reviewed (APPROVED or REVISE on "
+    "the first line, a checked '[x] APPROVED' box or a 'Verdict: ...' line) and redrafted up to "
+    "--max-iterations times; an LLD still not approved is written as a Draft, and the summary "
+    "says so. Every prompt, draft and review is kept under <run-dir>/items/<id>/.",
     collect_items=collect_items,
     execute_item=execute_item,
     options=(
@@ -78,6 +83,12 @@ WORKFLOW = Workflow(
             metavar="N",
         ),
         Option(("--force",), "force", "Redo briefs that already have an LLD.", kind="flag"),
+        Option(
+            ("--redo-drafts",),
+            "redo_drafts",
+            "Redo briefs whose LLD is still a Draft (not the approved ones).",
+            kind="flag",
+        ),
         API_BASE_OPTION,
     ),
     make_config=make_config,

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
-from agentos.workflows.inputs import first_heading, markdown_files, name_items, names_in, slugify
+from agentos.workflows import lld
+from agentos.workflows.inputs import (
+    first_heading,
+    markdown_files,
+    name_items,
+    names_in,
+    read_head,
+    slugify,
+)
 from agentos.workflows.items import Item
 
 if TYPE_CHECKING:
@@ -12,6 +21,12 @@ if TYPE_CHECKING:
 
 BRIEFS = "ideas/active"
 DRAFTS = "docs/lld/drafts"
+#: how a rerun starts over, said when it has nothing to do
+START_OVER = (
+    "--redo-drafts drafts the Drafts again, --force redoes every brief "
+    "(the bundled demo: make demo-reset)"
+)
+log = logging.getLogger("agentos")
 
 
 def brief_id(name: str) -> str | None:
@@ -20,22 +35,53 @@ def brief_id(name: str) -> str | None:
 
 
 def collect_items(config: RequirementsConfig) -> list[Item]:
-    """Pending briefs: those without `docs/lld/drafts/<slug>.md` (all of them with --force)."""
+    """Pending briefs: those without `docs/lld/drafts/<slug>.md`, those whose LLD is still a
+    Draft with --redo-drafts, all of them with --force."""
     folder = config.repo / BRIEFS
     names = markdown_files(folder, config.repo, "briefs")
-    done = set() if config.force else names_in(config.repo / DRAFTS)
+    existing = set() if config.force else names_in(config.repo / DRAFTS)
     items = []
+    approved = 0
+    drafts: list[str] = []
     for item_id, name in name_items(names, brief_id, BRIEFS):
         slug = item_id.removeprefix("brief-")
-        if f"{slug}.md" in done:
-            continue
+        if f"{slug}.md" in existing:
+            if lld.approval(read_head(config.repo / DRAFTS / f"{slug}.md") or "").approved:
+                approved += 1
+                continue
+            drafts.append(item_id)
+            if not config.redo_drafts:
+                continue
         path = f"{folder}/{name}"
         items.append(
             Item(
                 id=item_id,
-                title=first_heading(path, slug),
+                title=lld.clean_title(first_heading(path, slug)) or slug,
                 source=f"{BRIEFS}/{name}",
                 data={"path": path, "slug": slug},
             )
+        )
+    if not items and (approved or drafts):
+        counts = []
+        if approved:
+            counts.append(f"{approved} Approved")
+        if drafts:
+            counts.append(f"{len(drafts)} Draft: {', '.join(drafts)}")
+        log.info(
+            "every brief in %s has an LLD in %s (%s): nothing to do; to start over: %s",
+            BRIEFS,
+            DRAFTS,
+            "; ".join(counts),
+            START_OVER,
+        )
+    elif drafts and not config.redo_drafts:
+        log.info(
+            "%d brief%s ended as a Draft LLD in %s and %s left alone: %s; --redo-drafts "
+            "drafts them again",
+            len(drafts),
+            "s" if len(drafts) != 1 else "",
+            DRAFTS,
+            "are" if len(drafts) != 1 else "is",
+            ", ".join(drafts),
         )
     return items

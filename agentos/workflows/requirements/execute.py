@@ -1,6 +1,10 @@
 """One brief → one LLD: draft, review, redraft until APPROVED or out of iterations, then write the
 LLD atomically. Every prompt, draft and review is kept under the item's state directory
-(`<run-dir>/items/<id>/attempt-<n>/iteration-<k>/`) as the audit trail."""
+(`<run-dir>/items/<id>/attempt-<n>/iteration-<k>/`) as the audit trail.
+
+Whatever an agent answers is redacted (`ctx.redact`) as it arrives: a CLI agent that echoes its
+environment must not put its key into the LLD, the audit trail, or the next prompt.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,16 @@ from agentos.workflows.parallel.context import ItemContext
 from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.requirements import prompts
 from agentos.workflows.requirements.collect import DRAFTS
+from agentos.workflows.requirements.verdict import APPROVED, verdict
+from agentos.workflows.summary import record_detail
 
 if TYPE_CHECKING:
     from agentos.workflows.requirements import RequirementsConfig
 
-_STATUS_LINE = re.compile(r"^\W*status\W*:", re.IGNORECASE)
+_STATUS_LINE = re.compile(r"^\W*status\b[*_\s]*[:|]", re.IGNORECASE)
+_FINAL_STATUS_LINE = re.compile(r"^\W*final\s+status\b[*_\s]*[:|]", re.IGNORECASE)
+_FENCE = re.compile(r"^(`{3,}|~{3,})\s*(?:markdown|md)?\s*$", re.IGNORECASE)
+_HEADING = re.compile(r"^(#{1,6})(\s)")
 
 
 def execute_item(item: Item, ctx: ItemContext) -> None:
@@ -39,8 +48,8 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
         step = trail / f"iteration-{iteration}"
         step.mkdir(parents=True, exist_ok=True)
         prompt = prompts.draft_prompt(title, brief, draft, review)
-        (step / "draft-prompt.md").write_text(prompt)
-        draft = config.drafter.run(
+        _keep(ctx, step / "draft-prompt.md", prompt)
+        answer = config.drafter.run(
             AgentRequest(
                 "draft",
                 prompt,
@@ -56,51 +65,114 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
             ),
             ctx,
         )
-        (step / "draft.md").write_text(draft)
+        draft = _unwrap(ctx.redact(answer))
+        _keep(ctx, step / "draft.md", draft)
+        _check_draft(draft, prompt)
         prompt = prompts.review_prompt(title, brief, draft)
-        (step / "review-prompt.md").write_text(prompt)
-        review = config.reviewer.run(
-            AgentRequest(
-                "review",
-                prompt,
-                {
-                    "brief": brief,
-                    "draft": draft,
-                    "iteration": str(iteration),
-                },
-                cwd=str(config.repo),
-            ),
-            ctx,
+        _keep(ctx, step / "review-prompt.md", prompt)
+        review = ctx.redact(
+            config.reviewer.run(
+                AgentRequest(
+                    "review",
+                    prompt,
+                    {
+                        "brief": brief,
+                        "draft": draft,
+                        "iteration": str(iteration),
+                    },
+                    cwd=str(config.repo),
+                ),
+                ctx,
+            )
         )
-        (step / "review.md").write_text(review)
-        verdict = _verdict(review)
-        ctx.log(f"iteration {iteration}: {verdict}")
-        if verdict == "APPROVED":
+        _keep(ctx, step / "review.md", review)
+        if _first_line(prompt) in review:
+            raise ItemError("the reviewer's answer repeats the prompt instead of reviewing it")
+        found = verdict(review)
+        ctx.log(f"iteration {iteration}: {found}")
+        if found == APPROVED:
             approved = True
             break
     target = config.repo / DRAFTS / f"{slug}.md"
+    text = _final(draft, title, brief_path, config, iteration, approved, review)
     try:
-        atomic_write_text(
-            target, _final(draft, title, brief_path, config, iteration, approved, review)
-        )
+        atomic_write_text(target, ctx.redact(text))
     except OSError as exc:
         raise ItemError(f"cannot write {target.relative_to(config.repo)}: {exc.strerror}") from None
-    ctx.log(f"wrote {target.relative_to(config.repo)} ({'Approved' if approved else 'Draft'})")
+    outcome = "Approved" if approved else "Draft"
+    record_detail(ctx.state_dir, outcome)
+    ctx.log(f"wrote {target.relative_to(config.repo)} ({outcome})")
 
 
-def _verdict(review: str) -> str:
-    for line in review.splitlines():
-        word = line.strip().strip("*#:").strip().upper()
-        if not word:
-            continue
-        for verdict in ("APPROVED", "REVISE"):
-            if word.startswith(verdict):
-                return verdict
+def _keep(ctx: ItemContext, path: Path, text: str) -> None:
+    """A file of the audit trail: redacted like everything written from an agent's answer."""
+    path.write_text(ctx.redact(text))
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "\0")
+
+
+def _check_draft(draft: str, prompt: str) -> None:
+    """A draft must be an LLD: an answer with none of its sections ("I cannot help with
+    that.") or the prompt sent back is a failed attempt, retried, never an LLD on disk."""
+    if _first_line(prompt) in draft:
         raise ItemError(
-            "the reviewer's answer must start with APPROVED or REVISE on its first "
-            f"line; it started with: {line.strip()[:80]!r}"
+            "the drafter's answer repeats the prompt instead of answering it (a command that "
+            "prints its input?)"
         )
-    raise ItemError("the reviewer's answer was empty")
+    if not lld.sections_found(draft) and not lld.requirements(draft):
+        start = _first_line(draft).strip()[:80] if draft.strip() else ""
+        raise ItemError(
+            "the drafter's answer is not an LLD: none of its sections ("
+            + ", ".join(lld.SECTIONS)
+            + ")"
+            + (f"; it started with: {start!r}" if start else "; it was empty")
+        )
+
+
+def _unwrap(answer: str) -> str:
+    """A whole answer in one ```markdown fence, as chat models like to send it: the LLD inside."""
+    lines = answer.strip().splitlines()
+    if len(lines) >= 2:
+        opening = _FENCE.match(lines[0])
+        if opening and lines[-1].strip() == opening.group(1):
+            return "\n".join(lines[1:-1]) + "\n"
+    return answer
+
+
+def _body(draft: str) -> list[str]:
+    """The draft without its title and the chat before it ("Here is the LLD:"), and without
+    the drafter's own status lines (a header's `Status:`, a footer's `Final Status:`): the
+    title and the status are agentos's to write."""
+    lines = draft.strip("\n").splitlines()
+    fenced = lld.code_flags(lines)
+    title = next(
+        (n for n, line in enumerate(lines) if line.startswith("# ") and not fenced[n]), None
+    )
+    # an H1 after the draft's first sections is one of them, not its title
+    if title is not None and not any(_HEADING.match(line) for line in lines[:title]):
+        lines, fenced = lines[title + 1 :], fenced[title + 1 :]
+    return [
+        line
+        for n, line in enumerate(lines)
+        if fenced[n]
+        or not (_FINAL_STATUS_LINE.match(line) or (n < 10 and _STATUS_LINE.match(line)))
+    ]
+
+
+def _demote(text: str, levels: int) -> str:
+    """Headings `levels` deeper (at most ######), outside code blocks: a review quoted under
+    `## Open review` must not add a title of its own."""
+    lines = text.splitlines()
+    fenced = lld.code_flags(lines)
+    out = []
+    for n, line in enumerate(lines):
+        heading = None if fenced[n] else _HEADING.match(line)
+        if heading:
+            line = "#" * min(6, len(heading.group(1)) + levels) + line[len(heading.group(1)) :]
+        out.append(line)
+    return "\n".join(out)
 
 
 def _final(
@@ -112,21 +184,20 @@ def _final(
     approved: bool,
     review: str,
 ) -> str:
-    lines = draft.strip("\n").splitlines()
-    if not lines or not lines[0].startswith("# "):
-        lines = [f"# LLD: {title}", "", *lines]
-    # the drafter's own status line, if it wrote one, gives way to the verdict
-    body = [line for n, line in enumerate(lines[1:]) if n >= 10 or not _STATUS_LINE.match(line)]
+    body = _body(draft)
+    while body and not body[0].strip():
+        body.pop(0)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     header = [
-        lines[0],
+        f"# LLD: {title}",
         "",
         f"Status: {'Approved' if approved else 'Draft'}",
         f"Brief: {brief.relative_to(config.repo)}",
         f"Drafted by: {config.drafter.spec}; reviewed by: {config.reviewer.spec}; "
         f"iterations: {iterations}; date: {stamp}",
+        "",
     ]
     text = "\n".join(header + body).rstrip() + "\n"
     if not approved:
-        text += "\n## Open review\n\n" + review.strip() + "\n"
+        text += "\n## Open review\n\n" + _demote(review.strip(), 2) + "\n"
     return text
