@@ -55,6 +55,7 @@ class EarlierItem:
     title: str = ""
     source: str = ""
     status: str = ""  # the last attempt's
+    detail: str = ""  # how it ended when done ("Draft")
 
 
 @dataclass
@@ -94,6 +95,7 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         entry.status = str(record.get("status") or entry.status)
         if record.get("status") == DONE:
             entry.done, entry.error = True, ""
+            entry.detail = str(record.get("detail") or "")
         elif not entry.done:
             entry.error = str(record.get("error") or "")
     return earlier
@@ -202,6 +204,7 @@ def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> li
             "error": "" if before.done else before.error,
             "earlier_pass": True,
             "seq": item.seq,
+            "detail": before.detail if before.done else "",
         }
         for item, before in done_before
     ]

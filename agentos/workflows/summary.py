@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,22 +13,6 @@ from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.parallel.scheduler import ItemState
 
 MAX_TABLE_ROWS = 30
-#: how a done item ended, in a word or two ("Draft"), in `<run-dir>/items/<id>/`: an attempt's
-#: result has no field for it, and a Draft that shows as plain "done" looks like a success
-DETAIL_FILE = "outcome.txt"
-
-
-def record_detail(state_dir: Path, detail: str) -> None:
-    """Say how the item ended, for the summary (best effort: the work itself is written)."""
-    with contextlib.suppress(OSError):
-        atomic_write_text(state_dir / DETAIL_FILE, detail.strip() + "\n")
-
-
-def _detail(run_dir: Path, item_id: str) -> str:
-    try:
-        return (run_dir / "items" / item_id / DETAIL_FILE).read_text().strip()[:40]
-    except (OSError, UnicodeDecodeError):
-        return ""
 
 
 def summary_data(
@@ -61,14 +44,12 @@ def summary_data(
             "error": s.error,
             "earlier_pass": False,
             "seq": s.item.seq,
+            "detail": s.detail,
         }
         for s in states
     ]
     if earlier:
         rows = sorted([*rows, *earlier], key=lambda row: row["seq"])
-    states_kept = (run_dir / "items").is_dir()  # one stat, not one per item, when none are
-    for row in rows:
-        row["detail"] = _detail(run_dir, row["id"]) if states_kept and row["status"] == DONE else ""
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["status"]] = totals.get(row["status"], 0) + 1

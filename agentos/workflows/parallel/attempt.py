@@ -84,6 +84,7 @@ class AttemptResult:
     worker_pid: int = 0
     command: str = ""
     refusal: str = ""  # the kind of "no" when rate limited (governor.signals)
+    detail: str = ""  # how a done item ended, in a word ("Draft"): ItemContext.detail
     #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
     waits: dict[str, float] | None = None
 
@@ -128,6 +129,7 @@ def run_attempt(
     pid = os.getpid()
     result = AttemptResult(item.id, attempt, DONE, started, 0.0, worker_pid=pid)
     key: str | None = None
+    ctx: ItemContext | None = None
     try:
         if lease_id is not None and keys is not None:
             key, result.key_label = keys.claim(lease_id, pid)
@@ -158,12 +160,16 @@ def run_attempt(
         ):
             result.exit_code = result.exit_code or ctx.last_command.returncode
         result.waits = dict(ctx.waits) or None
+        result.detail = ctx.detail if result.status == DONE else ""
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:  # the claim or the capture failed: infrastructure, not the item
         _set(result, FAILED, f"could not start the item: {exc}")
     result.runtime = time.monotonic() - t0
-    if key:
+    # the error may quote an answer or an environment: every key the attempt saw goes
+    if ctx is not None:
+        result.error = ctx.redact(result.error)
+    elif key:
         result.error = result.error.replace(key, f"[{result.key_label}]")
     return result
 

@@ -101,6 +101,9 @@ class ItemContext:
     #: the rate governor (or its proxy), for agents that take a key per call; None without keys
     governor: Any = None
     max_key_wait: float = 900.0
+    #: how the item ended, in a word or two, when "done" says too little ("Draft" rather than
+    #: "Approved"): shown beside its status in the summary, recorded in the journal
+    detail: str = ""
     #: seconds this attempt's calls waited for a key, by reason (journaled)
     waits: dict[str, float] = field(default_factory=dict)
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)

@@ -173,6 +173,8 @@ class Journal:
         }
         if result.refusal:
             entry["refusal"] = result.refusal
+        if result.detail:
+            entry["detail"] = result.detail
         if result.waits:
             entry["waits"] = result.waits  # seconds waited for keys, by reason
         os.write(self._jsonl, (json.dumps(entry, ensure_ascii=False) + "\n").encode())

@@ -46,6 +46,7 @@ class ItemState:
         "_counts",
         "_status",
         "attempts",
+        "detail",
         "error",
         "failures",
         "item",
@@ -66,6 +67,7 @@ class ItemState:
         self.retry_delay = 0.0  # the backoff before the pending retry
         self.seconds = 0.0
         self.error = ""
+        self.detail = ""  # how a done item ended ("Draft"), from its last attempt
         self.key_label: str | None = None
 
     @property
@@ -157,7 +159,7 @@ class Scheduler:
         state.seconds += result.runtime
         state.key_label = result.key_label or state.key_label
         if result.status == DONE:
-            state.status, state.error = DONE, ""
+            state.status, state.error, state.detail = DONE, "", result.detail
             return True
         state.error = result.error
         if result.status in (RATE_LIMITED, REJECTED):

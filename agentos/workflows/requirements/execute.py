@@ -23,7 +23,6 @@ from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.requirements import prompts
 from agentos.workflows.requirements.collect import DRAFTS
 from agentos.workflows.requirements.verdict import APPROVED, verdict
-from agentos.workflows.summary import record_detail
 
 if TYPE_CHECKING:
     from agentos.workflows.requirements import RequirementsConfig
@@ -100,7 +99,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     except OSError as exc:
         raise ItemError(f"cannot write {target.relative_to(config.repo)}: {exc.strerror}") from None
     outcome = "Approved" if approved else "Draft"
-    record_detail(ctx.state_dir, outcome)
+    ctx.detail = outcome
     ctx.log(f"wrote {target.relative_to(config.repo)} ({outcome})")
 
 
