@@ -263,6 +263,8 @@ class Batch:
     def end_attempt(self, state: ItemState, lease: Lease | None, result: AttemptResult) -> bool:
         """Record one finished attempt. Returns True when the item reached its final status."""
         result.error = self.redactor.text(result.error)
+        if result.refusal == "quota":
+            self._keys_checked = 0.0  # ask the governor before the next start: all keys out?
         cooldown = self.release(lease, result)
         wait = 0.0
         if result.status == RATE_LIMITED and self.keys is None:
@@ -296,6 +298,8 @@ class Batch:
                 self.terminal.message(f"{state.id} {result.status} in {result.runtime:.1f} s")
         elif final:
             self.terminal.message(f"{state.id} {state.status}: {state.error}", force=True)
+        elif result.status == RATE_LIMITED and lease is None and result.refusal == "quota":
+            self.terminal.message(f"{state.id} waits for a key: {result.error}")
         elif result.status == RATE_LIMITED and lease is None:
             self.terminal.message(
                 f"{state.id} rate limited; trying again in {seconds(state.retry_delay)}"
