@@ -344,3 +344,16 @@ def test_agentos_keys_shows_groups_limits_and_parked_keys(
     assert f"parked until {until} (key-2: out of quota)" in lines[2]
     assert "30000" in lines[2] and "7 calls, 2 items" in lines[2]
     assert "sk-show" not in result.output
+
+
+def test_a_daily_budget_is_spent_then_comes_back_the_next_day() -> None:
+    clock = Clock()
+    wall = [NOW]
+    gov = Governor([KeyConfig("sk-a", rpd=2)], seed=1, clock=clock, wall=lambda: wall[0])
+    for _ in range(2):
+        grant = gov.acquire_call("i", 10)
+        gov.end_call(grant.call_id, OK, {})
+    none = gov.acquire_call("i", 10)
+    assert none.call_id == 0 and none.delay == pytest.approx(86400 - NOW % 86400)
+    wall[0] += 86400
+    assert gov.acquire_call("i", 10).call_id

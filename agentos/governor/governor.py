@@ -107,6 +107,7 @@ class _Group:
     adaptive: AdaptiveRate = field(default_factory=AdaptiveRate)
     per_day: float | None = None
     used_today: int = 0
+    today: int = 0  # the UTC day `used_today` counts (days since the epoch)
     parked_until: float = 0.0  # wall clock; inf: for the run
     park_reason: str = ""
     tokens_per_call: float = DEFAULT_TOKENS_PER_CALL
@@ -540,7 +541,12 @@ class Governor:
         return group.parked_until > self._wall()
 
     def _out_for_today(self, group: _Group) -> bool:
-        return group.per_day is not None and group.used_today >= group.per_day
+        if group.per_day is None:
+            return False
+        today = int(self._wall() // 86400)
+        if today != group.today:  # a run past midnight UTC starts the new day's count
+            group.today, group.used_today = today, 0
+        return group.used_today >= group.per_day
 
     def _usable(self, key: _Key) -> bool:
         group = key.group
