@@ -2,6 +2,12 @@
 
 Writes bench/results/<date>.json and bench/results/<date>.md (the table the README quotes), or,
 with --smoke (tiny sizes, one run, for CI), a results directory given by --out.
+
+Two groups: the executor's scenarios (bench/scenarios.py) and the rate-limit scenarios against
+the provider simulator (bench/rate_scenarios.py; `--only rates`, or one of them by its id, such
+as `--only rates.one_key`). A run of rate scenarios alone writes <date>-rates.json/.md, so it
+does not replace the full report. `--agentos-src DIR` runs the rate scenarios' agentos from
+another source tree (e.g. `git archive HEAD agentos | tar -x -C DIR`), for before/after rows.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import rate_scenarios, scenarios
 from bench.harness import REPO, commit, gnu_parallel, machine, peer_versions
 
 ALL = (
@@ -63,6 +69,11 @@ def markdown(report: dict[str, Any]) -> str:
         "| scenario | target | measured | verdict |",
         "|---|---|---|---|",
     ]
+    if not report["results"]:  # rate scenarios alone: one run each, nothing interleaved
+        lines = [
+            f"Benchmarks of {report['date']} on {report['machine']['cpus']} CPUs "
+            f"({report['machine']['cpu_model']}), commit {report['commit']}."
+        ]
     for result in report["results"].values():
         measured = result.get("measured")
         if isinstance(measured, dict):
@@ -87,19 +98,35 @@ def markdown(report: dict[str, Any]) -> str:
     notes = sorted({n for r in report["results"].values() for n in r.get("notes", [])})
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
+    if report.get("rates"):
+        lines += ["", rate_scenarios.markdown(report["rates"]).rstrip("\n")]
+        if report.get("agentos_src"):
+            lines += ["", f"The rate scenarios ran agentos from {report['agentos_src']}."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run (for CI)")
-    parser.add_argument("--only", default="", help="comma-separated scenarios: " + ", ".join(ALL))
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenarios: "
+        + ", ".join((*ALL, rate_scenarios.GROUP, *rate_scenarios.NAMES)),
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--agentos-src",
+        type=Path,
+        help="run the rate scenarios' agentos from this source tree (put first on PYTHONPATH)",
+    )
     args = parser.parse_args(argv)
-    names = [n for n in args.only.split(",") if n] or list(ALL)
-    unknown = [n for n in names if n not in ALL]
+    names = [n for n in args.only.split(",") if n] or [*ALL, rate_scenarios.GROUP]
+    names = [m for n in names for m in (rate_scenarios.NAMES if n == rate_scenarios.GROUP else [n])]
+    unknown = [n for n in names if n not in ALL and n not in rate_scenarios.NAMES]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    rate_names = [n for n in names if n in rate_scenarios.NAMES]
     sizes = scenarios.SMOKE if args.smoke else scenarios.FULL
     if gnu_parallel() is None:
         print(
@@ -109,7 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    results = run(names, sizes, args.out, stamp)
+    results = run([n for n in names if n in ALL], sizes, args.out, stamp)
+    rates: dict[str, Any] = {}
+    if rate_names:
+        with scenarios.workdir() as tmp:
+            rates = rate_scenarios.run_group(
+                rate_names,
+                Path(tmp),
+                smoke=args.smoke,
+                agentos_src=args.agentos_src.resolve() if args.agentos_src else None,
+            )
     report = {
         "date": stamp,
         "commit": commit(),
@@ -119,8 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs": sizes.runs,
         "warmup": sizes.warmup,
         "results": results,
+        "rates": rates,
+        "agentos_src": str(args.agentos_src) if args.agentos_src else None,
     }
     name = f"{stamp}-smoke" if args.smoke else stamp
+    if not results:
+        name += "-rates"  # rate scenarios alone do not replace the day's full report
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
     (args.out / f"{name}.md").write_text(table)

@@ -507,3 +507,44 @@ def test_forwarding_a_key_or_the_whole_environment_is_refused(tmp_path: Path) ->
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_http_agents_take_keys_per_call_from_the_actor(tmp_path: Path) -> None:
+    pytest.importorskip("httpx")
+    from test_governor_e2e import keys_file, repo_with_briefs
+
+    from bench.provider_sim import Org, ProviderSim
+
+    repo = repo_with_briefs(tmp_path, 4)
+    keys = {"sk-dask-call-a-000000": "a"}
+    with ProviderSim([Org("a", rpm=600)], keys, latency=0.05) as sim:
+        done = run(
+            agentos_argv(
+                "requirements",
+                "--repo",
+                str(repo),
+                "--drafter",
+                "openai:m",
+                "--api-base",
+                sim.base_url,
+                "--credentials-file",
+                str(keys_file(tmp_path, "sk-dask-call-a-000000\n")),
+                "--backend",
+                "dask",
+                "-j",
+                "2",
+                "-v",
+            ),
+            cwd=repo,
+            timeout=150,
+        )
+        calls = sim.stats()["keys"]["sk-dask-call-a-000000"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert calls["ok"] == 8 and calls["refused_429"] == 0  # two calls a brief, paced
+    # one key, two items at once: keys are per call, so the key does not cap the workers
+    assert "only 1 key" not in done.stderr and "4 items, 2 workers" in done.stderr
+    summary = json.loads(
+        next((repo / ".agentos" / "runs").iterdir()).joinpath("summary.json").read_text()
+    )
+    assert summary["keys"][0]["calls"] == 8  # every call was granted by the key actor
+    assert "sk-dask-call" not in done.stdout + done.stderr

@@ -1,0 +1,116 @@
+"""The governor end to end: `agentos requirements --drafter openai:m` against the loopback
+provider simulator, which limits organisations the way providers do. Short runs: the efficiency
+targets live in bench/rate_scenarios.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.provider_sim import Org, ProviderSim
+from conftest import REPO, agentos_argv, clean_env, run
+
+pytest.importorskip("httpx")
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def repo_with_briefs(tmp_path: Path, count: int) -> Path:
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "demo-repo", repo)
+    briefs = repo / "ideas" / "active"
+    for old in briefs.glob("*.md"):
+        old.unlink()
+    for n in range(count):
+        (briefs / f"idea-{n}.md").write_text(
+            f"# Idea {n}\n\n- The tool shows item {n}.\n- It reports what it did.\n"
+        )
+    return repo
+
+
+def keys_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "keys.txt"
+    path.write_text(body)
+    path.chmod(0o600)
+    return path
+
+
+def requirements(repo: Path, sim: ProviderSim, keys: Path, *extra: str) -> list[str]:
+    return agentos_argv(
+        "requirements",
+        "--repo",
+        str(repo),
+        "--drafter",
+        "openai:m",
+        "--api-base",
+        sim.base_url,
+        "--credentials-file",
+        str(keys),
+        "-j",
+        "8",
+        *extra,
+    )
+
+
+def test_four_keys_of_one_organisation_share_its_budget_without_a_storm(tmp_path: Path) -> None:
+    repo = repo_with_briefs(tmp_path, 12)
+    keys = {f"sk-org-key-{n}-000000": "org" for n in range(4)}
+    # one organisation, 240 requests/min enforced over half a second: two calls at once at most
+    with ProviderSim([Org("org", rpm=240)], keys, window_s=0.5, latency=0.05) as sim:
+        body = "".join(f"{k} group=org\n" for k in keys)
+        done = run(requirements(repo, sim, keys_file(tmp_path, body)), cwd=repo)
+        stats = sim.stats()["total"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert stats["ok"] == 24  # two calls a brief, none repeated
+    # limits learned from the first answers' headers; pacing keeps the refusals rare
+    assert stats["refused_429"] <= 2, stats
+    assert "8 workers" not in done.stderr and "only 4 keys" not in done.stderr  # -j 8 kept
+
+
+def test_a_key_out_of_quota_is_parked_and_the_other_finishes_the_work(tmp_path: Path) -> None:
+    repo = repo_with_briefs(tmp_path, 6)
+    keys = {"sk-spent-key-000000": "spent", "sk-healthy-key-00000": "healthy"}
+    orgs = [Org("spent", rpd=1), Org("healthy", rpm=600)]
+    with ProviderSim(orgs, keys, latency=0.05) as sim:
+        done = run(
+            requirements(repo, sim, keys_file(tmp_path, "".join(f"{k}\n" for k in keys))), cwd=repo
+        )
+        spent = sim.stats()["keys"]["sk-spent-key-000000"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert spent["quota"] <= 2  # parked after at most two refusals
+    assert "key-1: out of quota; group key-1 parked for the rest of the run" in done.stderr
+    state = json.loads((Path(clean_env()["AGENTOS_STATE_DIR"]) / "keys.json").read_text())
+    assert [e.get("reason") for e in state.values() if "until" in e] == ["key-1: out of quota"]
+    assert "sk-spent" not in json.dumps(state)
+
+    # the next run knows: the parked key is not tried again
+    with ProviderSim(orgs, keys, latency=0.05) as sim:
+        again = run(
+            requirements(
+                repo, sim, keys_file(tmp_path, "".join(f"{k}\n" for k in keys)), "--force"
+            ),
+            cwd=repo,
+        )
+        assert sim.stats()["keys"].get("sk-spent-key-000000", {}).get("quota", 0) == 0
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_every_key_out_of_quota_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    repo = repo_with_briefs(tmp_path, 4)
+    keys = {"sk-only-key-0000000": "spent"}
+    with ProviderSim([Org("spent", rpd=2)], keys, latency=0.05) as sim:
+        # one item at a time, so that the day's two calls finish exactly one brief
+        keys_path = keys_file(tmp_path, "sk-only-key-0000000\n")
+        done = run(requirements(repo, sim, keys_path, "-j", "1"), cwd=repo)
+    assert done.returncode == 1, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "agentos: error: the only key out of quota for this run; rerun when it is back "
+        "(done items are kept)"
+    )
+    summary = json.loads(
+        next((repo / ".agentos" / "runs").iterdir()).joinpath("summary.json").read_text()
+    )
+    assert summary["totals"].get("done", 0) == 1  # the one brief the quota allowed
