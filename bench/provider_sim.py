@@ -429,6 +429,12 @@ class ProviderSim:
         headers: dict[str, str] = {}
         if self.style == "none":
             return headers
+        # both providers name the organisation on every answer (OpenAI `openai-organization`,
+        # Anthropic `anthropic-organization-id`): how a client learns which keys share a budget
+        org_header = (
+            "openai-organization" if self.style == "openai" else "anthropic-organization-id"
+        )
+        headers[org_header] = st.org.name
         for name, bucket in (("requests", st.requests), ("tokens", st.tokens)):
             if bucket is None:
                 continue
@@ -473,10 +479,11 @@ class ProviderSim:
         with self._lock:
             return self.calls[0].at if self.calls else None
 
-    def ideal_seconds(self, calls: int, tokens_per_call: float) -> float:
+    def ideal_seconds(self, calls: int, tokens_per_call: float, bursts: bool = True) -> float:
         """The least time in which the organisations that have keys could admit `calls` calls of
         `tokens_per_call` tokens each, starting with full buckets (math.inf if their daily quotas
-        cannot cover them)."""
+        cannot cover them). Without `bursts`, at the per-minute rates alone: the issue's "calls
+        needed ÷ capacity", which does not count on a provider's window."""
         orgs = [self._state[name] for name in sorted(set(self.keys.values()))]
 
         def admitted(t: float) -> float:
@@ -484,9 +491,11 @@ class ProviderSim:
             for st in orgs:
                 n = math.inf
                 if st.requests is not None:
-                    n = min(n, st.requests.capacity + st.requests.rate * t)
+                    burst = st.requests.capacity if bursts else 0.0
+                    n = min(n, burst + st.requests.rate * t)
                 if st.tokens is not None and tokens_per_call > 0:
-                    n = min(n, (st.tokens.capacity + st.tokens.rate * t) / tokens_per_call)
+                    burst = st.tokens.capacity if bursts else 0.0
+                    n = min(n, (burst + st.tokens.rate * t) / tokens_per_call)
                 if st.org.rpd is not None:
                     n = min(n, st.org.rpd)
                 total += n

@@ -11,12 +11,15 @@ approving review), so the work is 2 × N successful calls whatever agentos does.
 
 What is reported, per scenario:
 
-* **efficiency** = ideal ÷ elapsed. The ideal is the least time the organisations' limits allow
-  for the 2 × N calls (`ProviderSim.ideal_seconds`, with the windows' initial bursts and the
-  mean tokens of a draft and a review) plus one answer's latency (the last call still has to be
-  answered). Elapsed runs from the first request the simulator received to the last answer it
-  sent, so agentos's start-up (imports, the worker pool) is left out: at these sizes it would be
-  a fixed second that no governor can win back. `wall_seconds` and `efficiency_wall` (ideal ÷
+* **efficiency** = ideal ÷ elapsed, the issue's "(calls needed ÷ capacity) ÷ time". The ideal
+  is the time the organisations' per-minute limits need for the 2 × N calls
+  (`ProviderSim.ideal_seconds` without the windows' initial bursts, with the mean tokens of a
+  draft and a review) plus one answer's latency (the last call still has to be answered).
+  `efficiency_bursts` is the stricter figure whose ideal also spends every window's initial
+  burst at once, which a client can only do by knowing the provider's window. Elapsed runs
+  from the first request the simulator received to the last answer it sent, so agentos's
+  start-up (imports, the worker pool) is left out: at these sizes it would be a fixed second
+  that no governor can win back. `wall_seconds` and `efficiency_wall` (ideal ÷
   the whole process's time) are in the record too. A scenario is *limit-bound* when the limits,
   not the `-j 8 × latency` concurrency, set the ideal; 1.0 means the limits were used fully.
   A run that did not finish every item (it failed some, or was killed) is credited only with
@@ -434,7 +437,7 @@ def _record(
     done = len(list(drafts.glob("*.md"))) if drafts.is_dir() else 0
     all_done = done == scenario.briefs
     tokens_per_call = _tokens_per_call(successes)
-    capacity = sim.ideal_seconds(scenario.calls, tokens_per_call)
+    capacity = sim.ideal_seconds(scenario.calls, tokens_per_call, bursts=False)
     ideal = capacity + latency if math.isfinite(capacity) else None
     concurrency = scenario.calls * latency / PARALLEL
     limit_bound = ideal is not None and capacity > concurrency
@@ -443,10 +446,12 @@ def _record(
     elapsed = end - first if first is not None else None
     # credit only finished items: calls of an item that failed or was never finished bought
     # nothing, however well they were paced
-    credited = sim.ideal_seconds(2 * done, tokens_per_call) + latency if done else 0.0
-    efficiency = efficiency_wall = None
+    credited = sim.ideal_seconds(2 * done, tokens_per_call, bursts=False) + latency if done else 0.0
+    credited_bursts = sim.ideal_seconds(2 * done, tokens_per_call) + latency if done else 0.0
+    efficiency = efficiency_wall = efficiency_bursts = None
     if scenario.completable and ideal is not None:
         efficiency = round(credited / elapsed, 3) if elapsed else 0.0
+        efficiency_bursts = round(credited_bursts / elapsed, 3) if elapsed else 0.0
         efficiency_wall = round(credited / outcome.wall_seconds, 3)
     per_call = round(total["rate"] / total[OK], 3) if total[OK] else None
     quota_orgs = {o.name for o in scenario.orgs if o.rpd is not None}
@@ -527,6 +532,7 @@ def _record(
         "elapsed_seconds": round(elapsed, 3) if elapsed is not None else None,
         "wall_seconds": round(outcome.wall_seconds, 3),
         "efficiency": efficiency,
+        "efficiency_bursts": efficiency_bursts,
         "efficiency_wall": efficiency_wall,
         "successful_calls": total[OK],
         # answered calls whose work was thrown away: a 429 later in the item restarted it

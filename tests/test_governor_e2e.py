@@ -80,7 +80,8 @@ def test_a_key_out_of_quota_is_parked_and_the_other_finishes_the_work(tmp_path: 
         spent = sim.stats()["keys"]["sk-spent-key-000000"]
     assert done.returncode == 0, done.stderr[-3000:]
     assert spent["quota"] <= 2  # parked after at most two refusals
-    assert "key-1: out of quota; group key-1 parked for the rest of the run" in done.stderr
+    # the provider named the organisation: the key joined its group
+    assert "key-1: out of quota; group spent parked for the rest of the run" in done.stderr
     state = json.loads((Path(clean_env()["AGENTOS_STATE_DIR"]) / "keys.json").read_text())
     assert [e.get("reason") for e in state.values() if "until" in e] == ["key-1: out of quota"]
     assert "sk-spent" not in json.dumps(state)

@@ -29,27 +29,30 @@ httpx is an optional dependency: `pip install 'agentos[http]'`.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, ItemTimeout, RateLimited
 from agentos.governor.governor import ERROR, OK
-from agentos.governor.signals import QUOTA, RATE, REJECTED, RateInfo, Refusal, classify_http
+from agentos.governor.signals import (
+    QUOTA,
+    RATE,
+    REJECTED,
+    RateInfo,
+    Refusal,
+    body_hint,
+    classify_http,
+    retry_after,
+)
 from agentos.workflows.parallel.context import ItemContext
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
-OUTPUT_ESTIMATE = 300.0  # tokens assumed for an answer before the first usage is seen
 #: a call refused this many times in a row gives up (the item goes back to the queue): a
 #: governor that keeps sending a call into refusals has a wrong picture; say so, do not spin
 MAX_CALL_REFUSALS = 30
-_HINT = re.compile(
-    r"(?:try again|retry)\s+(?:in|after)\s+(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?)?", re.IGNORECASE
-)
 _SYSTEM = {
     "draft": "You write low-level software designs. Answer in markdown only.",
     "review": "You review low-level software designs strictly and briefly.",
@@ -68,25 +71,10 @@ def _require_httpx() -> Any:
 
 
 def retry_after_seconds(headers: Any, body: str, now: float | None = None) -> float | None:
-    """The provider's wait: the Retry-After header (delta seconds or an HTTP date), else a hint
-    in the error body ("Please try again in 20s", "retry after 500ms")."""
-    value = headers.get("retry-after") if headers is not None else None
-    if value:
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when - (now if now is not None else time.time()))
-    match = _HINT.search(body or "")
-    if match:
-        amount = float(match.group(1))
-        return amount / 1000 if (match.group(2) or "").lower() == "ms" else amount
-    return None
+    """The provider's wait: `retry-after-ms` / `Retry-After` (delta seconds or an HTTP date),
+    else a hint in the error body ("Please try again in 20s", "retry after 500ms")."""
+    wait = retry_after(headers if headers is not None else {}, now)
+    return wait if wait is not None else body_hint(body)
 
 
 def _error_text(body: str) -> str:
@@ -142,8 +130,9 @@ class OpenAIAgent(Agent):
             assert ctx.credential is not None
             return self._call(httpx, payload, ctx.credential, ctx).answer
         # characters / 4 is the usual rule of thumb for prompt tokens (no tokenizer download);
-        # the answer's usage corrects the governor's account afterwards
-        estimate = sum(len(m["content"]) for m in payload["messages"]) / 4 + OUTPUT_ESTIMATE
+        # the governor adds the answer's size it has learned, and the answer's usage corrects
+        # its account afterwards
+        estimate = sum(len(m["content"]) for m in payload["messages"]) / 4
         refusals = 0
         while True:
             grant = ctx.call_key(estimate)
@@ -164,7 +153,11 @@ class OpenAIAgent(Agent):
             except BaseException:
                 ctx.end_call(grant, ERROR)
                 raise
-            ctx.end_call(grant, OK, {**vars(reply.limits), "tokens": reply.tokens})
+            ctx.end_call(
+                grant,
+                OK,
+                {**vars(reply.limits), "tokens": reply.tokens, "output_tokens": reply.output},
+            )
             return reply.answer
 
     def _call(self, httpx: Any, payload: dict[str, Any], key: str, ctx: ItemContext) -> _Reply:
@@ -183,10 +176,10 @@ class OpenAIAgent(Agent):
                     self._raise_for(response.status_code, response.headers, body, ctx, limits)
                 kind = response.headers.get("content-type", "")
                 if "text/event-stream" in kind:
-                    answer, tokens = self._read_stream(response, ctx)
+                    answer, usage = self._read_stream(response, ctx)
                 else:
-                    answer, tokens = self._read_json(response.read())
-                return _Reply(answer, tokens, limits)
+                    answer, usage = self._read_json(response.read())
+                return _Reply(answer, *_tokens(usage), limits)
         except httpx.TimeoutException:
             raise ItemTimeout(f"{self.spec}: no answer from {self.api_base} in time") from None
         except httpx.HTTPError as exc:
@@ -200,6 +193,7 @@ class OpenAIAgent(Agent):
         refusal = classify_http(status, headers, body)
         if refusal is not None and ctx.keys_per_call:
             info: dict[str, Any] = {**vars(limits), "wait": refusal.wait, "detail": refusal.detail}
+            info["organization"] = limits.organization or refusal.organization
             if refusal.limit is not None:
                 info.update(
                     limit_unit=refusal.limit.unit,
@@ -219,7 +213,7 @@ class OpenAIAgent(Agent):
         )
 
     @staticmethod
-    def _read_json(raw: bytes) -> tuple[str, float | None]:
+    def _read_json(raw: bytes) -> tuple[str, Any]:
         try:
             data = json.loads(raw)
             content = data["choices"][0]["message"]["content"]
@@ -227,15 +221,15 @@ class OpenAIAgent(Agent):
             raise ItemError("the API answered 200 with no choices[0].message.content") from None
         if not isinstance(content, str) or not content.strip():
             raise ItemError("the API answered with an empty message")
-        return content, _total_tokens(data.get("usage"))
+        return content, data.get("usage")
 
     @staticmethod
-    def _read_stream(response: Any, ctx: ItemContext) -> tuple[str, float | None]:
+    def _read_stream(response: Any, ctx: ItemContext) -> tuple[str, Any]:
         """Server-sent events: print whole lines of the answer as they complete. The last
         chunk carries the usage when the server honours `include_usage`."""
         parts: list[str] = []
         line = ""
-        tokens: float | None = None
+        usage: Any = None
         for raw in response.iter_lines():
             if not raw.startswith("data:"):
                 continue
@@ -248,7 +242,7 @@ class OpenAIAgent(Agent):
                 continue
             if not isinstance(chunk, dict):
                 continue
-            tokens = _total_tokens(chunk.get("usage")) or tokens
+            usage = chunk.get("usage") or usage
             try:
                 delta = chunk["choices"][0].get("delta", {}).get("content") or ""
             except (KeyError, IndexError, TypeError, AttributeError):
@@ -263,13 +257,14 @@ class OpenAIAgent(Agent):
         answer = "".join(parts)
         if not answer.strip():
             raise ItemError("the API streamed an empty answer")
-        return answer, tokens
+        return answer, usage
 
 
 @dataclass(frozen=True)
 class _Reply:
     answer: str
-    tokens: float | None
+    tokens: float | None  # the call's total, when the answer says
+    output: float | None  # of which the answer's own
     limits: RateInfo
 
 
@@ -282,12 +277,14 @@ class _Refused(Exception):
         self.info = info
 
 
-def _total_tokens(usage: Any) -> float | None:
+def _tokens(usage: Any) -> tuple[float | None, float | None]:
+    """(total, completion) tokens of an answer's `usage`, None where it does not say."""
     if not isinstance(usage, dict):
-        return None
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    output = float(completion) if isinstance(completion, (int, float)) else None
     total = usage.get("total_tokens")
     if isinstance(total, (int, float)):
-        return float(total)
-    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-    numbers = [p for p in parts if isinstance(p, (int, float))]
-    return float(sum(numbers)) if numbers else None
+        return float(total), output
+    numbers = [p for p in (prompt, completion) if isinstance(p, (int, float))]
+    return (float(sum(numbers)) if numbers else None), output

@@ -60,9 +60,12 @@ REVOKED = "revoked"
 RECLAIMED = "reclaimed"
 ERROR = "error"
 
-OVERLOAD_BASE = 1.0
+#: a first overload costs a quarter second; consecutive ones double it (not the key's fault, and
+#: one 529 among hundreds of answers is the provider's noise, not a reason to stop for long)
+OVERLOAD_BASE = 0.25
 OVERLOAD_MAX = 60.0
 DEFAULT_TOKENS_PER_CALL = 1000.0
+DEFAULT_OUTPUT_TOKENS = 300.0  # an answer's size before the group's first usage is seen
 FOREVER = math.inf
 WINDOW_MAX = 256.0
 WINDOW_WAIT = 2.0  # seconds a call waits in the governor for a window before asking again
@@ -111,6 +114,10 @@ class _Group:
     parked_until: float = 0.0  # wall clock; inf: for the run
     park_reason: str = ""
     tokens_per_call: float = DEFAULT_TOKENS_PER_CALL
+    output_per_call: float = DEFAULT_OUTPUT_TOKENS  # learned from the answers' usage
+    #: the group was named in the credentials file or on the command line: the provider's
+    #: word about organisations does not move its keys
+    named: bool = False
     #: calls in flight allowed while the group's limits are unknown: slow start from one (a
     #: group whose first answer has not come back may be refusing everything), doubling per
     #: round of successes, halved by a refusal
@@ -205,6 +212,7 @@ class Governor:
                     continue
                 config = by_secret[credential.secret]
                 group = self._group(config.group or credential.label, config)
+                group.named = group.named or config.group is not None
                 key = _Key(credential, group, slots=max(1, config.slots))
                 self._keys.append(key)
                 remembered = self._remembered.get(credential.full_fingerprint)
@@ -336,10 +344,12 @@ class Governor:
         pinned: str | None = None,
         wait: float = WINDOW_WAIT,
     ) -> CallGrant:
-        """A key for one call of `item_id` estimated at `tokens` (None: the group's mean), on
-        the group that can start it soonest, or only on key `pinned` (an item that holds a
-        lease). Reserves the call in that group's budgets. Waits up to `wait` seconds for a
-        call in flight to end when every group whose limits are unknown is at its window."""
+        """A key for one call of `item_id` whose prompt is estimated at `tokens` (the governor
+        adds the answer's size it learned from the group's answers; None: the group's mean
+        call), on the group that can start it soonest, or only on key `pinned` (an item that
+        holds a lease). Reserves the call in that group's budgets. Waits up to `wait` seconds
+        for a call in flight to end when every group whose limits are unknown is at its
+        window."""
         deadline = self._clock() + wait
         with self._cond:
             while True:
@@ -364,8 +374,7 @@ class Governor:
             if self._window_full(key.group):
                 windowed = True
                 continue
-            estimate = key.group.tokens_per_call if tokens is None else tokens
-            start = self._start_time(key, estimate, now)
+            start = self._start_time(key, self._estimate(key.group, tokens), now)
             # soonest start first; then the key with the fewest calls out (what a key whose
             # limits are unknown can take is unknown: spread), then the least recently used
             rank = (start, key.in_flight, key.last_used, key)
@@ -378,7 +387,7 @@ class Governor:
             return CallGrant(0, "", "", wait, reason)
         start, _, _, key = best
         group = key.group
-        estimate = group.tokens_per_call if tokens is None else tokens
+        estimate = self._estimate(group, tokens)
         start = max(start, self._reserve(group, estimate, now))
         call_id = self._new_id()
         self._calls[call_id] = _CallRecord(key, item_id, estimate, start)
@@ -403,9 +412,13 @@ class Governor:
             record = self._calls.pop(call_id, None)
             if record is None:
                 return ""
-            key, group, now = record.key, record.key.group, self._clock()
+            key, now = record.key, self._clock()
             key.in_flight -= 1
-            group.in_flight -= 1
+            key.group.in_flight -= 1
+            organization = info.get("organization")
+            if isinstance(organization, str) and organization:
+                self._join_organization(key, organization)
+            group = key.group
             self._learn(group, info, now)
             notice = ""
             if outcome == OK:
@@ -415,6 +428,9 @@ class Governor:
                     if group.tokens is not None:
                         group.tokens.adjust(used - record.tokens)
                     group.tokens_per_call += (used - group.tokens_per_call) * 0.2
+                output = info.get("output_tokens")
+                if isinstance(output, (int, float)) and output > 0:
+                    group.output_per_call += (output - group.output_per_call) * 0.3
                 group.adaptive.on_success(now)
                 group.window = min(WINDOW_MAX, group.window + 1)  # slow start: x2 per round
                 if group.requests_source == "adaptive" and group.requests is not None:
@@ -427,6 +443,23 @@ class Governor:
                 notice = self._refused(key, outcome, info, now)
             self._cond.notify_all()
             return notice
+
+    def confirm_call(self, call_id: int) -> bool:
+        """After a granted call's delay: may it still go? Not when its key was parked or retired
+        meanwhile (a quota refusal of another call); the grant is then dropped, uncounted, and
+        the caller asks again."""
+        with self._cond:
+            record = self._calls.get(call_id)
+            if record is None:
+                return False
+            if self._usable(record.key):
+                return True
+            del self._calls[call_id]
+            record.key.in_flight -= 1
+            record.key.group.in_flight -= 1
+            record.key.group.used_today = max(0, record.key.group.used_today - 1)
+            self._cond.notify_all()
+            return False
 
     # -- inspection
     def status(self) -> KeyStatus:
@@ -530,6 +563,29 @@ class Governor:
         found = self._next_id
         self._next_id += 1
         return found
+
+    def _estimate(self, group: _Group, prompt: float | None) -> float:
+        return group.tokens_per_call if prompt is None else prompt + group.output_per_call
+
+    def _join_organization(self, key: _Key, organization: str) -> None:
+        """The provider says which organisation the key spends: keys of one organisation share
+        one budget, so they go into one group (unless the user named the key's group). The
+        first key of an organisation brings its group's learned state along; the calls a later
+        one has out were reserved in its old group, and end there."""
+        if key.group.named or key.group.name == organization:
+            return
+        old = key.group
+        target = self._groups.get(organization)
+        if target is None:
+            self._groups.pop(old.name, None)
+            old.name = organization
+            self._groups[organization] = old
+            return
+        key.group = target
+        old.in_flight -= key.in_flight  # its calls out end in the group it is in now
+        target.in_flight += key.in_flight
+        if not any(k.group is old for k in self._keys):
+            self._groups.pop(old.name, None)
 
     def _window_full(self, group: _Group) -> bool:
         """Only groups with no stated or configured requests limit are held to a window: a

@@ -35,13 +35,14 @@ REJECTED = "rejected"
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _HINT = re.compile(
-    r"(?:try again|retry)\s+(?:in|after)\s+(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?)?",
+    r"(?:try again|retry)\s+(?:in|after)\s+(\d[\d.hms]*)(?:\s*(milliseconds?|secs?|seconds?)\b)?",
     re.IGNORECASE,
 )
 #: OpenAI's 429 message names the limit: "on requests per min (RPM): Limit 60, Used 60, ..."
 _STATED_LIMIT = re.compile(
     r"on (requests|tokens) per (min|day)\b[^:]*:\s*Limit\s+(\d+)", re.IGNORECASE
 )
+_ORGANIZATION = re.compile(r"\bin organization ([\w.-]+)")
 _RETRY_DELAY = re.compile(r'"retryDelay"\s*:\s*"(\d+(?:\.\d+)?)s"')
 _UNIX_RESET = re.compile(r"\|(\d{10})\b")
 _RESETS_IN = re.compile(r"resets? in\s+((?:\d+\s*[hms]\s*)+)", re.IGNORECASE)
@@ -115,6 +116,9 @@ class RateInfo:
     remaining_tokens: float | None = None
     reset_tokens: float | None = None
     retry_after: float | None = None
+    #: the organisation the provider says the key belongs to: keys of one organisation share
+    #: its limits (OpenAI `openai-organization`, Anthropic `anthropic-organization-id`)
+    organization: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -141,6 +145,7 @@ class RateInfo:
             remaining_tokens=_number(h, "x-ratelimit-remaining-tokens"),
             reset_tokens=duration("x-ratelimit-reset-tokens"),
             retry_after=retry_after(h, now),
+            organization=h.get("openai-organization") or h.get("anthropic-organization-id"),
         )
         if openai.limit_requests is not None or openai.limit_tokens is not None:
             return openai
@@ -152,6 +157,7 @@ class RateInfo:
             remaining_tokens=_number(h, "anthropic-ratelimit-tokens-remaining"),
             reset_tokens=moment("anthropic-ratelimit-tokens-reset"),
             retry_after=openai.retry_after,
+            organization=openai.organization,
         )
 
 
@@ -175,8 +181,10 @@ def body_hint(body: str) -> float | None:
     """ "Please try again in 1.2s" / "in 644ms"; Gemini's RetryInfo `"retryDelay": "26s"`."""
     match = _HINT.search(body or "")
     if match:
-        amount = float(match.group(1))
-        return amount / 1000 if (match.group(2) or "").lower().startswith("m") else amount
+        token, word = match.group(1).rstrip("."), (match.group(2) or "").lower()
+        seconds = parse_duration(token)  # 1.2s, 644ms, 1m30.5s, or a bare 20
+        if seconds is not None:
+            return seconds / 1000 if word.startswith("milli") else seconds
     delay = _RETRY_DELAY.search(body or "")
     return float(delay.group(1)) if delay else None
 
@@ -205,6 +213,7 @@ class Refusal:
     wait: float | None
     detail: str
     limit: StatedLimit | None = None
+    organization: str | None = None  # named in OpenAI's 429 message ("in organization org-x")
 
 
 def error_message(body: str) -> str:
@@ -282,7 +291,10 @@ def classify_http(
             wait = body_hint(body)
         if wait is None:
             wait = RateInfo.from_headers(headers, now).reset_requests
-        return Refusal(RATE, wait, f"HTTP {status}: {message}", limit)
+        org = _ORGANIZATION.search(message)
+        return Refusal(
+            RATE, wait, f"HTTP {status}: {message}", limit, org.group(1) if org else None
+        )
     return None
 
 

@@ -171,6 +171,9 @@ class ItemContext:
                 if grant.delay > 0:
                     self._note_wait(grant.reason or "pacing", grant.delay)
                     time.sleep(grant.delay)
+                    # its key may have been parked while this call waited its turn
+                    if grant.delay > 0.05 and not self.governor.confirm_call(grant.call_id):
+                        continue
                 return grant
             if grant.delay > self.max_key_wait or waited + grant.delay > self.max_key_wait:
                 raise RateLimited(f"no key can serve: {grant.reason}", grant.delay, kind="quota")

@@ -48,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentos.usage.record import Tally
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import (
     FAILED,
@@ -71,7 +72,7 @@ ATTEMPT_GRACE = 2.0
 DRAIN_AFTER_KILL = 1.0  # seconds to keep reading output once the attempt process is gone
 _RESULT_FD_ENV = "AGENTOS_RESULT_FD"
 _RELAY_FD_ENV = "AGENTOS_GOVERNOR_FD"
-_RELAYED = ("acquire_call", "end_call")
+_RELAYED = ("acquire_call", "end_call", "confirm_call")
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,10 @@ def run_item(
     topic: str,
     terminate_name: str,
     forwarded: ForwardedEnv | None = None,
+    spent_before: Tally | None = None,
 ) -> AttemptResult:
-    """The Dask task: one attempt of one item, in its own process."""
+    """The Dask task: one attempt of one item, in its own process. `spent_before`: what the
+    item's earlier attempts spent, for its caps."""
     from distributed import Event, get_worker
 
     worker = get_worker()
@@ -140,7 +143,7 @@ def run_item(
     relay_child.close()
     assert child.stdin is not None and child.stdout is not None and child.stderr is not None
     with contextlib.suppress(BrokenPipeError):
-        child.stdin.write(pickle.dumps((spec, item, attempt, key, label)))
+        child.stdin.write(pickle.dumps((spec, item, attempt, key, label, spent_before)))
     child.stdin.close()
     del key
 
@@ -312,6 +315,10 @@ class _AttemptKeys:
         answer: str = self._ask("end_call", call_id, outcome, info)
         return answer
 
+    def confirm_call(self, call_id: int) -> bool:
+        answer: bool = self._ask("confirm_call", call_id)
+        return answer
+
 
 def _on_sigterm(signum: int, frame: object) -> None:
     """The Dask worker died or the task terminates us: take the item's processes along."""
@@ -329,7 +336,7 @@ def child_main() -> None:
     for stream in (sys.stdout, sys.stderr):  # pipes: line-buffer so output is live
         with contextlib.suppress(Exception):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    spec, item, attempt, key, label = pickle.load(sys.stdin.buffer)
+    spec, item, attempt, key, label, spent_before = pickle.load(sys.stdin.buffer)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -338,7 +345,9 @@ def child_main() -> None:
         os.environ[RUN_TAG_ENV] = f"{spec.run_id}/{os.getpid()}"
     relay = socket.socket(fileno=int(os.environ.pop(_RELAY_FD_ENV)))
     keys = _AttemptKeys(key, label, relay)
-    result = run_attempt(spec, item, attempt, 0 if key is not None else None, keys, None)
+    result = run_attempt(
+        spec, item, attempt, 0 if key is not None else None, keys, None, spent_before=spent_before
+    )
     with os.fdopen(result_fd, "wb") as out:
         out.write(pickle.dumps(result))
 
