@@ -520,7 +520,7 @@ class ProviderSim:
         raw = h.rfile.read(length) if length else b""
         if not h.path.rstrip("/").endswith("/chat/completions"):
             self._count_bad(h)
-            _send_json(h, 404, _error_body(f"Unknown request URL: POST {h.path}.", "invalid_url"))
+            send_json(h, 404, _error_body(f"Unknown request URL: POST {h.path}.", "invalid_url"))
             return
         try:
             body = json.loads(raw or b"{}")
@@ -528,7 +528,7 @@ class ProviderSim:
             chars = sum(len(_content_text(m.get("content"))) for m in messages)
         except (ValueError, KeyError, TypeError, AttributeError):
             self._count_bad(h)
-            _send_json(h, 400, _error_body("We could not parse the JSON body of your request."))
+            send_json(h, 400, _error_body("We could not parse the JSON body of your request."))
             return
         key = _key_of(h)
         task, answer = self._answer(messages)
@@ -543,7 +543,7 @@ class ProviderSim:
         model = str(body.get("model", "sim"))
         status, error, headers, call = self.admit(key, prompt_tokens, charged, model, task)
         if status != 200:
-            _send_json(h, status, error, headers)
+            send_json(h, status, error, headers)
             return
         self.sleep(self.latency)
         usage = {
@@ -571,7 +571,7 @@ class ProviderSim:
                     ],
                     "usage": usage,
                 }
-                _send_json(h, 200, payload, headers)
+                send_json(h, 200, payload, headers)
         finally:
             with self._lock:
                 call.done_at = self.clock()
@@ -715,7 +715,7 @@ def _too_large_body(model: str, org: str, bucket: Bucket, requested: int) -> dic
     }
 
 
-def _send_json(
+def send_json(
     h: BaseHTTPRequestHandler,
     status: int,
     payload: dict[str, Any],

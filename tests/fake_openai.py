@@ -9,6 +9,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bench.provider_sim import send_json
+
 LLD_ANSWER = """# LLD: Served over HTTP
 
 ## 1. Context & goal
@@ -119,21 +121,7 @@ class FakeOpenAI:
                     h, 200, {"choices": [{"message": {"role": "assistant", "content": answer}}]}
                 )
 
-    @staticmethod
-    def _json(
-        h: BaseHTTPRequestHandler,
-        status: int,
-        payload: dict[str, Any],
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        data = json.dumps(payload).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            h.send_header(name, value)
-        h.end_headers()
-        h.wfile.write(data)
+    _json = staticmethod(send_json)
 
     @staticmethod
     def _stream(h: BaseHTTPRequestHandler, answer: str) -> None:
