@@ -46,7 +46,7 @@ def test_a_tiny_scenario_runs_end_to_end_and_reports_its_record(tmp_path: Path) 
     assert isinstance(record["passed"], bool) and isinstance(record["misses"], list)
     json.dumps(record)  # the report is JSON
     table = rate_scenarios.markdown({scenario.id: record})
-    assert "| scenario | ideal s | elapsed s | efficiency | 429s per call | quota refusals" in table
+    assert "| scenario | ideal s | elapsed s | efficiency | with bursts | 429s per call |" in table
     assert "| (a) one key, high limit: 1 key, 600 RPM, 600000 TPM; 2 briefs |" in table
     lld = tmp_path / "one_key" / "repo" / "docs" / "lld" / "drafts" / "001-archive.md"
     assert "Status: Approved" in lld.read_text()
