@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import rate_scenarios, scenarios
+from bench import governor_roundtrip, rate_scenarios, scenarios
 from bench.harness import REPO, commit, gnu_parallel, machine, peer_versions
 
 ALL = (
@@ -31,6 +31,7 @@ ALL = (
     "memory",
     "scale",
     "scaling",
+    "governor_roundtrip",
 )
 
 
@@ -43,6 +44,10 @@ def run(names: list[str], sizes: scenarios.Sizes, out: Path, stamp: str) -> dict
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             if name == "scaling":
                 result = scenarios.scaling(sizes, work, out / f"{stamp}-scaling.png")
+            elif name == "governor_roundtrip":
+                result = governor_roundtrip.measure(
+                    calls=20 if sizes is scenarios.SMOKE else 200, runs=sizes.runs
+                )
             else:
                 result = getattr(scenarios, name)(sizes, work)
             result["bench_seconds"] = round(time.monotonic() - t0, 1)
