@@ -215,6 +215,7 @@ class Call:
     tokens: int = 0  # charged to the TPM bucket (successes only)
     done_at: float | None = None  # when the answer was fully sent (successes only)
     task: str = ""  # "draft" or "review", as the answer was chosen
+    usage: dict[str, int] | None = None  # what the answer reported (successes only)
 
 
 @dataclass
@@ -246,6 +247,7 @@ class ProviderSim:
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         stream_chunk: int = 16,
+        answer_model: str | None = None,
     ) -> None:
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, not {style!r}")
@@ -267,6 +269,9 @@ class ProviderSim:
         self.wall = wall
         self.sleep = sleep
         self.stream_chunk = max(1, stream_chunk)
+        # the model answers name, as providers name a dated version of the one asked for
+        # (`gpt-4o-mini` → `gpt-4o-mini-2024-07-18`); default: the one asked for
+        self.answer_model = answer_model
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._start = clock()
@@ -471,6 +476,17 @@ class ProviderSim:
                 "success_times": [c.at for c in self.calls if c.kind == OK],
             }
 
+    def usage_totals(self) -> dict[str, int]:
+        """The tokens the answers reported, summed: what a client's account must match."""
+        totals = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        with self._lock:
+            for call in self.calls:
+                if call.usage is not None:
+                    totals["calls"] += 1
+                    totals["prompt_tokens"] += call.usage["prompt_tokens"]
+                    totals["completion_tokens"] += call.usage["completion_tokens"]
+        return totals
+
     def successes(self) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.kind == OK]
@@ -546,11 +562,14 @@ class ProviderSim:
             send_json(h, status, error, headers)
             return
         self.sleep(self.latency)
+        model = self.answer_model or model
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": tokens_of(len(answer)),
             "total_tokens": prompt_tokens + tokens_of(len(answer)),
         }
+        with self._lock:
+            call.usage = usage
         finish = "length" if max_tokens is not None and len(answer) >= max_tokens * 4 else "stop"
         try:
             if body.get("stream"):

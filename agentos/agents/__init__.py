@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError
+from agentos.usage.prices import ModelRef
 from agentos.workflows.items import Option
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "API_BASE_OPTION",
     "Agent",
     "AgentRequest",
+    "agent_models",
     "keyless_agents",
     "resolve_agent",
 ]
@@ -48,6 +50,11 @@ def keyless_agents(agents: list[Agent]) -> str | None:
     """A reason to refuse the run before it starts, if an agent needs a key and none is given."""
     needing = sorted({a.spec for a in agents if a.needs_credential})
     return f"{', '.join(needing)} needs an API key" if needing else None
+
+
+def agent_models(agents: list[Agent]) -> list[ModelRef | None]:
+    """The models the agents call, as known before the run (see Agent.models)."""
+    return [ref for agent in agents for ref in agent.models()]
 
 
 def key_mode(agents: list[Agent]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentos.usage.prices import ModelRef
     from agentos.workflows.parallel.context import ItemContext
 
 
@@ -39,3 +40,9 @@ class Agent(ABC):
     @abstractmethod
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         """The agent's answer to `request`."""
+
+    def models(self) -> list[ModelRef | None]:
+        """The models this agent calls, as known before the run, so that a budget can be
+        checked against their prices before anything starts. None: only its calls will tell
+        (a CLI agent reports them, if at all, through $AGENTOS_USAGE_FILE); [] no paid calls."""
+        return [None]

@@ -7,6 +7,11 @@ limited; any other non-zero exit is a failure whose message leads with the last 
 (where a CLI says what went wrong: `sqlite3.OperationalError: table "schemas" already exists`),
 so that the summary's error column shows the cause, not the start of a traceback. The command
 runs in its own process group, which is killed on timeout or termination.
+
+Usage: the command (or a wrapper around a CLI) reports its model calls by appending one JSON
+line per call to the file `$AGENTOS_USAGE_FILE` names (agentos.usage.report); agentos reads it
+when the command exits. Which models a CLI calls only its calls tell, so a --budget is checked
+against their prices as they come (agentos.usage.budget).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, ItemError
+from agentos.usage.budget import OverBudget
 from agentos.workflows.parallel.context import CommandResult, ItemContext
 
 
@@ -52,6 +58,8 @@ class CommandAgent(Agent):
             )
         except FileNotFoundError:
             raise ItemError(f"agent executable not found: {self.argv[0]}", exit_code=127) from None
+        except OverBudget:
+            raise  # said before the command started: not about the previous command
         except ItemError as exc:
             failed = ctx.last_command
             if failed is None or failed.returncode == 0:

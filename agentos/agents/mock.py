@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ItemError, RateLimited
+from agentos.usage.prices import ModelRef
 from agentos.workflows import lld
 from agentos.workflows.parallel.context import ItemContext
 
@@ -44,6 +45,9 @@ def _env_float(name: str, default: float = 0.0) -> float:
 @dataclass(frozen=True)
 class MockAgent(Agent):
     spec: str = "mock"
+
+    def models(self) -> list[ModelRef | None]:
+        return []  # offline: no call costs anything
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         latency = _env_float("AGENTOS_MOCK_LATENCY")

@@ -9,7 +9,11 @@ pacing delay the governor hands out, and reports the answer's limit headers and 
 key goes in the Authorization header and nowhere else. How answers map:
 
     200, streamed or not      the answer; streamed tokens appear live as the item's output lines;
-                              `stream_options.include_usage` asks for the usage at the end
+                              `stream_options.include_usage` asks for the usage at the end. The
+                              call's usage is recorded (ctx.record_usage) under the model the
+                              answer names: tokens, cached tokens, the cost when the provider
+                              states it (OpenRouter's `usage.cost`); a server that reports no
+                              usage leaves the call's tokens and cost unknown
     429 rate limit            the governor pushes the key group's schedule to the reset
                               (Retry-After, the reset headers or "try again in 1.2s"); this call
                               goes again, on the same or another key: no retry spent, the item's
@@ -30,6 +34,7 @@ httpx is an optional dependency: `pip install 'agentos[http]'`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +52,7 @@ from agentos.governor.signals import (
     classify_http,
     retry_after,
 )
+from agentos.usage.prices import ModelRef
 from agentos.workflows.parallel.context import ItemContext
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -110,6 +116,9 @@ class OpenAIAgent(Agent):
         _require_httpx()
         return cls(spec=spec, model=model, api_base=base)
 
+    def models(self) -> list[ModelRef | None]:
+        return [ModelRef(self.model, self.api_base)]
+
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         httpx = _require_httpx()
         if not ctx.credential and not ctx.keys_per_call:
@@ -128,16 +137,18 @@ class OpenAIAgent(Agent):
             payload["stream_options"] = {"include_usage": True}
         if not ctx.keys_per_call:
             assert ctx.credential is not None
-            return self._call(httpx, payload, ctx.credential, ctx).answer
+            ctx.check_budget()
+            return self._call(httpx, payload, ctx.credential, ctx, ctx.credential_label).answer
         # characters / 4 is the usual rule of thumb for prompt tokens (no tokenizer download);
         # the governor adds the answer's size it has learned, and the answer's usage corrects
         # its account afterwards
         estimate = sum(len(m["content"]) for m in payload["messages"]) / 4
         refusals = 0
         while True:
+            ctx.check_budget()  # an item over --item-budget makes no more calls
             grant = ctx.call_key(estimate)
             try:
-                reply = self._call(httpx, payload, grant.secret, ctx)
+                reply = self._call(httpx, payload, grant.secret, ctx, grant.label)
             except _Refused as refused:
                 ctx.end_call(grant, refused.refusal.kind, refused.info)
                 refusals += 1
@@ -160,7 +171,9 @@ class OpenAIAgent(Agent):
             )
             return reply.answer
 
-    def _call(self, httpx: Any, payload: dict[str, Any], key: str, ctx: ItemContext) -> _Reply:
+    def _call(
+        self, httpx: Any, payload: dict[str, Any], key: str, ctx: ItemContext, label: str | None
+    ) -> _Reply:
         left = ctx.time_left()
         timeout = httpx.Timeout(connect=10.0, read=left, write=30.0, pool=10.0)
         url = f"{self.api_base}/chat/completions"
@@ -175,10 +188,19 @@ class OpenAIAgent(Agent):
                     body = response.read().decode("utf-8", errors="replace")
                     self._raise_for(response.status_code, response.headers, body, ctx, limits)
                 kind = response.headers.get("content-type", "")
-                if "text/event-stream" in kind:
-                    answer, usage = self._read_stream(response, ctx)
+                streamed = "text/event-stream" in kind
+                if streamed:
+                    answer, usage, model = self._read_stream(response, ctx)
                 else:
-                    answer, usage = self._read_json(response.read())
+                    answer, usage, model = self._read_json(response.read())
+                # an answer is paid for whatever its content: recorded before it is judged
+                self._record(ctx, usage, model, label)
+                if not answer.strip():
+                    raise ItemError(
+                        "the API streamed an empty answer"
+                        if streamed
+                        else "the API answered with an empty message"
+                    )
                 return _Reply(answer, *_tokens(usage), limits)
         except httpx.TimeoutException:
             raise ItemTimeout(f"{self.spec}: no answer from {self.api_base} in time") from None
@@ -212,24 +234,42 @@ class OpenAIAgent(Agent):
             f"{self.spec}: HTTP {status} from {self.api_base}: {detail}", exit_code=status
         )
 
+    def _record(self, ctx: ItemContext, usage: Any, model: Any, label: str | None) -> None:
+        """The call's usage, under the model the answer names (often a dated version of the
+        one asked for), else the one asked for."""
+        usage = usage if isinstance(usage, dict) else {}
+        details = usage.get("prompt_tokens_details")
+        cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        cost = usage.get("cost")  # OpenRouter and some proxies state what the call cost
+        ctx.record_usage(
+            model if isinstance(model, str) and model.strip() else self.model,
+            input_tokens=_count(usage.get("prompt_tokens")),
+            output_tokens=_count(usage.get("completion_tokens")),
+            cached_tokens=cached or 0,
+            cost_usd=_amount(cost),
+            provider=self.api_base,
+            key_label=label,
+        )
+
     @staticmethod
-    def _read_json(raw: bytes) -> tuple[str, Any]:
+    def _read_json(raw: bytes) -> tuple[str, Any, Any]:
+        """(content, usage, model) of a whole answer."""
         try:
             data = json.loads(raw)
             content = data["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise ItemError("the API answered 200 with no choices[0].message.content") from None
-        if not isinstance(content, str) or not content.strip():
-            raise ItemError("the API answered with an empty message")
-        return content, data.get("usage")
+        return content if isinstance(content, str) else "", data.get("usage"), data.get("model")
 
     @staticmethod
-    def _read_stream(response: Any, ctx: ItemContext) -> tuple[str, Any]:
+    def _read_stream(response: Any, ctx: ItemContext) -> tuple[str, Any, Any]:
         """Server-sent events: print whole lines of the answer as they complete. The last
-        chunk carries the usage when the server honours `include_usage`."""
+        chunk carries the usage when the server honours `include_usage`. Returns (answer,
+        usage, model)."""
         parts: list[str] = []
         line = ""
         usage: Any = None
+        model: Any = None
         for raw in response.iter_lines():
             if not raw.startswith("data:"):
                 continue
@@ -243,6 +283,7 @@ class OpenAIAgent(Agent):
             if not isinstance(chunk, dict):
                 continue
             usage = chunk.get("usage") or usage
+            model = chunk.get("model") or model
             try:
                 delta = chunk["choices"][0].get("delta", {}).get("content") or ""
             except (KeyError, IndexError, TypeError, AttributeError):
@@ -254,10 +295,7 @@ class OpenAIAgent(Agent):
                 ctx.log(done)
         if line:
             ctx.log(line)
-        answer = "".join(parts)
-        if not answer.strip():
-            raise ItemError("the API streamed an empty answer")
-        return answer, usage
+        return "".join(parts), usage, model
 
 
 @dataclass(frozen=True)
@@ -275,6 +313,19 @@ class _Refused(Exception):
         super().__init__(refusal.detail)
         self.refusal = refusal
         self.info = info
+
+
+def _amount(value: Any) -> float | None:
+    """An amount from an answer: a finite number >= 0, else unknown."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def _count(value: Any) -> int | None:
+    """A token count from an answer: a whole number >= 0, else unknown."""
+    amount = _amount(value)
+    return int(amount) if amount is not None and amount.is_integer() else None
 
 
 def _tokens(usage: Any) -> tuple[float | None, float | None]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentos.usage.prices import ModelRef
     from agentos.workflows.parallel.context import ItemContext
 
 
@@ -84,6 +85,10 @@ class Workflow:
     #: config -> "call" when the workflow's agents take keys per call (HTTP agents), "item" (the
     #: default) when each attempt leases one
     key_mode: Callable[[Any], str] | None = None
+    #: config -> the models its agents call, as known before the run (None: only the calls
+    #: will tell), for checking a budget against their prices; absent: [None], any command may
+    #: report calls through $AGENTOS_USAGE_FILE
+    models: Callable[[Any], list[ModelRef | None]] | None = None
 
     def resume_identity(self, config: Any) -> dict[str, str]:
         """What a run directory records of this run, and a --resume must match."""

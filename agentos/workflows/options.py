@@ -52,6 +52,10 @@ class RunnerOptions:
     key_slots: int = 1
     max_key_wait: float = 900.0
     forward_env: tuple[str, ...] = ()  # --env: names (or PREFIX*) forwarded to Dask workers
+    budget: float | None = None  # --budget: USD for the whole run
+    item_budget: float | None = None  # --item-budget: USD per item
+    item_tokens: int | None = None  # --item-tokens: tokens per item
+    prices: Path | None = None  # --prices: the user's price file
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunnerOptions:
@@ -115,6 +119,10 @@ class RunnerOptions:
             key_slots=params.pop("key_slots"),
             max_key_wait=params.pop("max_key_wait"),
             forward_env=forward_env,
+            budget=params.pop("budget"),
+            item_budget=params.pop("item_budget"),
+            item_tokens=params.pop("item_tokens"),
+            prices=params.pop("prices"),
         )
 
 
@@ -304,6 +312,38 @@ _SHARED: list[Callable[[F], F]] = [
         metavar="SECONDS",
         help="When every key is out of quota for longer than this, stop (exit 1) instead of "
         "waiting; done items are kept.",
+    ),
+    click.option(
+        "--budget",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="USD",
+        help="Spend at most this on the run: an item starts only if its estimated cost still "
+        "fits; then the run drains and stops (exit 1). With --resume, the run's earlier spend "
+        "counts.",
+    ),
+    click.option(
+        "--item-budget",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        metavar="USD",
+        help="Spend at most this per item: an item over it fails at its next model call and "
+        "is not retried.",
+    ),
+    click.option(
+        "--item-tokens",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="At most N tokens (input + output) per item, as --item-budget.",
+    ),
+    click.option(
+        "--prices",
+        type=_SafePath(path_type=Path, dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="Model prices (TOML, USD per million tokens) that override or add to the "
+        "genai-prices database.",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from agentos.errors import ConfigError
+from agentos.usage.record import UsageLog
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE
 from agentos.workflows.parallel.journal import read_journal, read_manifest
@@ -56,6 +57,8 @@ class EarlierItem:
     source: str = ""
     status: str = ""  # the last attempt's
     detail: str = ""  # how it ended when done ("Draft")
+    #: what its attempts spent: it counts toward the run's --budget when the run is resumed
+    usage: UsageLog = field(default_factory=UsageLog)
 
 
 @dataclass
@@ -92,6 +95,8 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         if isinstance(runtime, (int, float)):
             entry.seconds += float(runtime)
         entry.key_label = record.get("key_label") or entry.key_label
+        if "usage" in record:
+            entry.usage.merge(UsageLog.from_json(record["usage"]))
         entry.status = str(record.get("status") or entry.status)
         if record.get("status") == DONE:
             entry.done, entry.error = True, ""
@@ -144,6 +149,8 @@ class ResumePlan:
     #: attempt that wrote it was cut short before it was journaled as done)
     done_before: list[tuple[Item, EarlierItem]]
     attempts_before: dict[str, int]  # id -> attempts made in earlier passes
+    #: id -> what the earlier passes' attempts of a pending item spent
+    usage_before: dict[str, UsageLog] = field(default_factory=dict)
 
     @property
     def done_count(self) -> int:
@@ -165,6 +172,7 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
                 plan.done_before.append((item, before))
                 continue
             plan.attempts_before[item.id] = before.attempts
+            plan.usage_before[item.id] = before.usage
         elif item.id in used or item.id in assigned:
             item = dataclasses.replace(item, id=_fresh_id(item.id, used | assigned), key=key)
         assigned.add(item.id)
@@ -205,6 +213,7 @@ def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> li
             "earlier_pass": True,
             "seq": item.seq,
             "detail": before.detail if before.done else "",
+            "usage": before.usage.total.to_json() if before.usage.total.calls else None,
         }
         for item, before in done_before
     ]

@@ -5,6 +5,7 @@
         options → config (workflow.make_config) → items (workflow.collect_items) → checks
         → nothing to do?  "Nothing to process", exit 0
         → --dry-run?      table of pending items, exit 0, nothing created or started
+        → prices, budgets: a budget whose models have no price is exit 2 here
         → run directory, journal, terminal, keys
         → no --parallel:  sequential.run_sequential (in this process, unprefixed)
           --parallel N:   pool.ParallelRun (loky workers, key server, output listener)
@@ -28,8 +29,13 @@ from typing import Any
 
 import click
 
-from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, ConfigError
+from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, ConfigError, UsageError
 from agentos.governor import parked as parked_keys
+from agentos.usage.account import RunAccount
+from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
+from agentos.usage.prices import ModelRef, PriceBook
+from agentos.usage.record import money
+from agentos.usage.report import USAGE_FILE_ENV
 from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
@@ -53,6 +59,7 @@ from agentos.workflows.parallel.journal import (
 from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import kill_tagged
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
+from agentos.workflows.parallel.scheduler import NOT_RUN
 from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
 from agentos.workflows.parallel.terminal import Terminal, colour_wanted
 from agentos.workflows.resume import (
@@ -178,6 +185,11 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
     if reason and not credentials:
         raise ConfigError(f"{reason}: pass --credentials-file PATH or set AGENTOS_CREDENTIALS")
+    prices = PriceBook.load(options.prices)
+    models: list[ModelRef | None] = (
+        workflow.models(config) if workflow.models is not None else [None]
+    )
+    check_prices(options, prices, models)
     if options.parallel is not None:
         workers = effective_workers(options.parallel, keys.item_slots, len(items))
     else:
@@ -197,7 +209,57 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     else:
         dask_setup = None
     run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
-    return _execute(workflow, config, options, items, keys, workers, run_path, resume, dask_setup)
+    account = make_account(options, resume)
+    known = [ref for ref in models if ref is not None]
+    if known:
+        prices.preload(known)  # calls will be priced: load the database before workers fork
+    return _execute(
+        workflow,
+        config,
+        options,
+        items,
+        keys,
+        workers,
+        run_path,
+        resume,
+        dask_setup,
+        prices=prices,
+        account=account,
+    )
+
+
+def check_prices(options: RunnerOptions, prices: PriceBook, models: list[ModelRef | None]) -> None:
+    """A budget in dollars needs a price for every model the run will call: one that cannot
+    be priced is a usage error now, not a budget that silently counts nothing. Models only
+    the calls will tell (CLI agents) are checked as their calls come, and stop the run then."""
+    if options.budget is None and options.item_budget is None:
+        return
+    option = "--budget" if options.budget is not None else "--item-budget"
+    for ref in (ref for ref in models if ref is not None):
+        if not prices.known(ref.model, ref.provider):
+            raise UsageError(
+                f"{option} needs prices, and none is known for model {ref.model!r}; give it "
+                "with --prices FILE (TOML, USD per million tokens)"
+            )
+    if None in models:
+        log.info(
+            "%s counts the model calls that commands report in $%s; a call of a model "
+            "without a price stops the run",
+            option,
+            USAGE_FILE_ENV,
+        )
+
+
+def make_account(options: RunnerOptions, resume: ResumePlan | None) -> RunAccount:
+    """The run's usage account and budget, with what its earlier passes spent (--resume)."""
+    budget = RunBudget(options.budget, options.item_budget) if options.budget else None
+    account = RunAccount(budget, ItemLimits(options.item_budget, options.item_tokens))
+    if resume is not None:
+        for item, before in resume.done_before:
+            account.add_earlier(item.id, before.usage, finished=True)
+        for item_id, usage in resume.usage_before.items():
+            account.add_earlier(item_id, usage, finished=False)
+    return account
 
 
 @dataclass(frozen=True)
@@ -263,8 +325,12 @@ def _execute(
     run_path: Path,
     resume: ResumePlan | None,
     dask_setup: Any = None,
+    *,
+    prices: PriceBook | None = None,
+    account: RunAccount | None = None,
 ) -> int:
     started = time.time()
+    account = account if account is not None else RunAccount()
     credentials = key_plan.credentials
     run_id = os.urandom(6).hex()
     settings = ExecutionSettings(
@@ -296,6 +362,8 @@ def _execute(
         run_id=run_id,
         call_keys=key_plan.mode == "call" and bool(key_plan.configs),
         max_key_wait=key_plan.max_wait,
+        prices=prices,
+        limits=account.limits if account.limits else None,
     )
     # The handlers go in first and stay until the summary is written: a Ctrl+C while the run
     # directory, the key server or the workers are being set up is a stop request like any
@@ -366,7 +434,9 @@ def _execute(
                 progress=bool(workers),
                 shutdown=shutdown,
                 attempts_before=resume.attempts_before if resume is not None else None,
+                account=account,
             )
+            batch.progress.set_note("spend", account.progress_note())
             resources.callback(batch.progress.close)
             try:
                 if workers:
@@ -410,6 +480,9 @@ def _execute(
             keys_report,
             failed=fatal is not None,
         )
+    if isinstance(fatal, BudgetReached):
+        fatal.not_started = batch.scheduler.counts()[NOT_RUN] if batch is not None else 0
+        fatal.resume_dir = str(run_path)
     if fatal is not None:
         raise fatal
     return code
@@ -460,8 +533,18 @@ def _finish(
         skipped=resume.done_count if resume is not None else 0,
         keys=keys_report,
         earlier=summary_rows_from_earlier(resume.done_before) if resume is not None else None,
+        usage=batch.account.report(keys_report),
+        item_usage=batch.account.item_json,
     )
     write_summary(run_path, data)
+    budget = batch.account.budget
+    if budget is not None and budget.spent > budget.limit and not budget.reached:
+        log.warning(
+            "spent %s, over --budget %s: the items that were running when it was reached "
+            "went on to finish",
+            money(budget.spent),
+            money(budget.limit),
+        )
     if not options.quiet:
         print(render_summary(data), file=sys.stderr, flush=True)
     return code

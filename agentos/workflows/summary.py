@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentos.usage.record import Tally, cost_text, count, money
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE
 from agentos.workflows.parallel.journal import atomic_write_text
@@ -29,9 +30,12 @@ def summary_data(
     skipped: int,
     keys: list[dict[str, Any]] | None = None,
     earlier: list[dict[str, Any]] | None = None,
+    usage: dict[str, Any] | None = None,
+    item_usage: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """`earlier`: rows of the items an earlier pass finished (--resume); the summary covers every
-    item of the run, in input order."""
+    item of the run, in input order. `usage`: the run's (agentos.usage.account); `item_usage`:
+    an item's, by id."""
     rows: list[dict[str, Any]] = [
         {
             "id": s.id,
@@ -45,6 +49,7 @@ def summary_data(
             "earlier_pass": False,
             "seq": s.item.seq,
             "detail": s.detail,
+            "usage": item_usage(s.id) if item_usage is not None else None,
         }
         for s in states
     ]
@@ -66,6 +71,7 @@ def summary_data(
         "skipped_already_done": skipped,
         "totals": totals,
         "keys": keys or [],
+        "usage": usage,
         "items": rows,
     }
 
@@ -104,20 +110,26 @@ def render_summary(data: dict[str, Any]) -> str:
         shown = [i for i in items if i["status"] != DONE][:MAX_TABLE_ROWS]
         hidden = len(items) - len(shown)
         note = f"  ({hidden} more rows in {Path(data['run_dir']) / 'summary.json'})"
+    usage = data.get("usage") or {}
+    spent = bool(usage.get("calls"))
     rows = [
         (
             i["id"],
             _status_cell(i),
             str(i["attempts"]),
             f"{i['seconds']:.1f}",
+            *(_usage_cells(i.get("usage")) if spent else ()),
             (i["error"] or "")[:80],
         )
         for i in shown
     ]
-    headers = ("item", "status", "attempts", "seconds", "error")
-    lines = _table(rows, headers, right=frozenset({2, 3})) if rows else []
+    headers: tuple[str, ...] = ("item", "status", "attempts", "seconds")
+    headers += ("tokens", "cost", "error") if spent else ("error",)
+    right = frozenset({2, 3, 4, 5}) if spent else frozenset({2, 3})
+    lines = _table(rows, headers, right=right) if rows else []
     if note:
         lines.append(note)
+    lines += _usage_lines(usage)
     totals = data["totals"]
     order = ["done", "failed", "timeout", "interrupted", "not run"]
     parts = [f"{totals[k]} {k}" for k in order if totals.get(k)]
@@ -136,6 +148,52 @@ def render_summary(data: dict[str, Any]) -> str:
         line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"
     lines.append(line)
     return "\n".join(lines)
+
+
+def _usage_cells(usage: dict[str, Any] | None) -> tuple[str, str]:
+    """(tokens, cost) of an item's row."""
+    if not usage or not usage.get("calls"):
+        return "", ""
+    tally = Tally.from_json(usage)
+    tokens = count(tally.tokens) + ("+?" if tally.unmetered_calls else "")
+    return tokens, cost_text(tally)
+
+
+def _usage_lines(usage: dict[str, Any]) -> list[str]:
+    """`usage: 8 calls, 9,120 in (512 cached) + 2,310 out tokens, $0.0021`; the split by group
+    or key when there is more than one; the models that had no price."""
+    if not usage.get("calls"):
+        return []
+    tally = Tally.from_json(usage)
+    calls = f"{count(tally.calls)} call{'s' if tally.calls != 1 else ''}"
+    cached = f" ({count(tally.cached_tokens)} cached)" if tally.cached_tokens else ""
+    line = (
+        f"usage: {calls}, {count(tally.input_tokens)} in{cached} + "
+        f"{count(tally.output_tokens)} out tokens, {cost_text(tally)}"
+    )
+    if tally.unmetered_calls:
+        n = tally.unmetered_calls
+        line += f" ({n} call{'s' if n != 1 else ''} reported no token counts)"
+    budget = usage.get("budget") or {}
+    if budget.get("limit_usd") is not None:
+        line += f" of --budget {money(budget['limit_usd'])}"
+    lines = [line]
+    for name in ("by_group", "by_key"):
+        split = usage.get(name) or {}
+        if len(split) > 1:
+            parts = [
+                f"{label} {cost_text(Tally.from_json(part))} ({count(part.get('calls', 0))} calls)"
+                for label, part in split.items()
+            ]
+            lines.append(f"  {name.replace('_', ' ')}: {', '.join(parts)}")
+            break  # by group when it says more than by key; else by key
+    if usage.get("unpriced_models"):
+        lines.append(
+            "  no price known for: "
+            + ", ".join(usage["unpriced_models"])
+            + " (their cost is unknown; give it with --prices FILE)"
+        )
+    return lines
 
 
 def _status_cell(row: dict[str, Any]) -> str:

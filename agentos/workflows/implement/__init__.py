@@ -14,6 +14,7 @@ from agentos.agents import (
     AGENT_HELP,
     API_BASE_OPTION,
     Agent,
+    agent_models,
     key_mode,
     keyless_agents,
     resolve_agent,
@@ -62,6 +63,7 @@ WORKFLOW = Workflow(
     workspace=lambda config: config.repo,
     key_mode=lambda config: key_mode([config.implementer]),
     needs_keys=lambda config: keyless_agents([config.implementer]),
+    models=lambda config: agent_models([config.implementer]),
 )
 
 __all__ = ["WORKFLOW", "ImplementConfig", "collect_items", "execute_item"]

@@ -37,6 +37,9 @@ from agentos.errors import (
     ItemTimeout,
     RateLimited,
 )
+from agentos.usage.budget import ItemLimits
+from agentos.usage.prices import PriceBook
+from agentos.usage.record import Tally, UsageLog
 from agentos.workflows.items import ExecuteItem, Item
 from agentos.workflows.parallel.context import ItemContext, kill_started_processes
 
@@ -67,6 +70,9 @@ class AttemptSpec:
     call_keys: bool = False
     #: a call that would have to wait longer than this for any key gives up (the run stops)
     max_key_wait: float = 900.0
+    #: what calls cost (--prices over the genai-prices database) and the item caps
+    prices: PriceBook | None = None
+    limits: ItemLimits | None = None
 
 
 @dataclass
@@ -87,6 +93,10 @@ class AttemptResult:
     detail: str = ""  # how a done item ended, in a word ("Draft"): ItemContext.detail
     #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
     waits: dict[str, float] | None = None
+    #: the attempt's model calls (ItemContext.record_usage, the CLI usage file); None: none
+    usage: UsageLog | None = None
+    #: False when another attempt cannot help (the item is over its budget)
+    retry: bool = True
 
 
 class KeyClaimer(Protocol):
@@ -123,7 +133,9 @@ def run_attempt(
     keys: KeyClaimer | None,
     capture: CaptureFactory | None,
     around_item: Callable[[], AbstractContextManager[Any]] | None = None,
+    spent_before: Tally | None = None,
 ) -> AttemptResult:
+    """`spent_before`: what the item's earlier attempts spent, for its caps."""
     started = time.time()
     t0 = time.monotonic()
     pid = os.getpid()
@@ -147,6 +159,9 @@ def run_attempt(
             deadline=t0 + spec.timeout if spec.timeout else None,
             governor=keys if (spec.call_keys or key) and hasattr(keys, "acquire_call") else None,
             max_key_wait=spec.max_key_wait,
+            prices=spec.prices or PriceBook(),
+            limits=spec.limits or ItemLimits(),
+            spent_before=spent_before,
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),
@@ -165,6 +180,11 @@ def run_attempt(
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:  # the claim or the capture failed: infrastructure, not the item
         _set(result, FAILED, f"could not start the item: {exc}")
+    if ctx is not None:
+        # a command that outlived its `ctx.run` (a daemon) may have reported after it
+        with contextlib.suppress(Exception):
+            ctx.collect_usage_file()
+        result.usage = ctx.usage if ctx.usage else None
     result.runtime = time.monotonic() - t0
     # the error may quote an answer or an environment: every key the attempt saw goes
     if ctx is not None:
@@ -195,6 +215,7 @@ def _execute(
         _set(result, TIMEOUT, str(exc), exit_code=-1, sig=signal.SIGTERM)
     except ItemError as exc:
         _set(result, FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
+        result.retry = getattr(exc, "retry", True)
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except SystemExit as exc:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
+from agentos.usage.account import RunAccount
+from agentos.usage.budget import STOP, WAIT, BudgetReached
 from agentos.workflows.items import Item
 from agentos.workflows.parallel import credentials as creds
 from agentos.workflows.parallel.attempt import (
@@ -127,8 +129,11 @@ class Batch:
         progress: bool = True,
         shutdown: ShutdownState | None = None,
         attempts_before: dict[str, int] | None = None,
+        account: RunAccount | None = None,
     ) -> None:
         self.settings = settings
+        #: the run's usage and its --budget (agentos.usage)
+        self.account = account if account is not None else RunAccount()
         self.scheduler = Scheduler(
             items,
             retries=settings.retries,
@@ -224,7 +229,7 @@ class Batch:
         if out_for is not None and out_for > self.settings.max_key_wait:
             raise KeysExhausted(_all_out(status))
         # every key out, but back within --max-key-wait: the run waits, and shows for how long
-        self.progress.note = f"keys back in {_countdown(out_for)}" if out_for else ""
+        self.progress.set_note("keys", f"keys back in {_countdown(out_for)}" if out_for else "")
 
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""
@@ -275,9 +280,34 @@ class Batch:
             )
         final = self.scheduler.finish(state, result, rate_limit_wait=wait)
         self.journal.record(result, state.item, final=final)
+        for notice in self.account.attempt_ended(state.id, result.usage, final=final):
+            self.terminal.message(notice, force=True)
+        self.progress.set_note("spend", self.account.progress_note())
         self._tell(state, lease, result, final, cooldown)
         self.update_progress()
         return final
+
+    # -- --budget
+    def may_start(self, state: ItemState) -> bool:
+        """Before an item starts: does --budget allow it? False and nothing raised: wait (the
+        first item is being measured). Raises BudgetReached when the run must drain; the
+        waiting items are then not run."""
+        budget = self.account.budget
+        if budget is None:
+            return True
+        verdict = budget.verdict(self.scheduler.running.keys())
+        if verdict == WAIT:
+            return False
+        if verdict == STOP:
+            budget.reached = True
+            self.stop_waiting()
+            raise BudgetReached(budget)
+        return True
+
+    def started(self, state: ItemState) -> None:
+        """The item started: it holds its share of --budget until its attempt ends."""
+        if self.account.budget is not None:
+            self.account.budget.reserve(state.id)
 
     def _tell(
         self,

@@ -28,6 +28,10 @@ from typing import Any
 from agentos.errors import ItemError, RateLimited
 from agentos.governor.governor import CallGrant
 from agentos.governor.signals import OVERLOADED, QUOTA, RATE, classify_text
+from agentos.usage.budget import ItemLimits
+from agentos.usage.prices import PriceBook
+from agentos.usage.record import UNKNOWN_MODEL, Call, Tally, UsageLog
+from agentos.usage.report import USAGE_FILE_ENV, UsageFile
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, terminate_groups
@@ -106,6 +110,14 @@ class ItemContext:
     detail: str = ""
     #: seconds this attempt's calls waited for a key, by reason (journaled)
     waits: dict[str, float] = field(default_factory=dict)
+    #: prices for the calls' costs, and the item's caps (--item-budget, --item-tokens)
+    prices: PriceBook = field(default_factory=PriceBook)
+    limits: ItemLimits = field(default_factory=ItemLimits)
+    #: what the item's earlier attempts spent: its caps are the item's, not the attempt's
+    spent_before: Tally | None = None
+    #: this attempt's model calls (`record_usage`), carried back in its result
+    usage: UsageLog = field(default_factory=UsageLog)
+    _usage_file: UsageFile | None = field(default=None, repr=False)
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
     #: every key `call_key` handed this attempt, with its label: an agent's answer may quote
     #: any of them, and `redact` must find them after the calls are over
@@ -133,6 +145,7 @@ class ItemContext:
             env[RUN_TAG_ENV] = self.run_tag
         env["AGENTOS_ITEM_ID"] = self.item.id
         env["AGENTOS_ATTEMPT"] = str(self.attempt)
+        env[USAGE_FILE_ENV] = self.usage_file
         if extra:
             env.update(extra)
         return env
@@ -203,6 +216,100 @@ class ItemContext:
     def _note_wait(self, reason: str, seconds: float) -> None:
         self.waits[reason] = round(self.waits.get(reason, 0.0) + seconds, 3)
 
+    # -- usage and budgets
+    def record_usage(
+        self,
+        model: str | None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_tokens: int = 0,
+        cost_usd: float | None = None,
+        provider: str | None = None,
+        key_label: str | None = None,
+    ) -> float | None:
+        """Record one model call: its model (as the provider answered it), its input tokens
+        (`cached_tokens` of them read from a prompt cache), its output tokens, and its cost
+        when the provider states it. Tokens None: the provider did not say (the call is
+        counted, its tokens and cost unknown). `provider` (an API URL or a name) helps find
+        the price; `key_label` is the key the call used (default: the attempt's lease).
+        Returns the call's cost in USD, None when it is unknown. Call `check_budget` before
+        the next call."""
+        for name, value in (
+            ("input_tokens", input_tokens),
+            ("output_tokens", output_tokens),
+            ("cached_tokens", cached_tokens),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"record_usage: {name} must be an int or None, not {value!r}")
+            if value is not None and value < 0:
+                raise ValueError(f"record_usage: {name} must be >= 0, not {value}")
+        if cost_usd is not None and not cost_usd >= 0:
+            raise ValueError(f"record_usage: cost_usd must be >= 0, not {cost_usd}")
+        call = Call(
+            # a model name comes from a server or a wrapper: it goes into files, so no key in it
+            model=self.redact(model.strip()) if model and model.strip() else UNKNOWN_MODEL,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            cost_usd=None if cost_usd is None else float(cost_usd),
+            provider=provider,
+            key=key_label or self.credential_label,
+        )
+        return self._record(call)
+
+    def _record(self, call: Call) -> float | None:
+        cost = self.prices.cost(call)
+        self.usage.add(call, cost)
+        return cost
+
+    def spent(self) -> Tally:
+        """The item's usage so far: its earlier attempts' and this one's."""
+        total = self.usage.total.copy()
+        if self.spent_before is not None:
+            total.merge(self.spent_before)
+        return total
+
+    def check_budget(self) -> None:
+        """Before a model call: raise OverBudget (a failure that is not retried) when the
+        item has passed --item-budget or --item-tokens."""
+        if self.limits:
+            self.limits.check(self.spent())
+
+    @property
+    def usage_file(self) -> str:
+        """This attempt's usage file (`$AGENTOS_USAGE_FILE` of its commands): one JSON line per
+        model call, appended by a CLI agent or its wrapper (agentos.usage.report)."""
+        if self._usage_file is None:
+            path = self.run_dir / "usage" / f"{self.item.id}.attempt-{self.attempt}.jsonl"
+            self._usage_file = UsageFile(str(path))
+            with contextlib.suppress(OSError):  # unwritable: the wrapper's append fails, not us
+                self._usage_file.prepare()
+        return self._usage_file.path
+
+    def collect_usage_file(self) -> None:
+        """Record the calls appended to the usage file since the last look; a malformed line is
+        skipped and said in the item's output."""
+        if self._usage_file is None:
+            return
+        for number, found in self._usage_file.read_new():
+            if isinstance(found, str):
+                self.usage.skipped_lines += 1
+                self.log(f"agentos: {USAGE_FILE_ENV} line {number} skipped: {found}")
+                continue
+            model = self.redact(found.model)
+            self._record(
+                Call(
+                    model,
+                    found.input_tokens,
+                    found.output_tokens,
+                    found.cached_tokens,
+                    found.cost_usd,
+                    found.provider,
+                    self.credential_label,
+                )
+            )
+
     # -- subprocesses
     def run(
         self,
@@ -217,6 +324,8 @@ class ItemContext:
         exit (see `run_checked`); raises OSError when the program cannot start."""
         if self._rate_limit_re is None:
             self._rate_limit_re = re.compile(self.rate_limit_pattern.encode(), re.IGNORECASE)
+        # a command is a call (or many) to a model: an item over its caps makes no more
+        self.check_budget()
         self.last_argv = list(argv)
         proc = subprocess.Popen(
             argv,
@@ -241,6 +350,9 @@ class ItemContext:
             # whatever the command left running in its group (background jobs) ends with it
             terminate_groups([proc.pid], grace=0.2)
             ACTIVE_GROUPS.discard(proc.pid)
+            # what it reported is spent, whether it succeeded or not
+            with contextlib.suppress(Exception):
+                self.collect_usage_file()
             for pipe in (proc.stdin, proc.stdout, proc.stderr):
                 if pipe is not None:
                     with contextlib.suppress(OSError):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.errors import AgentosError, KeyServerLost, KeysExhausted
+from agentos.usage.budget import BudgetReached
 from agentos.workflows.parallel.attempt import AttemptSpec
 from agentos.workflows.parallel.batch import Batch
 from agentos.workflows.parallel.credentials import Lease
@@ -116,6 +117,12 @@ class Controller(ABC):
             state = batch.scheduler.peek_ready()
             if state is None:
                 return
+            try:
+                if not batch.may_start(state):
+                    return  # --budget: the first item is measured before others start
+            except BudgetReached as exc:  # drain: the running items finish
+                self.fatal = exc
+                return
             lease = None
             if batch.keys is not None:
                 try:
@@ -133,6 +140,7 @@ class Controller(ABC):
                 if batch.lease_items and lease is None:
                     return
             attempt = batch.scheduler.start(state)
+            batch.started(state)
             future = self.submit(state, attempt, lease)
             if future is None:
                 return

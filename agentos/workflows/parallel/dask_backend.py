@@ -20,7 +20,8 @@ environment (they run elsewhere, started by someone else), so the variables an i
 sent with the run: every AGENTOS_* setting (AGENTOS_MOCK_LATENCY, AGENTOS_SIMULATE_429, ...)
 and what `--env NAME` / `--env PREFIX*` names, GNU parallel's convention. Never sent: keys (they
 reach items only leased, through the key actor), AGENTOS_CREDENTIALS, the leased-key variable,
-and what agentos sets per attempt itself (AGENTOS_RUN_TAG, AGENTOS_ITEM_ID, AGENTOS_ATTEMPT).
+and what agentos sets per attempt itself (AGENTOS_RUN_TAG, AGENTOS_ITEM_ID, AGENTOS_ATTEMPT,
+AGENTOS_USAGE_FILE).
 
 The runner, options, journal, summary and exit codes are the loky backend's; only how an
 attempt gets to a process differs. A worker lost mid-item is Dask's to handle: the scheduler
@@ -76,6 +77,7 @@ NEVER_FORWARD = frozenset(
         "AGENTOS_ITEM_ID",
         "AGENTOS_ATTEMPT",
         "AGENTOS_RESULT_FD",
+        "AGENTOS_USAGE_FILE",
     }
 )
 
@@ -337,6 +339,7 @@ class DaskRun(Controller):
             self.topic,
             self.terminate_name,
             self.env_future,
+            self.batch.account.spent_before(state.id),
             pure=False,
             key=f"agentos-{state.id}-{attempt}-{self.run_id}",
         )

@@ -7,6 +7,8 @@
       summary.json    written atomically at the end
       logs/<id>.log   each item's output, unprefixed (parallel mode)
       items/<id>/     each item's private state (audit trails, scratch files)
+      usage/          what CLI agents reported of their model calls, one file per attempt
+                      ($AGENTOS_USAGE_FILE, agentos.usage.report)
       run.json        what the run is (workflow, workspace, command line), for --resume
       .lock           held while a run uses the directory
 
@@ -99,7 +101,7 @@ class RunDir:
         """Everything a run writes here must be writable *before* any item runs: a read-only or
         immutable run directory found at the end would lose the record of paid work."""
         try:
-            for sub in (self.logs, self.path / "items"):
+            for sub in (self.logs, self.path / "items", self.path / "usage"):
                 sub.mkdir(exist_ok=True)
             for name in ("journal.jsonl", "joblog.tsv", "run.json", "summary.json"):
                 target = self.path / name
@@ -177,6 +179,8 @@ class Journal:
             entry["detail"] = result.detail
         if result.waits:
             entry["waits"] = result.waits  # seconds waited for keys, by reason
+        if result.usage:
+            entry["usage"] = result.usage.to_json()  # calls, tokens, cost: by model and key
         os.write(self._jsonl, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
         if result.status == INTERRUPTED:
             return

@@ -253,7 +253,10 @@ class ParallelRun(Controller):
     def submit(self, state: ItemState, attempt: int, lease: Lease | None) -> Any:
         try:
             future = self.pool.submit(
-                state.item, attempt, lease.lease_id if lease is not None else None
+                state.item,
+                attempt,
+                lease.lease_id if lease is not None else None,
+                self.batch.account.spent_before(state.id),
             )
         except BrokenProcessPool:
             # the pool broke between two events; the break is being reported already

@@ -50,9 +50,10 @@ class Progress:
         self._interval = _interval()
         self._drawn = 0  # length of the bar on the screen now; 0 when it is not shown
         self._line: tuple[tuple[int | None, int, int, int, int, str], str] | None = None
-        #: a word for the end of the line, set by the batch (the countdown while every key is
-        #: out of quota)
-        self.note = ""
+        #: words for the end of the line, by topic, set by the batch: the countdown while every
+        #: key is out of quota ("keys"), the spend so far ("spend")
+        self.notes: dict[str, str] = {}
+        self.note = ""  # the notes joined, as shown
         if self.enabled and terminal.err_is_tty:
             from tqdm import tqdm
 
@@ -70,6 +71,10 @@ class Progress:
                 )
                 self.redraw()
                 terminal.bar = self
+
+    def set_note(self, topic: str, text: str) -> None:
+        self.notes[topic] = text
+        self.note = ", ".join(note for note in self.notes.values() if note)
 
     def update(self, *, force: bool = False) -> None:
         if not self.enabled:

@@ -9,6 +9,7 @@ processes, no I/O, so every rule here is unit-tested directly.
     rate_limited        no                     front of the queue (another key), at most
                                                --max-rate-limit-waits times, then failed
     rejected (bad key)  no                     front of the queue
+    failed, over budget yes                    final: another attempt would only spend more
     worker died here    yes                    like failed
     innocent bystander  no                     front of the queue (the pool broke under it)
     interrupted         -                      final: not done, a resume reruns it
@@ -184,7 +185,7 @@ class Scheduler:
             return True
         # failed or timeout: counts against --retries
         state.failures += 1
-        if state.failures <= self.retries:
+        if state.failures <= self.retries and result.retry:
             delay = min(self.backoff_base * 2 ** (state.failures - 1), self.backoff_cap)
             state.retry_delay = delay
             self._requeue_later(state, delay)

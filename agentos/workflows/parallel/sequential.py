@@ -61,6 +61,7 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                     break
                 time.sleep(min(delay, 0.5))
                 continue
+            batch.may_start(current)  # --budget: raises BudgetReached when the run must stop
             lease = None
             if batch.keys is not None:
                 try:
@@ -74,6 +75,7 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                     time.sleep(min(status.next_free_in or 0.5, 0.5))
                     continue
             attempt = scheduler.start(current)
+            batch.started(current)
             result = run_attempt(
                 spec,
                 current.item,
@@ -82,6 +84,7 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                 batch.keys,
                 capture,
                 around_item=item_running,
+                spent_before=batch.account.spent_before(current.id),
             )
             batch.end_attempt(current, lease, result)
             if result.status == INTERRUPTED:

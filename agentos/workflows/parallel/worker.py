@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agentos.usage.record import Tally
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
 from agentos.workflows.parallel.capture import ItemCapture
@@ -85,8 +86,11 @@ def _capture(item: Item, attempt: int) -> ItemCapture:
     return ItemCapture(_STATE.listener_address, _STATE.listener_token, item.id, attempt)
 
 
-def execute_in_worker(item: Item, attempt: int, lease_id: int | None) -> AttemptResult:
-    """The loky task. Arguments are small: the item record, its attempt number, a lease id."""
+def execute_in_worker(
+    item: Item, attempt: int, lease_id: int | None, spent_before: Tally | None = None
+) -> AttemptResult:
+    """The loky task. Arguments are small: the item record, its attempt number, a lease id,
+    what the item's earlier attempts spent (for its caps)."""
     if _STATE is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("worker used before initialize_worker ran")
     flag = _STATE.spec.drain_flag
@@ -94,4 +98,6 @@ def execute_in_worker(item: Item, attempt: int, lease_id: int | None) -> Attempt
         return AttemptResult(
             item.id, attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
         )
-    return run_attempt(_STATE.spec, item, attempt, lease_id, _STATE.keys, _capture)
+    return run_attempt(
+        _STATE.spec, item, attempt, lease_id, _STATE.keys, _capture, spent_before=spent_before
+    )

@@ -14,6 +14,7 @@ from agentos.agents import (
     AGENT_HELP,
     API_BASE_OPTION,
     Agent,
+    agent_models,
     key_mode,
     keyless_agents,
     resolve_agent,
@@ -95,6 +96,7 @@ WORKFLOW = Workflow(
     workspace=lambda config: config.repo,
     key_mode=lambda config: key_mode([config.drafter, config.reviewer]),
     needs_keys=lambda config: keyless_agents([config.drafter, config.reviewer]),
+    models=lambda config: agent_models([config.drafter, config.reviewer]),
 )
 
 __all__ = ["WORKFLOW", "RequirementsConfig", "collect_items", "execute_item"]

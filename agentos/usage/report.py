@@ -1,0 +1,114 @@
+"""How a CLI agent (or any command an item runs) reports its model calls: one JSON line per call,
+appended to the file `$AGENTOS_USAGE_FILE` names.
+
+    {"model": "claude-sonnet-4-5", "input_tokens": 1200, "output_tokens": 340}
+    {"model": "gpt-4o-mini", "input_tokens": 900, "cached_tokens": 512, "output_tokens": 80}
+    {"model": "anthropic/claude-sonnet-4.5", "cost_usd": 0.0123, "provider": "openrouter"}
+
+Every field is optional; a field of the wrong type makes the line malformed. `input_tokens`
+counts all input tokens, the `cached_tokens` read from a prompt cache among them. `cost_usd` is
+the provider's own figure (it wins over any price). `provider` (a name such as "anthropic", or
+the API URL) helps find the price when a model is sold by several providers. Unknown fields are
+ignored, so a wrapper may add its own.
+
+The file is per attempt (`<run-dir>/usage/<item>.attempt-<n>.jsonl`); agentos reads what was
+appended after each command the item runs, and once more when the attempt ends. A malformed
+line is skipped and reported in the item's output, never fatal: a wrapper's bug must not fail
+work that is done and paid for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentos.usage.record import UNKNOWN_MODEL, Call
+
+USAGE_FILE_ENV = "AGENTOS_USAGE_FILE"
+MAX_LINE = 64 * 1024  # a call's line is tens of bytes; anything longer is not one
+_INTS = ("input_tokens", "output_tokens", "cached_tokens")
+
+
+def parse_line(line: bytes) -> Call | str:
+    """The call a line reports, or why it is not one."""
+    if len(line) > MAX_LINE:
+        return f"longer than {MAX_LINE // 1024} KiB"
+    try:
+        data: Any = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return "not JSON"
+    if not isinstance(data, Mapping):
+        return "not a JSON object"
+    values: dict[str, Any] = {}
+    for name in _INTS:
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{name} must be a whole number >= 0"
+        values[name] = value
+    cost = data.get("cost_usd")
+    if cost is not None and (
+        isinstance(cost, bool)
+        or not isinstance(cost, (int, float))
+        or not math.isfinite(cost)
+        or cost < 0
+    ):
+        return "cost_usd must be a number >= 0"
+    for name in ("model", "provider"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            return f"{name} must be a non-empty string"
+    return Call(
+        model=str(data.get("model") or UNKNOWN_MODEL).strip()[:200],
+        input_tokens=values.get("input_tokens"),
+        output_tokens=values.get("output_tokens"),
+        cached_tokens=values.get("cached_tokens", 0),
+        cost_usd=None if cost is None else float(cost),
+        provider=data.get("provider"),
+    )
+
+
+@dataclass
+class UsageFile:
+    """Reads what was appended to one attempt's usage file since the last read."""
+
+    path: str
+    offset: int = 0
+    line_number: int = 0
+    _ready: bool = field(default=False, repr=False)
+
+    def prepare(self) -> None:
+        """Make the directory the file goes in (once): a wrapper appends, it does not mkdir."""
+        if not self._ready:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._ready = True
+
+    def read_new(self) -> list[tuple[int, Call | str]]:
+        """(line number, call or why the line was skipped) for every line appended since the
+        last read. A missing file is no calls (one failed open: the common case costs
+        microseconds). The last line counts even without its newline: the command that
+        wrote it has exited."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.line_number += 1
+            return [(self.line_number, f"cannot read the file: {exc.strerror}")]
+        self.offset += len(data)
+        found: list[tuple[int, Call | str]] = []
+        lines = data.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()  # the newline that ends the last line starts no new one
+        for line in lines:
+            self.line_number += 1
+            if line.strip():
+                found.append((self.line_number, parse_line(line)))
+        return found
