@@ -35,8 +35,10 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
         "memory",
         "scale",
         "scaling",
+        "governor_roundtrip",
     }
     results = report["results"]
+    assert results["governor_roundtrip"]["series"]["calls_per_second"]["median"] > 0
     # correctness checks the harness makes are real even at tiny sizes
     assert results["output_heavy"]["line_check"] == "every line whole, attributed and in order"
     assert results["scale"]["measured"]["joblog_correct"] is True
