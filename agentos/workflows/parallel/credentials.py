@@ -1,22 +1,15 @@
-"""API keys: loading, public labels, redaction, and the coordinator that leases them.
+"""API keys: loading (with their credentials-file attributes), public labels, redaction, leases.
 
-    parent                              key server (multiprocessing Manager process)
-    ------                              ---------------------------------------------
-    acquire(item) ─────────────────►    CredentialCoordinator: free / leased / cooling / revoked
-      ◄── Lease(id, label)              picks the least recently used free key
-    submit(item, lease_id) ──► worker
-                               worker: claim(lease_id, pid) ──► the key (never in task arguments,
-                                                                never on a command line)
-    result ◄── worker
-    release(lease_id, outcome) ─────►   ok/failed: free again; rate_limited: cooling until
-                                        now + Retry-After (else 30 s · 2^n, max 15 min, jitter);
-                                        revoked: never leased again this run
-    worker died → reclaim(item) ────►   the lease goes back to the pool
+Who may use which key, and when, is the rate governor's (agentos.governor.governor: per-item
+leases and per-call grants, groups, budgets, the four kinds of "no"). This module has what both
+sides of a run share: `KeyConfig` (a key and its group= rpm= tpm= rpd= slots=), `Credential`
+(label and fingerprints), `Lease`, the release outcomes, and the `Redactor`.
 
-The parent does all the bookkeeping (it knows which item holds which lease), so a lease cannot be
-lost when a worker dies; the coordinator also reclaims, on its own, leases whose holder process is
-gone. Only labels (`key-1`, plus a fingerprint taken from the SHA-256 of the key) ever appear in
-output, journals and errors; the `Redactor` replaces any key that an item prints anyway.
+The parent does all the lease bookkeeping (it knows which item holds which lease), so a lease
+cannot be lost when a worker dies; the governor also reclaims, on its own, leases whose holder
+process is gone. Only labels (`key-1`, plus a fingerprint taken from the SHA-256 of the key) ever
+appear in output, journals and errors; the `Redactor` replaces any key that an item prints
+anyway.
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
     parent (Dask client)                                Dask workers (any machine)
     --------------------                                --------------------------
-    LocalCluster of --parallel single-threaded          key actor: a CredentialCoordinator on
+    LocalCluster of --parallel single-threaded          key actor: the rate Governor on
       workers, or an existing cluster (--scheduler)       one worker; keys handed to it in a
     Batch: queue, retries, journal, summary,              direct actor call, never in a task
       leases through the actor                          run_item(spec, item, attempt, lease id):
     submit run_item per item  ───────────────────────►    claim the key, run the attempt in a
     subscribe to the run's event topic ◄── output ───     child process, forward its output as
-      → OutputListener: prefixed, logged, redacted        worker events, return AttemptResult
+      → OutputListener: prefixed, logged, redacted        worker events, relay its per-call
+                                                          key requests to the actor, return
+                                                          the AttemptResult
     1st Ctrl+C: no new submissions, wait
     2nd Ctrl+C: set the run's terminate Event (tasks end their attempt and its processes),
       wait for them, cancel the rest, close the local cluster, sweep this run's tag here

@@ -6,11 +6,13 @@ Data flow of a parallel run:
     ──────────────                                              ───────────────────────
     ParallelRun (main thread)                                   initialize_worker(): SIGINT ignored,
       │ take_lease(item) ──► key server (Manager process)       own process group, parent-death
-      │ submit(item, attempt, lease_id) ─────────────────────►  signal, key-server proxy
-      │                                                         execute_in_worker():
-      │                                   ┌── claim(lease_id) ◄─┤  key for this attempt only
-      │                                   ▼                     │  fds 1,2 → sockets (output.py)
-      │                         CredentialCoordinator           │  execute_item(item, ctx)
+      │   (CLI agents: keys per item)                           signal, key-server proxy
+      │ submit(item, attempt, lease_id) ─────────────────────►  execute_in_worker():
+      │                                   ┌── claim(lease_id) ◄─┤  key for this attempt only, or
+      │                                   ├── acquire_call() ◄──┤  per call (ctx.call_key: HTTP
+      │                                   ▼     end_call()      │  agents, paced by the governor)
+      │                         Governor (agentos.governor)     │  fds 1,2 → sockets (output.py)
+      │                                                         │  execute_item(item, ctx)
       │                                                         │    └─ ctx.run(): own session
       │  OutputListener thread ◄── item bytes (one socket per ──┤       process group, key in env
       │    "[id] line" → terminal   attempt and stream)         │

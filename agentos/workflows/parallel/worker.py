@@ -38,7 +38,7 @@ from agentos.workflows.parallel.process_tree import (
 @dataclass
 class _WorkerState:
     spec: AttemptSpec
-    keys: Any  # CredentialCoordinator proxy, or None
+    keys: Any  # the Governor's Manager proxy, or None
     listener_address: str
     listener_token: str
 
