@@ -56,6 +56,7 @@ class RunnerOptions:
     item_budget: float | None = None  # --item-budget: USD per item
     item_tokens: int | None = None  # --item-tokens: tokens per item
     prices: Path | None = None  # --prices: the user's price file
+    notify: tuple[str, ...] = ()  # --notify: apprise URLs (they carry tokens: never print them)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunnerOptions:
@@ -123,6 +124,7 @@ class RunnerOptions:
             item_budget=params.pop("item_budget"),
             item_tokens=params.pop("item_tokens"),
             prices=params.pop("prices"),
+            notify=tuple(params.pop("notify", ())),
         )
 
 
@@ -344,6 +346,14 @@ _SHARED: list[Callable[[F], F]] = [
         metavar="FILE",
         help="Model prices (TOML, USD per million tokens) that override or add to the "
         "genai-prices database.",
+    ),
+    click.option(
+        "--notify",
+        multiple=True,
+        metavar="URL",
+        help="When the run ends, however it ends, send its summary to this apprise URL "
+        "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos[notify]'). "
+        "URLs carry tokens: agentos never prints them.",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),

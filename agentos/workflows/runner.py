@@ -31,6 +31,8 @@ import click
 
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, ConfigError, UsageError
 from agentos.governor import parked as parked_keys
+from agentos.notify import Notifier, check_urls
+from agentos.notify import message as notify_message
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
 from agentos.usage.prices import ModelRef, PriceBook
@@ -161,6 +163,7 @@ def effective_workers(requested: int, n_keys: int, n_items: int) -> int:
 def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     params = dict(params)
     options = RunnerOptions.from_params(params)
+    notifier = check_urls(options.notify)  # a bad URL or no apprise: exit 2 before anything
     config = workflow.make_config(**params)
     items = check_items(list(workflow.collect_items(config)))
     resume: ResumePlan | None = None
@@ -225,6 +228,7 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         dask_setup,
         prices=prices,
         account=account,
+        notifier=notifier,
     )
 
 
@@ -328,6 +332,7 @@ def _execute(
     *,
     prices: PriceBook | None = None,
     account: RunAccount | None = None,
+    notifier: Notifier | None = None,
 ) -> int:
     started = time.time()
     account = account if account is not None else RunAccount()
@@ -469,6 +474,9 @@ def _execute(
             keys_report = batch.keys_report()  # before the key server goes
             if keys is not None and batch.keys_lost is None:
                 key_plan.remember(keys)
+        if isinstance(fatal, BudgetReached):  # before _finish: its notification shows them
+            fatal.not_started = batch.scheduler.counts()[NOT_RUN]
+            fatal.resume_dir = str(run_path)
         code = _finish(
             workflow,
             batch,
@@ -479,10 +487,9 @@ def _execute(
             options,
             keys_report,
             failed=fatal is not None,
+            notifier=notifier,
+            fatal=fatal,
         )
-    if isinstance(fatal, BudgetReached):
-        fatal.not_started = batch.scheduler.counts()[NOT_RUN] if batch is not None else 0
-        fatal.resume_dir = str(run_path)
     if fatal is not None:
         raise fatal
     return code
@@ -515,6 +522,8 @@ def _finish(
     keys_report: list[dict[str, Any]],
     *,
     failed: bool,
+    notifier: Notifier | None = None,
+    fatal: AgentosError | None = None,
 ) -> int:
     code = batch.exit_code()
     if failed and code == EXIT_OK:
@@ -545,8 +554,14 @@ def _finish(
             money(budget.spent),
             money(budget.limit),
         )
+    rendered = render_summary(data)
     if not options.quiet:
-        print(render_summary(data), file=sys.stderr, flush=True)
+        print(rendered, file=sys.stderr, flush=True)
+    if notifier is not None:
+        # after summary.json, so a receiver that looks at the run directory finds it; still
+        # under the signal handlers, so a Ctrl+C now cannot cut the sending into a traceback
+        title, body = notify_message(data, rendered.splitlines()[-1], fatal)
+        notifier.send(title, body, warn=log.warning)
     return code
 
 
