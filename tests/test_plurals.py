@@ -57,3 +57,12 @@ def test_verbose_start_line_counts_right(tmp_path: Path) -> None:
     done = run(agentos_argv("run", "-v", "-j1", "--items", str(items), "--", "true"), cwd=tmp_path)
     assert done.returncode == 0
     assert "[agentos] 1 item, 1 worker, run dir " in done.stderr
+
+
+def test_workers_capped_by_key_slots(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        assert effective_workers(8, 3, 10, 2) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "using 3 workers: the 2 keys allow 3 items at once (asked for 8; raise slots= or "
+        "--key-slots for more)"
+    ]

@@ -142,21 +142,29 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def effective_workers(requested: int, n_keys: int, n_items: int) -> int:
+def effective_workers(requested: int, n_slots: int, n_items: int, n_keys: int | None = None) -> int:
+    """Workers for a run: at most MAX_WORKERS, at most the items, and, when each item leases a
+    key, at most the keys' slots (`n_slots`, over `n_keys` keys; 0: keys do not cap)."""
     workers = requested
     if workers > MAX_WORKERS:
         log.warning("requested %d workers, capping to %d", requested, MAX_WORKERS)
         workers = MAX_WORKERS
-    if n_keys and n_keys < workers:
-        log.info(
-            "using %d worker%s: only %d key%s configured (asked for %d)",
-            n_keys,
-            "s" if n_keys != 1 else "",
-            n_keys,
-            "s are" if n_keys != 1 else " is",
-            requested,
-        )
-        workers = n_keys
+    n_keys = n_slots if n_keys is None else n_keys
+    if n_slots and n_slots < workers:
+        using = f"using {plural(n_slots, 'worker')}"
+        if n_slots == n_keys:
+            were = "key is" if n_keys == 1 else "keys are"
+            log.info("%s: only %d %s configured (asked for %d)", using, n_keys, were, requested)
+        else:
+            log.info(
+                "%s: the %s allow %d items at once (asked for %d; raise slots= or --key-slots "
+                "for more)",
+                using,
+                plural(n_keys, "key"),
+                n_slots,
+                requested,
+            )
+        workers = n_slots
     return max(1, min(workers, n_items))
 
 
@@ -194,7 +202,9 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     )
     check_prices(options, prices, models)
     if options.parallel is not None:
-        workers = effective_workers(options.parallel, keys.item_slots, len(items))
+        workers = effective_workers(
+            options.parallel, keys.item_slots, len(items), len(keys.credentials)
+        )
     else:
         workers = 0
     if not items:
