@@ -511,9 +511,8 @@ def test_forwarding_a_key_or_the_whole_environment_is_refused(tmp_path: Path) ->
 
 def test_http_agents_take_keys_per_call_from_the_actor(tmp_path: Path) -> None:
     pytest.importorskip("httpx")
-    from test_governor_e2e import keys_file, repo_with_briefs
-
     from bench.provider_sim import Org, ProviderSim
+    from sim_helpers import keys_file, repo_with_briefs
 
     repo = repo_with_briefs(tmp_path, 4)
     keys = {"sk-dask-call-a-000000": "a"}

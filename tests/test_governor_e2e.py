@@ -5,36 +5,16 @@ targets live in bench/rate_scenarios.py."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bench.provider_sim import Org, ProviderSim
-from conftest import REPO, agentos_argv, clean_env, run
+from conftest import agentos_argv, clean_env, run
+from sim_helpers import keys_file, repo_with_briefs
 
 pytest.importorskip("httpx")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-def repo_with_briefs(tmp_path: Path, count: int) -> Path:
-    repo = tmp_path / "repo"
-    shutil.copytree(REPO / "examples" / "demo-repo", repo)
-    briefs = repo / "ideas" / "active"
-    for old in briefs.glob("*.md"):
-        old.unlink()
-    for n in range(count):
-        (briefs / f"idea-{n}.md").write_text(
-            f"# Idea {n}\n\n- The tool shows item {n}.\n- It reports what it did.\n"
-        )
-    return repo
-
-
-def keys_file(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "keys.txt"
-    path.write_text(body)
-    path.chmod(0o600)
-    return path
 
 
 def requirements(repo: Path, sim: ProviderSim, keys: Path, *extra: str) -> list[str]:

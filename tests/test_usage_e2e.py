@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from bench.provider_sim import Org, ProviderSim
-from conftest import REPO, Finished, agentos_argv, clean_env, items_file, run
+from conftest import Finished, agentos_argv, clean_env, items_file, run
 from fake_openai import FakeOpenAI
+from sim_helpers import keys_file as write_keys
+from sim_helpers import repo_with_briefs
 
 pytest.importorskip("httpx")
 genai_prices = pytest.importorskip("genai_prices")
@@ -24,24 +26,8 @@ MODEL = "gpt-4o-mini"  # in the genai-prices database
 KEYS = {"sk-usage-key-a-0000000": "acme", "sk-usage-key-b-0000000": "side"}
 
 
-def repo_with_briefs(tmp_path: Path, count: int) -> Path:
-    repo = tmp_path / "repo"
-    shutil.copytree(REPO / "examples" / "demo-repo", repo)
-    briefs = repo / "ideas" / "active"
-    for old in briefs.glob("*.md"):
-        old.unlink()
-    for n in range(count):
-        (briefs / f"idea-{n:02d}.md").write_text(
-            f"# Idea {n}\n\n- The tool shows item {n}.\n- It reports what it did.\n"
-        )
-    return repo
-
-
 def keys_file(tmp_path: Path, keys: dict[str, str]) -> Path:
-    path = tmp_path / "keys.txt"
-    path.write_text("".join(f"{key} group={group}\n" for key, group in keys.items()))
-    path.chmod(0o600)
-    return path
+    return write_keys(tmp_path, "".join(f"{key} group={group}\n" for key, group in keys.items()))
 
 
 def requirements(

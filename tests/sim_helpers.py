@@ -1,0 +1,30 @@
+"""What the tests that drive agentos against the provider simulator share."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import REPO
+
+
+def repo_with_briefs(tmp_path: Path, count: int) -> Path:
+    """A copy of the demo repository whose briefs are `count` generated ones (idea-00, ...)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "demo-repo", repo)
+    briefs = repo / "ideas" / "active"
+    for old in briefs.glob("*.md"):
+        old.unlink()
+    for n in range(count):
+        (briefs / f"idea-{n:02d}.md").write_text(
+            f"# Idea {n}\n\n- The tool shows item {n}.\n- It reports what it did.\n"
+        )
+    return repo
+
+
+def keys_file(tmp_path: Path, body: str) -> Path:
+    """A credentials file (mode 600) with `body` as its text."""
+    path = tmp_path / "keys.txt"
+    path.write_text(body)
+    path.chmod(0o600)
+    return path
