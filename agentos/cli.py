@@ -35,7 +35,11 @@ WORKFLOW_MODULES = {
 
 
 #: commands that are not workflows: name -> module whose COMMAND it is
-OTHER_COMMANDS = {"keys": "agentos.keys_command"}
+OTHER_COMMANDS = {
+    "keys": "agentos.keys_command",
+    "status": "agentos.status_command",
+    "logs": "agentos.logs_command",
+}
 
 
 class WorkflowGroup(click.Group):

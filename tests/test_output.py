@@ -102,8 +102,9 @@ def test_lines_are_prefixed_logged_and_partial_lines_terminated(
     captured.close()
     assert captured.out == b"[item-a] one\n[item-a] two\n[item-a] no newline at the end\n"
     assert captured.err == b"[item-a] warn\n"
-    log = (tmp_path / "logs" / "item-a.log").read_bytes()
-    assert sorted(log.splitlines()) == sorted([b"one", b"two", b"no newline at the end", b"warn"])
+    header, *log = (tmp_path / "logs" / "item-a.log").read_bytes().splitlines()
+    assert header.startswith(b"==> item-a attempt 1, started ") and header.endswith(b" <==")
+    assert sorted(log) == sorted([b"one", b"two", b"no newline at the end", b"warn"])
 
 
 def test_two_items_never_share_a_line(captured: Captured, tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def test_sequential_is_a_plain_tool(workdir: Path) -> None:
     assert "[item-" not in done.stdout + done.stderr
     run_dir = only_run_dir(workdir)
     # the same run directory as in parallel mode: each item's output in its log, unprefixed
-    assert (run_dir / "logs" / "item-1.log").read_text() == "out a\nerr a\n"
+    header, log = (run_dir / "logs" / "item-1.log").read_text().split("\n", 1)
+    assert header.startswith("==> item-1 attempt 1, started ") and log == "out a\nerr a\n"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["mode"] == "sequential"
     assert [i["status"] for i in summary["items"]] == ["done", "done"]
@@ -70,7 +71,8 @@ def test_parallel_prefixes_lines_and_writes_plain_logs(workdir: Path) -> None:
     for n, name in ((1, "a"), (2, "b"), (3, "c")):
         assert f"[item-{n}] err {name}\n" in done.stderr
     logs = only_run_dir(workdir) / "logs"
-    assert (logs / "item-2.log").read_text() in ("out b\nerr b\n", "err b\nout b\n")
+    header, log = (logs / "item-2.log").read_text().split("\n", 1)
+    assert header.startswith("==> item-2 attempt 1") and log in ("out b\nerr b\n", "err b\nout b\n")
     assert "\x1b[" not in done.stdout  # not a TTY: no colours
 
 

@@ -29,7 +29,14 @@ from typing import Any
 
 import click
 
-from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, ConfigError, UsageError
+from agentos.errors import (
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    AgentosError,
+    ConfigError,
+    KeysExhausted,
+    UsageError,
+)
 from agentos.governor import parked as parked_keys
 from agentos.notify import Notifier, check_urls
 from agentos.notify import message as notify_message
@@ -60,6 +67,7 @@ from agentos.workflows.parallel.journal import (
 )
 from agentos.workflows.parallel.output import OutputListener
 from agentos.workflows.parallel.process_tree import kill_tagged
+from agentos.workflows.parallel.run_state import StateWriter
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
 from agentos.workflows.parallel.scheduler import NOT_RUN
 from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
@@ -453,6 +461,8 @@ def _execute(
             )
             batch.progress.set_note("spend", account.progress_note())
             resources.callback(batch.progress.close)
+            batch.run_state = StateWriter(run_path, workflow.name, started)
+            batch.write_state(event=True)
             try:
                 if workers:
                     if options.verbose:
@@ -556,6 +566,7 @@ def _finish(
         item_usage=batch.account.item_json,
     )
     write_summary(run_path, data)
+    batch.write_state(final={"exit_code": code, "stop_reason": stop_reason(shutdown, fatal)})
     budget = batch.account.budget
     if budget is not None and budget.spent > budget.limit and not budget.reached:
         log.warning(
@@ -573,6 +584,19 @@ def _finish(
         title, body = notify_message(data, rendered.splitlines()[-1], fatal)
         notifier.send(title, body, warn=log.warning)
     return code
+
+
+def stop_reason(shutdown: ShutdownState, fatal: AgentosError | None) -> str | None:
+    """Why the run stopped before its items were all tried (state.json's `stop_reason`)."""
+    if shutdown.first_signal:
+        return shutdown.signal_name()
+    if isinstance(fatal, BudgetReached):
+        return "budget"
+    if isinstance(fatal, KeysExhausted):
+        return "quota"
+    if fatal is not None:
+        return "error"
+    return None
 
 
 def configure_logging(verbose: bool = False) -> None:

@@ -189,4 +189,8 @@ def test_50_mb_without_a_newline_streams_in_bounded_memory(tmp_path: Path) -> No
     assert sum(len(line) - len(b"[item-1] ") for line in lines) == size
     assert peak < 150, f"the parent grew to {peak:.0f} MB for a 50 MB line"
     log = tmp_path / "run" / "logs" / "item-1.log"
-    assert log.stat().st_size == size + len(lines)  # the same pieces, one per line
+    with open(log, "rb") as f:
+        header = f.readline()  # the attempt's header line
+    assert header.startswith(b"==> item-1 attempt 1, started ")
+    # the same pieces, one per line
+    assert log.stat().st_size == len(header) + size + len(lines)

@@ -31,6 +31,7 @@ from agentos.workflows.parallel.attempt import (
 from agentos.workflows.parallel.credentials import Credential, Lease, Redactor
 from agentos.workflows.parallel.journal import Journal
 from agentos.workflows.parallel.progress import Progress
+from agentos.workflows.parallel.run_state import STARTING, StateWriter
 from agentos.workflows.parallel.scheduler import NOT_RUN, ItemState, Scheduler
 from agentos.workflows.parallel.shutdown import ShutdownState
 from agentos.workflows.parallel.terminal import Terminal
@@ -157,6 +158,14 @@ class Batch:
         self.frozen_keys_report: list[dict[str, Any]] | None = None
         #: what the executor wants done on a signal, besides recording it in `shutdown`
         self.on_signal: Callable[[int], None] | None = None
+        #: state.json for `agentos status`; set by the runner
+        self.run_state: StateWriter | None = None
+        self._attempt_started: dict[str, tuple[float, str | None]] = {}  # id -> (epoch, label)
+        #: the run stops starting items for a reason of its own (--budget, keys out of quota)
+        self.stopping = False
+        #: set by an executor whose submitted attempts may wait in a worker's queue: is this
+        #: attempt running yet? (state.json lists only those that are)
+        self.attempt_running: Callable[[str, int], bool] | None = None
 
     @property
     def lease_items(self) -> bool:
@@ -285,6 +294,7 @@ class Batch:
         self.progress.set_note("spend", self.account.progress_note())
         self._tell(state, lease, result, final, cooldown)
         self.update_progress()
+        self.write_state(event=True)
         return final
 
     # -- --budget
@@ -304,10 +314,12 @@ class Batch:
             raise BudgetReached(budget)
         return True
 
-    def started(self, state: ItemState) -> None:
+    def started(self, state: ItemState, lease: Lease | None = None) -> None:
         """The item started: it holds its share of --budget until its attempt ends."""
         if self.account.budget is not None:
             self.account.budget.reserve(state.id)
+        self._attempt_started[state.id] = (time.time(), lease.label if lease else None)
+        self.write_state(event=True)
 
     def _tell(
         self,
@@ -367,6 +379,67 @@ class Batch:
 
     def stop_waiting(self) -> None:
         self.scheduler.stop_waiting()
+
+    # -- state.json
+    def write_state(
+        self, *, event: bool = False, flush: bool = False, final: dict[str, Any] | None = None
+    ) -> None:
+        """Rewrite state.json if it is due: cheap to call from a loop, at most one small write
+        about once a second, plus one per event (`event`) and the last one (`final`). `flush`:
+        write a pending event now, for a caller with no loop to do it later (sequential mode)."""
+        writer = self.run_state
+        if writer is None:
+            return
+        if final is None and not writer.due(event=event) and not (flush and writer.dirty):
+            return
+        writer.write(self.state_data(final))
+
+    def state_data(self, final: dict[str, Any] | None = None) -> dict[str, Any]:
+        phase = STARTING if not self._attempt_started else self.shutdown.phase
+        if phase == "running" and self.stopping:
+            phase = "draining"
+        running = []
+        queued = 0
+        for item_id, state in self.scheduler.running.items():
+            if self.attempt_running is not None and not self.attempt_running(
+                item_id, state.attempts
+            ):
+                queued += 1
+                continue
+            started, label = self._attempt_started.get(item_id, (None, None))
+            running.append(
+                {"id": item_id, "attempt": state.attempts, "started": started, "key": label}
+            )
+        counts = self.scheduler.counts()
+        counts["running"] -= queued
+        counts["pending"] += queued
+        total = self.account.total().total
+        budget = self.account.budget
+        data: dict[str, Any] = {
+            "phase": "done" if final is not None else phase,
+            "workers": self.settings.workers or 1,
+            "items": len(self.scheduler.states),
+            "counts": {k: v for k, v in counts.items() if v},
+            "running": running,
+            "usage": {
+                "calls": total.calls,
+                "tokens": total.tokens,
+                "cost_usd": None if total.cost is None else round(total.cost, 9),
+                "budget_usd": budget.limit if budget is not None else None,
+            }
+            if total.calls or budget is not None
+            else None,
+            "keys": [
+                {
+                    k: row.get(k)
+                    for k in ("label", "group", "state", "leases", "calls", "parked_until")
+                }
+                for row in self.keys_report()
+            ],
+        }
+        if final is not None:
+            data.update(final)
+        return data
 
     # -- the end
     def exit_code(self) -> int:

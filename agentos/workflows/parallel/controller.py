@@ -62,6 +62,7 @@ class Controller(ABC):
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.inflight: dict[Any, Running] = {}
         self.fatal: AgentosError | None = None  # set when the run must stop after the running
+        batch.attempt_running = self._attempt_running
 
     # -- what a backend provides
     @abstractmethod
@@ -87,6 +88,13 @@ class Controller(ABC):
         """The keys became unreachable; True if the backend restored them (try again)."""
         return False
 
+    def _attempt_running(self, item_id: str, attempt: int) -> bool:
+        return any(
+            self.started(run)
+            for run in self.inflight.values()
+            if run.state.id == item_id and run.attempt == attempt
+        )
+
     # -- shared
     def on_done(self, future: Any) -> None:
         self.events.put(("done", future))
@@ -98,6 +106,7 @@ class Controller(ABC):
             if shutdown.terminating or shutdown.grace_expired():
                 shutdown.terminate_now()
                 self._say("terminating: killing {}", "")
+                self.batch.write_state(event=True)
                 return
             if shutdown.phase == DRAINING:
                 self._drain()
@@ -110,6 +119,8 @@ class Controller(ABC):
             self._wait_for_events()
             self.tick()
             self.batch.update_progress()
+            self.batch.stopping = self.fatal is not None
+            self.batch.write_state()
 
     def fill(self) -> None:
         batch = self.batch
@@ -140,7 +151,7 @@ class Controller(ABC):
                 if batch.lease_items and lease is None:
                     return
             attempt = batch.scheduler.start(state)
-            batch.started(state)
+            batch.started(state, lease)
             future = self.submit(state, attempt, lease)
             if future is None:
                 return
@@ -186,6 +197,7 @@ class Controller(ABC):
         self.on_drain()
         self.batch.stop_waiting()
         self._say("stopping: waiting for {}", " (Ctrl+C again to terminate)")
+        self.batch.write_state(event=True)
 
     def _say(self, template: str, tail: str) -> None:
         n = sum(1 for run in self.inflight.values() if self.started(run))

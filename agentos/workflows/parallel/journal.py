@@ -5,6 +5,8 @@
       joblog.tsv      the same, in GNU parallel's --joblog columns (interrupted attempts get no
                       row, as in parallel, so a resume reruns them)
       summary.json    written atomically at the end
+      state.json      the running parent's state, rewritten about once a second, for
+                      `agentos status` (agentos.workflows.parallel.run_state)
       logs/<id>.log   each item's output, unprefixed (parallel mode)
       items/<id>/     each item's private state (audit trails, scratch files)
       usage/          what CLI agents reported of their model calls, one file per attempt

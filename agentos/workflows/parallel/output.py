@@ -56,6 +56,12 @@ _LOG_FAILED = -2  # log_fd of an attempt whose log could not be written
 Redactor = Callable[[bytes], bytes]
 
 
+def attempt_header(item_id: str, attempt: int, started: float) -> bytes:
+    """The line that opens each attempt's part of `logs/<id>.log` (`agentos logs` shows it)."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+    return f"==> {item_id} attempt {attempt}, started {when} <==\n".encode()
+
+
 def new_listener_address() -> str:
     """An address for the listening socket: abstract on Linux (nothing to clean up), else a path
     in a private temporary directory."""
@@ -386,6 +392,10 @@ class OutputListener:
                 attempt.log_fd = os.open(
                     path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
                 )
+                # once per attempt, where its log is opened (on its first line, so a silent
+                # attempt leaves no log): attempts of a retried item are told apart in the file
+                started = time.time() - (time.monotonic() - attempt.started)
+                os.write(attempt.log_fd, attempt_header(attempt.item_id, attempt.attempt, started))
             os.write(attempt.log_fd, block)
         except OSError as exc:
             if attempt.log_fd >= 0:

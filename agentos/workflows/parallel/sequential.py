@@ -39,6 +39,7 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                     "stopping: waiting for 1 running item (Ctrl+C again to terminate)", force=True
                 )
                 grace.start_if_draining()
+            batch.write_state(event=True, flush=True)
         if state.terminating and in_item:
             raise Interrupted(state.first_signal or signum)
 
@@ -60,6 +61,7 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                 if delay is None:
                     break
                 time.sleep(min(delay, 0.5))
+                batch.write_state()
                 continue
             batch.may_start(current)  # --budget: raises BudgetReached when the run must stop
             lease = None
@@ -75,7 +77,8 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                     time.sleep(min(status.next_free_in or 0.5, 0.5))
                     continue
             attempt = scheduler.start(current)
-            batch.started(current)
+            batch.started(current, lease)
+            batch.write_state(flush=True)  # the item runs here: no loop writes it later
             result = run_attempt(
                 spec,
                 current.item,

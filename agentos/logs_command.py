@@ -1,0 +1,116 @@
+"""`agentos logs RUN_DIR ITEM [-f]`: one item's output, as its log in the run directory has it.
+
+Each attempt's part of `logs/<id>.log` starts with a `==> <id> attempt N, started ... <==` line
+the parent writes. `-f` follows the file (as `tail -f` does) until the journal records the item's
+final status, the run is over, or Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from agentos.errors import ConfigError
+from agentos.status_command import GONE, resolve_run_dir, status_data
+from agentos.workflows.options import _PATH
+from agentos.workflows.parallel.journal import read_journal
+
+POLL = 0.25
+
+
+class _FinalWatch:
+    """Reads the journal as it grows, looking for the item's final record."""
+
+    def __init__(self, journal: Path, item_id: str) -> None:
+        self.journal = journal
+        self.item_id = item_id
+        self.offset = 0
+        self.partial = b""
+        self.final = False
+
+    def check(self) -> bool:
+        try:
+            with open(self.journal, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return False
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("item") == self.item_id:
+                self.final = self.final or bool(record.get("final"))
+        return self.final
+
+
+def _known(run_dir: Path, item_id: str) -> bool:
+    """Has the run heard of this item: a log, a journal record, or running now?"""
+    if (run_dir / "logs" / f"{item_id}.log").is_file():
+        return True
+    if any(r.get("item") == item_id for r in read_journal(run_dir).records):
+        return True
+    return any(r.get("id") == item_id for r in status_data(run_dir).get("running") or [])
+
+
+def _run_over(run_dir: Path) -> bool:
+    data = status_data(run_dir)
+    return data.get("phase") == "done" or data.get("state") == GONE
+
+
+@click.command(name="logs", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", type=_PATH)
+@click.argument("item")
+@click.option("-f", "--follow", is_flag=True, help="Follow the log until the item is finished.")
+def command(run_dir: Path, item: str, follow: bool) -> None:
+    """Print one item's log (every attempt, each after a header line); with -f, follow it until
+    the item's final status is in the journal or Ctrl+C."""
+    run_dir = resolve_run_dir(run_dir)
+    if "/" in item or item in ("", ".", ".."):
+        raise ConfigError(f"{item!r} is not an item id")
+    if not _known(run_dir, item):
+        raise ConfigError(f"no item {item} in {run_dir}")
+    log = run_dir / "logs" / f"{item}.log"
+    out = sys.stdout.buffer
+    offset = 0
+
+    def pump() -> None:
+        nonlocal offset
+        try:
+            with open(log, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if data:
+            offset += len(data)
+            out.write(data)
+            out.flush()
+
+    pump()
+    if not follow:
+        return
+    watch = _FinalWatch(run_dir / "journal.jsonl", item)
+    try:
+        while True:
+            # the journal first: output written before the final record is then read below
+            done = watch.check() or _run_over(run_dir)
+            pump()
+            if done:
+                return
+            time.sleep(POLL)
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+COMMAND = command

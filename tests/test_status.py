@@ -1,0 +1,235 @@
+"""`agentos status` and `agentos logs` against real runs, at each phase: running, draining after
+Ctrl+C, finished, and a parent killed with SIGKILL. Items wait for a file the test creates, so
+every phase lasts as long as the test needs it, with no timing assumptions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import (
+    Finished,
+    Live,
+    agentos_argv,
+    clean_env,
+    items_file,
+    only_run_dir,
+    run,
+    scoped_pids,
+    wait_until_gone,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+KEYS = "sk-test-status-aaaaaaaa1111,sk-test-status-bbbbbbbb2222"
+#: prints, then waits for ./release (the run's working directory) to exist
+BLOCKED = ["sh", "-c", "echo start $0; while [ ! -e release ]; do sleep 0.05; done; echo end $0"]
+
+
+def status(workdir: Path, *args: str) -> Finished:
+    return run(agentos_argv("status", *args), cwd=workdir)
+
+
+def status_json(workdir: Path, *args: str) -> dict[str, Any]:
+    done = status(workdir, "--json", *args)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll `check` until it returns something true (the parent writes its state about once a
+    second); the timeout only keeps a broken run from hanging the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_status_while_running_then_done(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", [str(n) for n in range(4)])
+    env = clean_env(AGENTOS_CREDENTIALS=KEYS)
+    live = Live(agentos_argv("run", "-j", "2", "--items", str(items), "--", *BLOCKED), workdir, env)
+    live.wait_for("start", count=2)
+
+    data = until(
+        lambda: (d := status_json(workdir)) and len(d["running"]) == 2 and d,
+        "two running items in state.json",
+    )
+    assert data["state"] == "running" and data["phase"] == "running"
+    assert data["command"] == "run" and data["pid"] == live.pid and data["parent_alive"] is True
+    assert data["counts"] == {"running": 2, "pending": 2}
+    assert data["items"] == 4
+    assert sorted(r["id"] for r in data["running"]) == ["item-1", "item-2"]
+    assert sorted(r["key"] for r in data["running"]) == ["key-1", "key-2"]
+    assert all(r["attempt"] == 1 and r["elapsed"] >= 0 for r in data["running"])
+    assert {k["label"]: k["state"] for k in data["keys"]} == {"key-1": "leased", "key-2": "leased"}
+    assert set(data) >= {"started", "heartbeat", "elapsed", "items_per_minute", "eta_seconds"}
+
+    text = status(workdir)
+    assert text.returncode == 0, text.stderr
+    assert "state     running" in text.stdout
+    assert "items     4: 2 running, 2 pending" in text.stdout
+    assert "item-1" in text.stdout and "key-1" in text.stdout and "leased" in text.stdout
+    run_dir = only_run_dir(workdir)
+    for name in ("state.json", "summary.json"):
+        assert "sk-test" not in text.stdout
+        if (run_dir / name).exists():
+            assert "sk-test" not in (run_dir / name).read_text()
+
+    (workdir / "release").touch()
+    assert live.finish().returncode == 0
+    data = status_json(workdir, str(run_dir))
+    assert data["state"] == "done" and data["exit_code"] == 0
+    assert data["counts"] == {"done": 4} and data["running"] == []
+    assert data["items_per_minute"] > 0 and data["eta_seconds"] is None
+    assert "sk-test" not in (run_dir / "state.json").read_text()
+
+    runs = status(workdir, "--runs")
+    assert runs.returncode == 0, runs.stderr
+    lines = runs.stdout.splitlines()
+    assert lines[0].split()[:3] == ["started", "(UTC)", "command"]
+    assert len(lines) == 2
+    assert "run" in lines[1] and "4 done" in lines[1] and run_dir.name in lines[1]
+
+
+def test_status_draining_after_sigint_then_stopped(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", [str(n) for n in range(5)])
+    live = Live(agentos_argv("run", "-j", "2", "--items", str(items), "--", *BLOCKED), workdir)
+    live.wait_for("start", count=2)
+    live.interrupt(signal.SIGINT)
+    live.wait_for("stopping: waiting for 2 running items", stream="err")
+
+    data = until(
+        lambda: (d := status_json(workdir)) and d["state"] == "draining" and d,
+        "the draining phase in state.json",
+    )
+    assert len(data["running"]) == 2
+    assert "state     draining" in status(workdir).stdout
+
+    (workdir / "release").touch()
+    assert live.finish().returncode == 130
+    data = status_json(workdir)
+    assert data["state"] == "stopped by SIGINT" and data["exit_code"] == 130
+    assert data["stop_reason"] == "SIGINT"
+    assert data["counts"] == {"done": 2, "not run": 3}
+    assert "state     stopped by SIGINT, exit 130" in status(workdir).stdout
+
+
+def test_status_of_a_parent_killed_with_sigkill(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b"])
+    live = Live(agentos_argv("run", "--items", str(items), "--", *BLOCKED), workdir)
+    live.wait_for("start")
+    until(lambda: status_json(workdir)["running"], "the running item in state.json")
+
+    live.interrupt(signal.SIGKILL, group=False)  # the parent only: as the OOM killer does
+    live.finish()
+    data = status_json(workdir)
+    assert data["state"] == "ended without a summary (parent gone)"
+    assert data["phase"] == "gone" and data["parent_alive"] is False
+    assert data["running"] == [] and data["eta_seconds"] is None
+    assert "state     ended without a summary (parent gone)" in status(workdir).stdout
+    assert "(parent gone)" in status(workdir, "--runs").stdout
+
+    # the item the dead parent had started is ours to end
+    (workdir / "release").touch()
+    assert wait_until_gone(scoped_pids, timeout=10.0) == []
+
+
+def test_logs_separates_attempts_of_a_retried_item(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["x"])
+    flaky = "echo try $0; test -e ok || { touch ok; echo first fails >&2; exit 1; }"
+    argv = ["--retries", "1", "--retry-backoff", "0", "--items", str(items), "--", "sh", "-c"]
+    done = run(agentos_argv("run", *argv, flaky), cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    run_dir = only_run_dir(workdir)
+
+    logs = run(agentos_argv("logs", str(run_dir), "item-1"), cwd=workdir)
+    assert logs.returncode == 0, logs.stderr
+    lines = logs.stdout.splitlines()
+    assert len(lines) == 5, lines
+    assert lines[0].startswith("==> item-1 attempt 1, started ") and lines[0].endswith(" <==")
+    assert lines[1:3] == ["try x", "first fails"]
+    assert lines[3].startswith("==> item-1 attempt 2, started ")
+    assert lines[4] == "try x"
+    # -f on an item that is already final prints the same and ends
+    follow = run(agentos_argv("logs", str(run_dir), "item-1", "-f"), cwd=workdir, timeout=20)
+    assert follow.returncode == 0 and follow.stdout == logs.stdout
+
+
+def test_logs_follow_ends_when_the_item_is_final(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b"])
+    live = Live(agentos_argv("run", "-j", "2", "--items", str(items), "--", *BLOCKED), workdir)
+    live.wait_for("start", count=2)
+    run_dir = only_run_dir(workdir)
+    follow = Live(agentos_argv("logs", str(run_dir), "item-2", "-f"), workdir)
+    follow.wait_for("start b")
+    (workdir / "release").touch()
+    followed = follow.finish(timeout=30)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.splitlines()[1:] == ["start b", "end b"]
+    assert live.finish().returncode == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("status", "{tmp}"),
+        ("status", "{tmp}/missing"),
+        ("logs", "{tmp}", "item-1"),
+    ],
+)
+def test_not_a_run_directory_is_one_line_exit_2(workdir: Path, argv: tuple[str, ...]) -> None:
+    (workdir / "empty").mkdir()
+    args = [a.format(tmp=workdir / "empty") for a in argv]
+    done = run(agentos_argv(*args), cwd=workdir)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("agentos: error: ")
+
+
+def test_status_with_no_runs_and_an_unknown_item(workdir: Path) -> None:
+    done = status(workdir)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "no runs under ./.agentos/runs" in done.stderr
+    items = items_file(workdir / "items.txt", ["a"])
+    done = run(agentos_argv("run", "--items", str(items), "--", "true"), cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    unknown = run(agentos_argv("logs", str(only_run_dir(workdir)), "item-9"), cwd=workdir)
+    assert unknown.returncode == 2 and "no item item-9 in" in unknown.stderr
+
+
+def test_watch_redraws_until_ctrl_c_and_exits_0(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a"])
+    done = run(agentos_argv("run", "--items", str(items), "--", "true"), cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    watch = Live(agentos_argv("status", "--watch", "0.2"), workdir)
+    watch.wait_for("state     done", count=2)  # drawn, then drawn again
+    watch.interrupt(signal.SIGINT)
+    ended = watch.finish(timeout=20)
+    assert ended.returncode == 0 and ended.stderr == ""
+
+
+def test_a_state_file_that_cannot_be_written_is_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentos.workflows.parallel.run_state import StateWriter
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    writer = StateWriter(not_a_dir, "run", time.time())
+    for _ in range(3):
+        assert writer.due(event=True) or writer.broken
+        writer.write({"phase": "running"})
+    assert writer.broken and not writer.due(event=True)
+    warnings = [r for r in caplog.records if "state.json" in r.getMessage()]
+    assert len(warnings) == 1
