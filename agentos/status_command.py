@@ -20,7 +20,9 @@ import click
 from agentos.errors import ConfigError
 from agentos.usage.record import money
 from agentos.workflows.options import _PATH
-from agentos.workflows.parallel.run_state import DONE, pid_alive, read_state
+from agentos.workflows.parallel.batch import countdown
+from agentos.workflows.parallel.process_tree import pid_alive
+from agentos.workflows.parallel.run_state import DONE, read_state
 from agentos.workflows.summary import _table
 
 RUNS_ROOT = Path(".agentos/runs")
@@ -70,15 +72,8 @@ def resolve_run_dir(run_dir: Path | None) -> Path:
 
 
 def duration(value: float | None) -> str:
-    """42s, 4m12s, 1h05m."""
-    if value is None:
-        return "-"
-    whole = max(0, int(value))
-    if whole >= 3600:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole}s"
+    """42s, 4m12s, 1h05m; - when unknown."""
+    return "-" if value is None else countdown(value)
 
 
 def _utc(epoch: float) -> str:

@@ -79,9 +79,9 @@ def _all_out(status: Any) -> str:
     return f"{keys} out of quota until {when}; rerun then (done items are kept)"
 
 
-def _countdown(seconds: float) -> str:
+def countdown(seconds: float) -> str:
     """4m12s, 1h05m, 42s."""
-    whole = int(seconds)
+    whole = max(0, int(seconds))
     if whole >= 3600:
         return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
     if whole >= 60:
@@ -238,7 +238,7 @@ class Batch:
         if out_for is not None and out_for > self.settings.max_key_wait:
             raise KeysExhausted(_all_out(status))
         # every key out, but back within --max-key-wait: the run waits, and shows for how long
-        self.progress.set_note("keys", f"keys back in {_countdown(out_for)}" if out_for else "")
+        self.progress.set_note("keys", f"keys back in {countdown(out_for)}" if out_for else "")
 
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""
