@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, agentos_argv
 
 
 def repo_with_briefs(tmp_path: Path, count: int) -> Path:
@@ -28,3 +28,21 @@ def keys_file(tmp_path: Path, body: str) -> Path:
     path.write_text(body)
     path.chmod(0o600)
     return path
+
+
+def requirements_argv(
+    repo: Path, api_base: str, keys: Path, *extra: str, model: str = "m"
+) -> list[str]:
+    """`agentos requirements` with an openai: drafter at `api_base` (the simulator)."""
+    return agentos_argv(
+        "requirements",
+        "--repo",
+        str(repo),
+        "--drafter",
+        f"openai:{model}",
+        "--api-base",
+        api_base,
+        "--credentials-file",
+        str(keys),
+        *extra,
+    )

@@ -518,22 +518,16 @@ def test_forwarding_a_key_or_the_whole_environment_is_refused(tmp_path: Path) ->
 def test_http_agents_take_keys_per_call_from_the_actor(tmp_path: Path) -> None:
     pytest.importorskip("httpx")
     from bench.provider_sim import Org, ProviderSim
-    from sim_helpers import keys_file, repo_with_briefs
+    from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
     repo = repo_with_briefs(tmp_path, 4)
     keys = {"sk-dask-call-a-000000": "a"}
     with ProviderSim([Org("a", rpm=600)], keys, latency=0.05) as sim:
         done = run(
-            agentos_argv(
-                "requirements",
-                "--repo",
-                str(repo),
-                "--drafter",
-                "openai:m",
-                "--api-base",
+            requirements_argv(
+                repo,
                 sim.base_url,
-                "--credentials-file",
-                str(keys_file(tmp_path, "sk-dask-call-a-000000\n")),
+                keys_file(tmp_path, "sk-dask-call-a-000000\n"),
                 "--backend",
                 "dask",
                 "-j",

@@ -10,28 +10,15 @@ from pathlib import Path
 import pytest
 
 from bench.provider_sim import Org, ProviderSim
-from conftest import agentos_argv, clean_env, run
-from sim_helpers import keys_file, repo_with_briefs
+from conftest import clean_env, run
+from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
 pytest.importorskip("httpx")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def requirements(repo: Path, sim: ProviderSim, keys: Path, *extra: str) -> list[str]:
-    return agentos_argv(
-        "requirements",
-        "--repo",
-        str(repo),
-        "--drafter",
-        "openai:m",
-        "--api-base",
-        sim.base_url,
-        "--credentials-file",
-        str(keys),
-        "-j",
-        "8",
-        *extra,
-    )
+    return requirements_argv(repo, sim.base_url, keys, "-j", "8", *extra)
 
 
 def test_four_keys_of_one_organisation_share_its_budget_without_a_storm(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from bench.provider_sim import Org, ProviderSim
 from conftest import Finished, agentos_argv, clean_env, items_file, run
 from fake_openai import FakeOpenAI
 from sim_helpers import keys_file as write_keys
-from sim_helpers import repo_with_briefs
+from sim_helpers import repo_with_briefs, requirements_argv
 
 pytest.importorskip("httpx")
 genai_prices = pytest.importorskip("genai_prices")
@@ -33,18 +33,7 @@ def keys_file(tmp_path: Path, keys: dict[str, str]) -> Path:
 def requirements(
     repo: Path, api_base: str, keys: Path, *extra: str, model: str = MODEL
 ) -> list[str]:
-    return agentos_argv(
-        "requirements",
-        "--repo",
-        str(repo),
-        "--drafter",
-        f"openai:{model}",
-        "--api-base",
-        api_base,
-        "--credentials-file",
-        str(keys),
-        *extra,
-    )
+    return requirements_argv(repo, api_base, keys, *extra, model=model)
 
 
 def summary_of(run_dir: Path) -> dict[str, Any]:
