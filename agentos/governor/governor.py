@@ -221,9 +221,6 @@ class Governor:
             self._cond.notify_all()
             return [k.label for k in self._keys]
 
-    def add_secrets(self, secrets: list[str]) -> list[str]:
-        return self.add_keys(list(secrets))
-
     def _group(self, name: str, config: KeyConfig) -> _Group:
         group = self._groups.get(name)
         if group is None:
