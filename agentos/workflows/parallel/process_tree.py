@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 RUN_TAG_ENV = "AGENTOS_RUN_TAG"
 _PR_SET_PDEATHSIG = 1
+#: scans of a sweep; each freezes what it finds, so more are needed only for a tree forking fast
+_MAX_FREEZE_ROUNDS = 20
 
 
 def set_parent_death_signal(signum: int, expected_parent: int | None = None) -> None:
@@ -116,20 +118,36 @@ def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
 
 
 def kill_tagged(run_id: str, worker_pid: int | None = None, grace: float = 0.3) -> list[int]:
-    """SIGTERM, then SIGKILL, every process still carrying the run tag. Returns the pids found."""
-    pids = tagged_processes(run_id, worker_pid)
-    for pid in pids:
+    """SIGTERM, then SIGKILL, every process still carrying the run tag. Returns the pids found.
+
+    The tree can change while it is swept: a tagged shell may fork after the scan and die of our
+    SIGTERM, leaving its new child untagged by any pid we hold. So every process found is first
+    frozen (SIGSTOP; a stopped process cannot fork), and the scan repeats until it finds nothing
+    new; only then is everything terminated (SIGTERM + SIGCONT, so that handlers run)."""
+    found: list[int] = []
+    seen: set[int] = set()
+    for _ in range(_MAX_FREEZE_ROUNDS):
+        fresh = [p for p in tagged_processes(run_id, worker_pid) if p not in seen]
+        if not fresh:
+            break
+        for pid in fresh:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGSTOP)
+        seen.update(fresh)
+        found.extend(fresh)
+    for pid in found:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + grace
-    remaining = pids
+    remaining = found
     while remaining and time.monotonic() < deadline:
         time.sleep(0.01)
         remaining = [p for p in remaining if _alive(p)]
     for pid in remaining:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    return pids
+    return found
 
 
 def _alive(pid: int) -> bool:
