@@ -104,10 +104,28 @@ def handle_signals(
     (`agentos run ... &` in a script) with SIGINT ignored so that the terminal's Ctrl+C does not
     reach them, and `nohup`-style wrappers do the same for SIGTERM."""
 
-    def handler(signum: int, frame: object) -> None:
+    taken_early: set[int] = set()
+
+    def record(signum: int) -> None:
         state.request(signum)
         if on_signal is not None:
             on_signal(signum)
+
+    def handler(signum: int, frame: object) -> None:
+        if signum in taken_early:  # already counted while it was held back
+            taken_early.discard(signum)
+            return
+        # spawn_guard holds SIGINT back while workers are forked; a SIGTERM arriving meanwhile
+        # is handled at once. A SIGINT still pending now was sent first: count it first, so
+        # that the first signal decides the exit code, as it does outside the guard.
+        if (
+            signum != signal.SIGINT
+            and signal.getsignal(signal.SIGINT) is handler
+            and signal.SIGINT in signal.sigpending()
+        ):
+            taken_early.add(signal.SIGINT)
+            record(signal.SIGINT)
+        record(signum)
 
     previous = {
         sig: signal.signal(sig, handler)
