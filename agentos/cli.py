@@ -39,6 +39,7 @@ OTHER_COMMANDS = {
     "keys": "agentos.keys_command",
     "status": "agentos.status_command",
     "logs": "agentos.logs_command",
+    "report": "agentos.report_command",
 }
 
 

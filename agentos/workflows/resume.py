@@ -37,6 +37,7 @@ from agentos.usage.record import UsageLog
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE
 from agentos.workflows.parallel.journal import read_journal, read_manifest
+from agentos.workflows.run_about import ABOUT_FIELDS
 
 _NUMBERED = re.compile(r"(.*?)(?:\.(\d+))?")
 
@@ -132,7 +133,7 @@ def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
     differences += [
         f"{name} {recorded[name]!r} there, none now"
         for name in recorded
-        if name not in identity and name not in ("agentos", "created")
+        if name not in identity and name not in ("agentos", "created", *ABOUT_FIELDS)
     ]
     if differences:
         raise ConfigError(

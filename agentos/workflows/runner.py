@@ -79,6 +79,7 @@ from agentos.workflows.resume import (
     read_earlier,
     summary_rows_from_earlier,
 )
+from agentos.workflows.run_about import run_about
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
 from agentos.workflows.workspace_lock import WorkspaceLock
 
@@ -408,7 +409,11 @@ def _execute(
         stack.callback(run_dir.close)
         run_dir.check_writable()
         if resume is None or not (run_path / MANIFEST).exists():
-            write_manifest(run_path, workflow.resume_identity(config))
+            write_manifest(
+                run_path,
+                workflow.resume_identity(config),
+                run_about(options, Redactor(credentials)),
+            )
         terminal = Terminal(colour=settings.colour, quiet=options.quiet)
         journal = Journal(run_path, workflow.name)
         for name in journal.repaired:

@@ -432,7 +432,16 @@ class Batch:
             "keys": [
                 {
                     k: row.get(k)
-                    for k in ("label", "group", "state", "leases", "calls", "parked_until")
+                    for k in (
+                        "label",
+                        "group",
+                        "state",
+                        "leases",
+                        "calls",
+                        "parked_until",
+                        "refusals",
+                        "rpm",
+                    )
                 }
                 for row in self.keys_report()
             ],

@@ -7,6 +7,9 @@
       summary.json    written atomically at the end
       state.json      the running parent's state, rewritten about once a second, for
                       `agentos status` (agentos.workflows.parallel.run_state)
+      metrics.jsonl   a sample of counts, calls, refusals and spend whenever they change, for
+                      `agentos report`
+      report.html     written by `agentos report` (agentos.report)
       logs/<id>.log   each item's output, unprefixed (parallel mode)
       items/<id>/     each item's private state (audit trails, scratch files)
       usage/          what CLI agents reported of their model calls, one file per attempt
@@ -238,10 +241,14 @@ def read_journal(run_dir: Path) -> JournalRecords:
 MANIFEST = "run.json"
 
 
-def write_manifest(run_dir: Path, identity: dict[str, str]) -> None:
+def write_manifest(
+    run_dir: Path, identity: dict[str, str], about: dict[str, Any] | None = None
+) -> None:
+    """`identity`: what `--resume` compares; `about`: what the run was, for reports
+    (agentos.workflows.run_about)."""
     from agentos import __version__
 
-    data = {**identity, "agentos": __version__, "created": round(time.time(), 3)}
+    data = {**identity, "agentos": __version__, "created": round(time.time(), 3), **(about or {})}
     atomic_write_text(run_dir / MANIFEST, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

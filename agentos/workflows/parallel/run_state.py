@@ -4,6 +4,10 @@ The parent rewrites it atomically (readers see a whole file, old or new) when so
 (start, an attempt starting or ending, draining, the end) and at most about once a second while it
 waits, so its `heartbeat` shows whether the parent is alive. It holds key labels only, never a key.
 Writing it must never fail a run: an OSError is one warning, and the run goes on without it.
+
+Each write also appends a sample to `metrics.jsonl` when something it counts changed (calls and
+refusals per key group, spend, items running and finished), so that `agentos report` can draw
+them over time. One line per change, and a pulse every minute: an idle overnight run adds little.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from typing import Any
 from agentos.workflows.parallel.journal import atomic_write_text
 
 STATE_FILE = "state.json"
+METRICS_FILE = "metrics.jsonl"
+#: a sample is appended at least this often even when nothing changed, so a chart shows idleness
+PULSE = 60.0
 
 STARTING = "starting"
 RUNNING = "running"
@@ -47,6 +54,9 @@ class StateWriter:
         self._last = 0.0  # monotonic time of the last write
         self.dirty = False
         self.broken = False
+        self.metrics_path = run_dir / METRICS_FILE
+        self._last_sample: dict[str, Any] | None = None
+        self._last_sample_at = 0.0
 
     def due(self, *, event: bool) -> bool:
         """Should the caller build and write the state now? An event makes the state dirty; it
@@ -66,11 +76,60 @@ class StateWriter:
         state = {**self.static, "heartbeat": round(time.time(), 3), **data}
         try:
             atomic_write_text(self.path, json.dumps(state, ensure_ascii=False) + "\n")
+            self._append_sample(state)
         except (OSError, TypeError, ValueError) as exc:
             self.broken = True
             log.warning(
                 "cannot write %s (%s); `agentos status` will not see this run", self.path, exc
             )
+
+    def _append_sample(self, state: dict[str, Any]) -> None:
+        sample = metrics_sample(state)
+        now = time.monotonic()
+        if sample == self._last_sample and now - self._last_sample_at < PULSE:
+            return
+        self._last_sample, self._last_sample_at = sample, now
+        line = json.dumps({"t": state["heartbeat"], **sample}, ensure_ascii=False) + "\n"
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
+def metrics_sample(state: dict[str, Any]) -> dict[str, Any]:
+    """What `metrics.jsonl` keeps of a state: counts, and calls and refusals per key group (a
+    group's refusals and limit are on each of its keys' rows; calls are per key)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in state.get("keys") or []:
+        name = str(row.get("group") or row.get("label"))
+        group = groups.setdefault(
+            name, {"calls": 0, "refusals": row.get("refusals") or {}, "rpm": row.get("rpm")}
+        )
+        group["calls"] += row.get("calls") or 0
+    usage = state.get("usage") or {}
+    return {
+        "phase": state.get("phase"),
+        "running": len(state.get("running") or []),
+        "counts": state.get("counts") or {},
+        "calls": usage.get("calls"),
+        "cost_usd": usage.get("cost_usd"),
+        "groups": groups,
+    }
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's samples, oldest first; lines that are not samples (a write cut short) skipped."""
+    samples: list[dict[str, Any]] = []
+    try:
+        with open(run_dir / METRICS_FILE, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    sample = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(sample, dict) and isinstance(sample.get("t"), (int, float)):
+                    samples.append(sample)
+    except OSError:
+        return []
+    return samples
 
 
 def read_state(run_dir: Path) -> dict[str, Any] | None:
