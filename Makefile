@@ -32,9 +32,10 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # Programs some tests use beside the Python packages: GNU parallel reads our joblog, tmux is the
-# narrow terminal the progress bar is checked in. Installed when missing and possible (root with
-# apt-get, as on CI); otherwise the tests that need them skip, saying why.
-TEST_TOOLS ?= parallel tmux
+# narrow terminal the progress bar is checked in, headless Chromium renders `agentos report`'s
+# page. Installed when missing and possible (root with apt-get, as on CI); otherwise the tests
+# that need them skip, saying why.
+TEST_TOOLS ?= parallel tmux chromium
 
 test-tools:
 	@for tool in $(TEST_TOOLS); do \
@@ -46,7 +47,10 @@ test-tools:
 	  else echo "note: $$tool is not installed; the tests that need it will skip"; fi; \
 	done
 
-test: $(STAMP) test-tools
+# the virtualenv and the system tools install side by side: on a fresh CI machine each takes
+# about half a minute
+test:
+	@$(MAKE) --no-print-directory -j2 install test-tools
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
