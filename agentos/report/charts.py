@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import plotly.colors
 import plotly.graph_objects as go
 
 from agentos.report.data import AttemptRow, RunRecord
@@ -137,9 +138,10 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 def bin_width(span: float, bins: int = 40) -> float:
-    """A round bin width (2 s, 5 s, 10 s, ... 1 h) giving at most about `bins` bins. Not less
-    than 2 s: a provider's limit is per minute, and 1 s bins show mostly the jitter of calls."""
-    for width in (2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
+    """A round bin width (5 s, 10 s, ... 1 h) giving at most about `bins` bins. Not less than
+    5 s: a provider's limit is per minute, and narrower bins show mostly the bursts a limit's
+    window allows, not the rate."""
+    for width in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
         if span / width <= bins:
             return float(width)
     return 3600.0 * math.ceil(span / 3600 / bins)
@@ -195,7 +197,9 @@ def calls(record: RunRecord) -> go.Figure | None:
     start, end = record.started, record.last_seen
     width = bin_width(end - start)
     fig = go.Figure()
-    for name, s in series.items():
+    palette = plotly.colors.qualitative.Plotly
+    for n, (name, s) in enumerate(series.items()):
+        colour = palette[n % len(palette)]  # a group's calls, refusals and limit share one
         edges, amounts = per_bin(s["t"], s["calls"], start, end, width)
         _, refused = per_bin(s["t"], s["refusals"], start, end, width)
         x = [_when(e + width / 2) for e in edges]
@@ -205,7 +209,7 @@ def calls(record: RunRecord) -> go.Figure | None:
                 x=x,
                 y=[a * 60 / width for a in amounts],
                 mode="lines+markers",
-                line={"shape": "hv"},
+                line={"shape": "hv", "color": colour},
             )
         )
         if any(refused):
@@ -214,6 +218,7 @@ def calls(record: RunRecord) -> go.Figure | None:
                     name=f"{name}: refusals/min (429, overloaded, quota)",
                     x=x,
                     y=[r * 60 / width for r in refused],
+                    marker={"color": colour, "pattern": {"shape": "x"}},
                     opacity=0.6,
                 )
             )
@@ -224,7 +229,7 @@ def calls(record: RunRecord) -> go.Figure | None:
                     x=[_when(start), _when(end)],
                     y=[s["rpm"], s["rpm"]],
                     mode="lines",
-                    line={"dash": "dash"},
+                    line={"dash": "dash", "color": colour},
                 )
             )
     fig.update_layout(

@@ -496,7 +496,8 @@ def _execute(
                         kill_tagged(run_id)  # anything an item left behind
             except AgentosError as exc:  # the batch cannot go on; still journal and summarise
                 fatal = exc
-            keys_report = batch.keys_report()  # before the key server goes
+            # before the key server goes; frozen, so that the last state.json shows them too
+            keys_report = batch.frozen_keys_report = batch.keys_report()
             if keys is not None and batch.keys_lost is None:
                 key_plan.remember(keys)
         if isinstance(fatal, BudgetReached):  # before _finish: its notification shows them
