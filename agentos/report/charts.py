@@ -202,12 +202,13 @@ def calls(record: RunRecord) -> go.Figure | None:
         colour = palette[n % len(palette)]  # a group's calls, refusals and limit share one
         edges, amounts = per_bin(s["t"], s["calls"], start, end, width)
         _, refused = per_bin(s["t"], s["refusals"], start, end, width)
-        x = [_when(e + width / 2) for e in edges]
+        # per minute of what each bin covers: the last one ends with the run
+        covered = [max(min(width, end - e), 1e-3) for e in edges]
         fig.add_trace(
             go.Scatter(
                 name=f"{name}: calls/min",
-                x=x,
-                y=[a * 60 / width for a in amounts],
+                x=[_when(e) for e in edges],  # a step from each bin's start
+                y=[a * 60 / c for a, c in zip(amounts, covered, strict=True)],
                 mode="lines+markers",
                 line={"shape": "hv", "color": colour},
             )
@@ -216,8 +217,8 @@ def calls(record: RunRecord) -> go.Figure | None:
             fig.add_trace(
                 go.Bar(
                     name=f"{name}: refusals/min (429, overloaded, quota)",
-                    x=x,
-                    y=[r * 60 / width for r in refused],
+                    x=[_when(e + c / 2) for e, c in zip(edges, covered, strict=True)],
+                    y=[r * 60 / c for r, c in zip(refused, covered, strict=True)],
                     marker={"color": colour, "pattern": {"shape": "x"}},
                     opacity=0.6,
                 )
