@@ -10,12 +10,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from agentos.status_command import status_data
 from conftest import (
     PYTHON,
     Live,
@@ -166,6 +167,21 @@ def test_a_killed_dask_worker_reruns_its_item_and_keys_stay_intact(tmp_path: Pat
     assert wait_until_gone(tagged_pids, timeout=5) == []
 
 
+def watch_states(
+    live: Live, run_dir: Path, until: Callable[[], bool], timeout: float = 60
+) -> list[str]:
+    """The states `agentos status` reports of a run, each once, in order, until `until()`."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        if (run_dir / "state.json").exists():
+            state = status_data(run_dir)["state"]
+            if not seen or seen[-1] != state:
+                seen.append(state)
+        live._pump(0.02)
+    return seen
+
+
 def test_first_ctrl_c_drains_second_terminates(tmp_path: Path) -> None:
     items, _ = setup_files(tmp_path, 6)
     live = Live(
@@ -186,9 +202,13 @@ def test_first_ctrl_c_drains_second_terminates(tmp_path: Path) -> None:
         ),
         tmp_path,
     )
-    live.wait_for("start", count=2, timeout=60)
+    # `agentos status` at each phase: starting while the local cluster comes up (seconds), then
+    # running, then draining after the Ctrl+C
+    states = watch_states(live, tmp_path / "run", until=lambda: live.out.count(b"start") >= 2)
+    assert states[0] == "starting" and states[-1] == "running", states
     live.interrupt(signal.SIGINT)
     live.wait_for("stopping: waiting for 2 running items", stream="err", timeout=10)
+    assert status_data(tmp_path / "run")["state"] == "draining"
     drained = live.finish(timeout=60)
     assert drained.returncode == 130
     assert drained.stdout.count("end") == 2  # the running items finished, no new one started
