@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Finished, Live, agentos_argv, items_file, only_run_dir, run
+from conftest import Finished, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytest.importorskip("apprise")
 
@@ -123,6 +123,22 @@ def test_a_done_run_notifies_with_its_counts(workdir: Path, receiver: Receiver) 
     assert f"run dir: {only_run_dir(workdir).resolve()} on " in body
     assert "exit code: 0" in body
     assert notify_lines(done.stderr) == []
+    assert_no_secret(done, workdir)
+
+
+def test_urls_from_the_environment_stay_off_the_command_line(
+    workdir: Path, receiver: Receiver
+) -> None:
+    items = items_file(workdir / "items.txt", ["a"])
+    done = run(
+        agentos_argv("run", "--items", str(items), "--", "true"),
+        cwd=workdir,
+        env=clean_env(AGENTOS_NOTIFY=receiver.url),
+    )
+    assert done.returncode == 0, done.stderr
+    [msg] = receiver.wait()
+    assert msg["title"] == "agentos run: done"
+    assert json.loads((only_run_dir(workdir) / "run.json").read_text())["options"]["notify"] == 1
     assert_no_secret(done, workdir)
 
 

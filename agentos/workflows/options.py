@@ -351,9 +351,11 @@ _SHARED: list[Callable[[F], F]] = [
         "--notify",
         multiple=True,
         metavar="URL",
+        envvar="AGENTOS_NOTIFY",
         help="When the run ends, however it ends, send its summary to this apprise URL "
         "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos[notify]'). "
-        "URLs carry tokens: agentos never prints them.",
+        "URLs carry tokens: agentos never prints them; AGENTOS_NOTIFY (URLs separated by "
+        "spaces) keeps them off the command line, where other users' `ps` sees them.",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),
