@@ -31,6 +31,9 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
         "short_commands",
         "sleep_batch",
         "output_heavy",
+        "line_writer",
+        "block_writer",
+        "fixed_cost",
         "python_items",
         "memory",
         "scale",
@@ -40,7 +43,8 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
     results = report["results"]
     assert results["governor_roundtrip"]["series"]["calls_per_second"]["median"] > 0
     # correctness checks the harness makes are real even at tiny sizes
-    assert results["output_heavy"]["line_check"] == "every line whole, attributed and in order"
+    for name in ("output_heavy", "line_writer", "block_writer"):
+        assert results[name]["line_check"] == "every line whole, attributed and in order"
     assert results["scale"]["measured"]["joblog_correct"] is True
     assert [row["workers"] for row in results["scaling"]["table"]] == [1, 2, 3]
     assert all(row["no keys"] > 0 for row in results["scaling"]["table"])
