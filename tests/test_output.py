@@ -15,9 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
+from agentos.workflows.parallel.capture import OutputChannel
 from agentos.workflows.parallel.credentials import Redactor, make_credentials
 from agentos.workflows.parallel.output import MAX_LINE, OutputListener
 from agentos.workflows.parallel.terminal import Terminal
@@ -68,18 +70,34 @@ def captured() -> Iterator[Captured]:
         cap.close()
 
 
-def connect(listener: OutputListener, item_id: str, stream: int, attempt: int = 1) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(listener.address)
-    header = f"AGENTOS1 {listener.token} {stream} {attempt} {os.getpid()} {item_id}\n"
-    sock.sendall(header.encode())
-    return sock
+class Pipe:
+    """The write end of one stream of a fake worker's attempt."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
 
 
-def finish(*socks: socket.socket) -> None:
-    for sock in socks:
-        sock.shutdown(socket.SHUT_WR)
-        sock.close()
+class FakeAttempt:
+    """A worker's side of one attempt, without the fd redirection: the real control connection
+    and pipes (capture.OutputChannel), written to directly."""
+
+    def __init__(self, listener: OutputListener, item_id: str, attempt: int = 1) -> None:
+        self.channel = OutputChannel(listener.address, listener.token)
+        self.item_id, self.attempt = item_id, attempt
+        out_fd, err_fd = self.channel.begin(item_id, attempt)
+        self.out, self.err = Pipe(out_fd), Pipe(err_fd)
+
+    def finish(self) -> None:
+        """Let go of the pipes, then send the end marker, as ItemCapture does."""
+        for pipe in (self.out, self.err):
+            os.close(pipe.fd)
+        self.channel.end(self.item_id, self.attempt)
+        self.channel.close()
 
 
 def run_listener(captured: Captured, tmp_path: Path, **kw: object) -> OutputListener:
@@ -91,12 +109,13 @@ def test_lines_are_prefixed_logged_and_partial_lines_terminated(
     captured: Captured, tmp_path: Path
 ) -> None:
     listener = run_listener(captured, tmp_path)
-    out, err = connect(listener, "item-a", 1), connect(listener, "item-a", 2)
+    worker = FakeAttempt(listener, "item-a")
+    out, err = worker.out, worker.err
     out.sendall(b"one\ntw")
     err.sendall(b"warn\n")
     time.sleep(0.05)
     out.sendall(b"o\nno newline at the end")
-    finish(out, err)
+    worker.finish()
     assert listener.wait_closed("item-a", 1, timeout=5)
     listener.stop()
     captured.close()
@@ -109,14 +128,15 @@ def test_lines_are_prefixed_logged_and_partial_lines_terminated(
 
 def test_two_items_never_share_a_line(captured: Captured, tmp_path: Path) -> None:
     listener = run_listener(captured, tmp_path)
-    a = connect(listener, "a", 1)
-    b = connect(listener, "b", 1)
+    wa, wb = FakeAttempt(listener, "a"), FakeAttempt(listener, "b")
+    a, b = wa.out, wb.out
     for k in range(200):  # both write half lines in turn
         a.sendall(f"a{k}-".encode())
         b.sendall(f"b{k}-".encode())
         a.sendall(b"end\n")
         b.sendall(b"end\n")
-    finish(a, b, connect(listener, "a", 2), connect(listener, "b", 2))
+    wa.finish()
+    wb.finish()
     assert listener.wait_closed("a", 1, 5) and listener.wait_closed("b", 1, 5)
     listener.stop()
     captured.close()
@@ -130,10 +150,10 @@ def test_keys_are_redacted_in_output_and_logs(captured: Captured, tmp_path: Path
     creds = make_credentials(["sk-secret-one-123456", "sk-secret-two-abcdef"])
     redactor = Redactor(creds)
     listener = run_listener(captured, tmp_path, redactor=redactor)
-    out, err = connect(listener, "k", 1), connect(listener, "k", 2)
-    out.sendall(b"token=sk-secret-one-123456 and sk-secret-two-abcdef\n")
-    err.sendall(b"Authorization: Bearer sk-secret-two-abcdef")
-    finish(out, err)
+    worker = FakeAttempt(listener, "k")
+    worker.out.sendall(b"token=sk-secret-one-123456 and sk-secret-two-abcdef\n")
+    worker.err.sendall(b"Authorization: Bearer sk-secret-two-abcdef")
+    worker.finish()
     listener.wait_closed("k", 1, 5)
     listener.stop()
     captured.close()
@@ -150,13 +170,12 @@ def test_a_huge_line_without_newline_is_split_not_buffered_whole(
     redactor = Redactor(make_credentials([secret]))
     listener = run_listener(captured, tmp_path, redactor=redactor)
     listener.set_max_secret_length(redactor.max_length)
-    out, err = connect(listener, "big", 1), connect(listener, "big", 2)
-    # the key sits right across the first forced split point
+    worker = FakeAttempt(listener, "big")
+    # the key sits right across the first forced split point, and arrives in pieces
     payload = b"x" * (MAX_LINE - 10) + secret.encode() + b"y" * (3 * MAX_LINE)
-    sent = 0
-    while sent < len(payload):
-        sent += out.send(payload[sent : sent + 65536])
-    finish(out, err)
+    for start in range(0, len(payload), 65536):
+        worker.out.sendall(payload[start : start + 65536])
+    worker.finish()
     assert listener.wait_closed("big", 1, 10)
     listener.stop()
     captured.close()
@@ -172,13 +191,57 @@ def test_wrong_token_is_refused(captured: Captured, tmp_path: Path) -> None:
     listener = run_listener(captured, tmp_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(listener.address)
-    sock.sendall(b"AGENTOS1 wrong-token 1 1 1 intruder\nhello\n")
+    sock.sendall(b"AGENTOS2 wrong-token 1\nS 1 intruder\n")
     sock.settimeout(5)
     assert sock.recv(10) == b""  # the listener hung up
     sock.close()
     listener.stop()
     captured.close()
     assert captured.out == b""
+
+
+def test_the_end_marker_completes_an_attempt_a_leftover_writer_still_holds(
+    captured: Captured, tmp_path: Path
+) -> None:
+    """A daemon the item left behind keeps its stdout: the attempt still ends at the worker's
+    marker with every line written before it, and the daemon's late write fails (EPIPE) rather
+    than landing in anyone's output."""
+    listener = run_listener(captured, tmp_path)
+    worker = FakeAttempt(listener, "first")
+    leftover = os.dup(worker.out.fd)
+    lines = b"".join(b"line %d\n" % n for n in range(20_000))  # more than a default pipe holds
+    writer = threading.Thread(target=worker.out.sendall, args=(lines,))
+    writer.start()
+    writer.join(timeout=10)
+    worker.finish()
+    assert listener.wait_closed("first", 1, timeout=5)
+    with pytest.raises(BrokenPipeError):
+        os.write(leftover, b"late\n")
+    os.close(leftover)
+    second = FakeAttempt(listener, "second")
+    second.out.sendall(b"mine\n")
+    second.finish()
+    assert listener.wait_closed("second", 1, timeout=5)
+    listener.stop()
+    captured.close()
+    got = captured.out.splitlines()
+    assert [x for x in got if x.startswith(b"[first] ")] == [
+        b"[first] " + x for x in lines.splitlines()
+    ]
+    assert [x for x in got if not x.startswith(b"[first] ")] == [b"[second] mine"]
+
+
+def test_settle_learns_attempts_a_dead_worker_began(captured: Captured, tmp_path: Path) -> None:
+    """After a worker death the controller asks which attempts had begun: settle() must read
+    the begin messages still waiting, even of connections not accepted yet."""
+    listener = run_listener(captured, tmp_path)
+    workers = [FakeAttempt(listener, f"w{n}") for n in range(5)]
+    listener.settle(timeout=5)
+    assert all(listener.running_pid(f"w{n}", 1) == (os.getpid(), ANY) for n in range(5))
+    for worker in workers:
+        worker.finish()
+    listener.stop()
+    captured.close()
 
 
 def run_on_tty(args: list[str], cwd: Path, **env: str) -> bytes:

@@ -49,7 +49,7 @@ from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
 from agentos.workflows.parallel.batch import Batch, ExecutionSettings
-from agentos.workflows.parallel.capture import ItemCapture
+from agentos.workflows.parallel.capture import ItemCapture, OutputChannel
 from agentos.workflows.parallel.controller import ExecutorPlan
 from agentos.workflows.parallel.credentials import (
     Credential,
@@ -447,10 +447,11 @@ def _execute(
                 # how printed keys are redacted
                 listener = _listener(terminal, run_dir, credentials, prefix=False).start()
                 resources.callback(listener.stop)
-                address, token = listener.address, listener.token
+                channel = OutputChannel(listener.address, listener.token)
+                resources.callback(channel.close)  # before the listener stops: runs first
 
                 def capture(item: Item, attempt: int) -> ItemCapture:
-                    return ItemCapture(address, token, item.id, attempt)
+                    return ItemCapture(channel, item.id, attempt)
 
             batch = Batch(
                 settings,

@@ -1,26 +1,40 @@
 """Item output: captured at the file-descriptor level in the worker (capture.py), prefixed in
 the parent by the listener here.
 
-    worker (one item at a time)                     parent: OutputListener thread
-    ---------------------------                     ------------------------------
-    connect 2 sockets, send header  ─────────────►  accept; header names item, stream, pid
-    dup2(sock_out, 1); dup2(sock_err, 2)            read 256 KiB chunks, cut at the last b"\\n",
-    execute_item: print(), logging, subprocesses    redact keys, write plain lines to logs/<id>.log,
-      all write to fds 1/2, so all are captured     prefix b"[<id>] " with one bytes.replace,
-    flush; restore fds; shutdown(SHUT_WR)  ───────► EOF = the item's output is complete
-                                                    (the controller waits for it before it records
-                                                    the attempt, so late lines are never lost)
+    worker (one item at a time)                       parent: OutputListener thread
+    ---------------------------                       ------------------------------
+    once: connect the control socket, "AGENTOS2 token pid" ──► accept; the hello names the worker
+    per attempt:
+      pipe() x 2; "S attempt id" + both read ends ──────────► SCM_RIGHTS: the attempt's two pipes
+      dup2(out_w, 1); dup2(err_w, 2)                          (the pipe *is* the attribution)
+      execute_item: print(), logging, subprocesses  ═══════►  read up to 1 MiB per wake-up, cut at
+        all write to fds 1/2: into the pipes       (pipes)    the last b"\n", redact keys, write
+                                                              plain lines to logs/<id>.log, prefix
+                                                              b"[<id>] " with one bytes.replace,
+                                                              one write per block to the terminal
+      flush; restore fds; "E attempt id" ──────────────────►  read what the pipes still hold, close
+                                                              them: the item's output is complete
+                                                              (the controller waits for it before
+                                                              it records the attempt)
 
 Why it is built this way:
 
 * Replacing `sys.stdout` in a loky worker kills it (faulthandler is bound to fd 2) and misses the
   output of subprocesses, so capture is `os.dup2` onto fds 1 and 2.
-* One connection per item attempt and stream, instead of one pipe per worker with a reader that
-  tags lines by "the current item": the connection *is* the attribution, so a line cannot be
-  given to the wrong item, however late it is written. `shutdown(SHUT_WR)` ends the stream for
-  every holder of the descriptor at once: it is the end-of-item marker, delivered in order after
-  the last byte, and a leftover background process that writes afterwards gets EPIPE instead of
-  writing into the next item's output.
+* Fresh pipes per attempt, handed to the parent, instead of one pipe per worker with a reader that
+  tags lines by "the current item": a line cannot be given to the wrong item, however late it is
+  written. The end marker travels on the control socket after the worker let go of the pipes;
+  the listener then drains and closes them, so a leftover background process that writes later
+  gets EPIPE instead of writing into the next item's output.
+* Pipes, not a socket per attempt and stream: many programs write one line per `write`
+  (PYTHONUNBUFFERED=1), and a small write costs a Unix socket a whole buffer (an skb, ~1 KiB of
+  its ~200 KiB budget), so the writer blocks every few hundred lines and the reader is woken for
+  each few. A pipe packs small writes into its pages (widened to 1 MiB, see capture.PIPE_SIZE) and
+  wakes its reader only when it was empty.
+* Batched wake-ups: after a round that read something, the listener waits a moment (_BATCH_WAIT)
+  on the control sockets only, so a busy writer fills its pipe instead of waking us per line;
+  an attempt's end marker still cuts the wait short, so no item waits for its output to be
+  counted. A round that found a pipe nearly full skips the wait.
 * Bulk, not per line: the listener handles whole chunks of complete lines with C-level bytes
   operations; per-line Python (or logging records, or a Manager queue) is several times slower.
 * A partial line is held until its newline arrives (so lines of two items never mix), printed
@@ -32,7 +46,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import selectors
 import socket
 import sys
@@ -48,7 +61,10 @@ from agentos.workflows.parallel.capture import MAGIC as _MAGIC
 if TYPE_CHECKING:  # the terminal (and colorama) is the parent's business, not the workers'
     from agentos.workflows.parallel.terminal import Terminal
 
-_READ_SIZE = 256 * 1024
+_READ_SIZE = 1024 * 1024
+_SATURATED = 64 * 1024  # a read this large: the writer outruns us, no pause
+_BATCH_WAIT = 0.002  # seconds a busy round waits for more output to gather (see the docstring)
+_DRAIN_READS = 16  # reads of a pipe after its attempt ended (bounds a writer that never stops)
 MAX_LINE = 1024 * 1024
 _HEADER_LIMIT = 512
 _LOG_FAILED = -2  # log_fd of an attempt whose log could not be written
@@ -89,25 +105,38 @@ class _Attempt:
     open_streams: int = 2  # stdout and stderr; each EOF counts down
     log_fd: int = -1  # opened on the first line, so silent items leave no empty log
     closed: threading.Event = field(default_factory=threading.Event)
+    streams: list[_Stream] = field(default_factory=list)
 
 
 @dataclass
-class _Conn:
-    sock: socket.socket | None  # None for a stream fed from elsewhere (the Dask backend)
-    header: bytes = b""
+class _Stream:
+    """One output stream of one attempt: a pipe's read end, or fed from elsewhere (Dask)."""
+
+    fd: int  # -1 for a stream fed by external_data
     stream: int = 0
     attempt: _Attempt | None = None
     pending: bytes = b""
-    pending_header: bool = True
     prefix: bytes = b""
     newline_prefix: bytes = b""
+
+
+@dataclass
+class _Control:
+    """One worker's control connection: its hello, then a begin and an end per attempt."""
+
+    sock: socket.socket
+    buf: bytes = b""
+    fds: list[int] = field(default_factory=list)  # received, not yet claimed by a begin
+    pid: int = 0  # 0 until the hello was read and checked
+    current: _Attempt | None = None  # the attempt begun and not yet ended
 
 
 StartedCallback = Callable[[str, int, int], None]
 
 
 class OutputListener:
-    """Accepts item connections and turns their bytes into prefixed lines and log files."""
+    """Accepts worker control connections and turns their attempts' pipes into prefixed lines
+    and log files."""
 
     def __init__(
         self,
@@ -131,15 +160,19 @@ class OutputListener:
         self._server.bind(self.address)
         self._server.listen(128)
         self._server.setblocking(False)
+        # everything; and the quick one without the pipes, for the batching pause and settle()
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self._server, selectors.EVENT_READ, None)
+        self._quick = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        for selector in (self._selector, self._quick):
+            selector.register(self._server, selectors.EVENT_READ, None)
+            selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._attempts: dict[tuple[str, int], _Attempt] = {}
         self._lock = threading.Lock()
         self._stopping = False
-        self._headerless = 0  # accepted connections whose header is not read yet
-        self._external: dict[tuple[str, int, int], _Conn] = {}
+        self._open_streams = 0  # pipes registered with the selector
+        self._settle_waiters: list[threading.Event] = []
+        self._external: dict[tuple[str, int, int], _Stream] = {}
         self._max_key = 0
         self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
         if log_dir is not None:
@@ -159,35 +192,51 @@ class OutputListener:
         return self
 
     def stop(self, drain_timeout: float = 1.0) -> None:
-        """Read what open connections still hold (up to `drain_timeout`), then close them."""
+        """Read what open streams still hold (up to `drain_timeout`), then close them."""
         if self._stopping:
             return  # already stopped
         self._stopping = True
         self._drain_deadline = time.monotonic() + drain_timeout
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        self._wake()
         if self.started:
             self._thread.join(timeout=drain_timeout + 2.0)
         for key in list(self._selector.get_map().values()):
-            if isinstance(key.data, _Conn):
-                self._close(key.data)
+            if isinstance(key.data, _Stream):
+                self._close_stream(key.data)
+            elif isinstance(key.data, _Control):
+                self._close_control(key.data)
         self._selector.close()
+        self._quick.close()
         self._server.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        with self._lock:
+            waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            waiter.set()
         if not self.address.startswith("\0"):  # pragma: no cover - non-Linux socket file
             with contextlib.suppress(OSError):
                 os.unlink(self.address)
                 os.rmdir(os.path.dirname(self.address))
 
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
     # -- queries from the controller thread
     def wait_closed(self, item_id: str, attempt: int, timeout: float) -> bool:
-        """Wait until both output streams of this attempt reached EOF (all output is printed)."""
+        """Wait until both output streams of this attempt are closed (all output is printed)."""
         with self._lock:
             record = self._attempts.get((item_id, attempt))
         if record is None:
-            return True  # the attempt never produced a connection (failed before it started)
+            # its begin may still wait in a control socket (we read it late), or it never began
+            # (the attempt failed before its capture started): read what is there, look again
+            self.settle(min(timeout, 1.0))
+            with self._lock:
+                record = self._attempts.get((item_id, attempt))
+            if record is None:
+                return True
         ok = record.closed.wait(timeout)
         if ok:
             with self._lock:
@@ -195,20 +244,19 @@ class OutputListener:
         return ok
 
     def settle(self, timeout: float) -> None:
-        """Wait (up to `timeout`) until every connection already made has been accepted and its
-        header read, so `running_pid` knows every attempt that started. Used after workers died:
-        their connections are complete by then, only our reading may lag."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            backlog, _, _ = select.select([self._server], [], [], 0)
-            with self._lock:
-                waiting = self._headerless
-            if not backlog and not waiting:
-                return
-            time.sleep(0.005)
+        """Wait (up to `timeout`) until every control message already sent has been read, so
+        `running_pid` knows every attempt that began. Used after workers died: what they sent is
+        complete by then, only our reading may lag."""
+        if not self._thread.is_alive():
+            return
+        done = threading.Event()
+        with self._lock:
+            self._settle_waiters.append(done)
+        self._wake()
+        done.wait(timeout)
 
     def running_pid(self, item_id: str, attempt: int) -> tuple[int, float] | None:
-        """(worker pid, monotonic start) of an attempt whose output connection arrived."""
+        """(worker pid, monotonic start) of an attempt whose output began."""
         with self._lock:
             record = self._attempts.get((item_id, attempt))
         return (record.pid, record.started) if record else None
@@ -222,34 +270,78 @@ class OutputListener:
                     timeout = max(0.0, self._drain_deadline - time.monotonic())
                     if timeout == 0.0:
                         return
-                events = self._selector.select(timeout if self._stopping else None)
+                events = self._selector.select(timeout)
                 if self._stopping and not events:
                     return
+                gathered = saturated = False
                 for key, _ in events:
-                    if key.data is None:
-                        self._accept()
-                    elif key.data == "wake":
-                        with contextlib.suppress(OSError):
-                            os.read(self._wake_r, 64)
-                        if self._stopping and not self._has_connections():
+                    if isinstance(key.data, _Stream):
+                        size = self._read_guarded(key.data)
+                        gathered = gathered or size > 0
+                        saturated = saturated or size >= _SATURATED
+                    elif self._handle(key.data):
+                        return
+                if gathered and not saturated and not self._stopping:
+                    # let busy writers fill their pipes instead of waking us per line; control
+                    # messages (an attempt's end, a settle request) still cut the pause short
+                    for key, _ in self._quick.select(_BATCH_WAIT):
+                        if self._handle(key.data):
                             return
-                    else:
-                        self._read_guarded(key.data)
         except Exception as exc:  # pragma: no cover - a bug here must not hang the run
             self.terminal.message(f"output listener failed: {exc!r}", force=True)
 
-    def _read_guarded(self, conn: _Conn) -> None:
-        """One connection's trouble stays that connection's: it is closed (so its writer gets
-        EPIPE instead of blocking) and the listener goes on serving the others."""
+    def _handle(self, data: object) -> bool:
+        """A ready non-stream object (the server, the wake pipe, a control connection); True
+        when the listener should end."""
+        if data is None:
+            self._accept()
+        elif data == "wake":
+            with contextlib.suppress(OSError):
+                os.read(self._wake_r, 64)
+            if self._settle_waiters:
+                self._settle()
+            if self._stopping and not self._open_streams:
+                return True
+        elif isinstance(data, _Control):
+            self._control_guarded(data)
+        return False
+
+    def _settle(self) -> None:
+        """Read every connection and control message already waiting, then answer settle()."""
+        for _ in range(1000):  # bounded: a worker that keeps beginning attempts cannot hold us
+            ready = [key.data for key, _ in self._quick.select(0) if key.data != "wake"]
+            if not ready:
+                break
+            for data in ready:
+                self._handle(data)
+        with self._lock:
+            waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            waiter.set()
+
+    def _read_guarded(self, stream: _Stream) -> int:
+        """One stream's trouble stays that stream's: it is closed (so its writer gets EPIPE
+        instead of blocking) and the listener goes on serving the others."""
         try:
-            self._read(conn)
+            return self._read(stream)
         except Exception as exc:
             self.terminal.message(f"dropped an output stream after an error: {exc!r}", force=True)
             with contextlib.suppress(Exception):
-                self._close(conn)
+                self._close_stream(stream)
+            return 0
 
-    def _has_connections(self) -> bool:
-        return any(isinstance(k.data, _Conn) for k in self._selector.get_map().values())
+    def _read(self, stream: _Stream) -> int:
+        try:
+            data = os.read(stream.fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            data = b""
+        if not data:
+            self._close_stream(stream)
+            return 0
+        self._feed(stream, data)
+        return len(data)
 
     def _accept(self) -> None:
         while True:
@@ -258,60 +350,113 @@ class OutputListener:
             except (BlockingIOError, InterruptedError):
                 return
             sock.setblocking(False)
-            with self._lock:
-                self._headerless += 1
-            self._selector.register(sock, selectors.EVENT_READ, _Conn(sock))
+            control = _Control(sock)
+            for selector in (self._selector, self._quick):
+                selector.register(sock, selectors.EVENT_READ, control)
 
-    def _read(self, conn: _Conn) -> None:
-        assert conn.sock is not None  # only socket connections are registered with the selector
+    # -- control connections
+    def _control_guarded(self, control: _Control) -> None:
         try:
-            data = conn.sock.recv(_READ_SIZE)
+            self._control_read(control)
+        except Exception as exc:
+            self.terminal.message(
+                f"dropped a worker connection after an error: {exc!r}", force=True
+            )
+            with contextlib.suppress(Exception):
+                self._close_control(control)
+
+    def _control_read(self, control: _Control) -> None:
+        try:
+            data, fds, flags, _ = socket.recv_fds(control.sock, 4096, 8)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:
-            self._close(conn)
+            data, fds, flags = b"", [], 0
+        control.fds.extend(fds)
+        if not data or flags & socket.MSG_CTRUNC:
+            self._close_control(control)
             return
-        if conn.attempt is None:
-            self._read_header(conn, data)
-        else:
-            self._feed(conn, data)
+        control.buf += data
+        while True:
+            end = control.buf.find(b"\n")
+            if end < 0:
+                break
+            line, control.buf = control.buf[:end], control.buf[end + 1 :]
+            if not self._control_line(control, line):
+                self._close_control(control)
+                return
+        if len(control.buf) > _HEADER_LIMIT:
+            self._close_control(control)
 
-    def _read_header(self, conn: _Conn, data: bytes) -> None:
-        conn.header += data
-        end = conn.header.find(b"\n")
-        if end < 0:
-            if len(conn.header) > _HEADER_LIMIT:
-                self._close(conn, valid=False)
-            return
-        line, rest = conn.header[:end], conn.header[end + 1 :]
-        conn.header = b""
-        parts = line.split(b" ")
-        try:
-            if len(parts) != 6 or parts[0] != _MAGIC or parts[1].decode() != self.token:
-                raise ValueError("not an agentos worker")
-            stream, attempt_no, pid = int(parts[2]), int(parts[3]), int(parts[4])
-            item_id = parts[5].decode()
-        except (ValueError, UnicodeDecodeError):
-            self._close(conn, valid=False)
-            return
-        key = (item_id, attempt_no)
+    def _control_line(self, control: _Control, line: bytes) -> bool:
+        """Act on one line; False for anything an agentos worker would not send."""
+        if not control.pid:  # the hello: "AGENTOS2 <token> <pid>"
+            parts = line.split(b" ")
+            if len(parts) != 3 or parts[0] != _MAGIC or parts[1] != self.token.encode():
+                return False
+            control.pid = int(parts[2]) if parts[2].isdigit() else 0
+            return control.pid > 0
+        kind, _, rest = line.partition(b" ")
+        number, _, name = rest.partition(b" ")
+        if not number.isdigit() or not name:
+            return False
+        item_id, attempt_no = name.decode(errors="replace"), int(number)
+        if kind == b"S":
+            if len(control.fds) < 2 or control.current is not None:
+                return False
+            out_fd, err_fd = control.fds.pop(0), control.fds.pop(0)
+            self._begin(control, item_id, attempt_no, out_fd, err_fd)
+            return True
+        if kind == b"E":
+            record, control.current = control.current, None
+            if record is not None and (record.item_id, record.attempt) == (item_id, attempt_no):
+                self._end(record)
+            return True
+        return False
+
+    def _begin(
+        self, control: _Control, item_id: str, attempt_no: int, out_fd: int, err_fd: int
+    ) -> None:
+        record = _Attempt(item_id, attempt_no, control.pid, time.monotonic())
         with self._lock:
-            self._headerless -= 1
-            conn.pending_header = False
-            record = self._attempts.get(key)
-            first = record is None
-            if record is None:
-                record = _Attempt(item_id, attempt_no, pid, time.monotonic())
-                self._attempts[key] = record
-        self._attach(conn, record, 1 if stream == 1 else 2)
-        if first and self.on_started is not None:
-            self.on_started(item_id, attempt_no, pid)
-        if rest:
-            self._feed(conn, rest)
+            self._attempts[(item_id, attempt_no)] = record
+        control.current = record
+        for stream_no, fd in ((1, out_fd), (2, err_fd)):
+            os.set_blocking(fd, False)
+            stream = _Stream(fd)
+            self._attach(stream, record, stream_no)
+            record.streams.append(stream)
+            self._selector.register(fd, selectors.EVENT_READ, stream)
+            self._open_streams += 1
+        if self.on_started is not None:
+            self.on_started(item_id, attempt_no, control.pid)
 
-    def _feed(self, conn: _Conn, data: bytes) -> None:
+    def _end(self, record: _Attempt) -> None:
+        """The worker let go of the attempt's pipes: what they hold is the rest of its output."""
+        for stream in list(record.streams):
+            if stream.attempt is None:
+                continue  # already at EOF
+            for _ in range(_DRAIN_READS):
+                if self._read_guarded(stream) < _READ_SIZE:
+                    break
+            if stream.attempt is not None:
+                self._close_stream(stream)
+
+    def _close_control(self, control: _Control) -> None:
+        """A worker's connection ends (it exited, or it sent nonsense). An attempt it had begun
+        keeps its pipes: they end at EOF, when the worker and everything it started are gone."""
+        for selector in (self._selector, self._quick):
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(control.sock)
+        control.sock.close()
+        for fd in control.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        control.fds = []
+        control.current = None
+
+    # -- the bytes
+    def _feed(self, conn: _Stream, data: bytes) -> None:
         if conn.pending:
             data = conn.pending + data
         cut = data.rfind(b"\n") + 1
@@ -324,7 +469,7 @@ class OutputListener:
         conn.pending = data[cut:]
         self._emit(conn, data[:cut])
 
-    def _force_split(self, conn: _Conn, data: bytes) -> None:
+    def _force_split(self, conn: _Stream, data: bytes) -> None:
         """A line longer than MAX_LINE: print it in MAX_LINE pieces. Keys are replaced first and
         the last (longest key - 1) bytes are held back, so a key cannot be cut in two."""
         if self.redactor is not None:
@@ -334,7 +479,7 @@ class OutputListener:
         conn.pending = data[split:]
         self._emit(conn, b"\n".join(pieces) + b"\n")
 
-    def _emit(self, conn: _Conn, block: bytes) -> None:
+    def _emit(self, conn: _Stream, block: bytes) -> None:
         """`block` is one or more complete lines, each ending in b"\\n"."""
         if self.redactor is not None:
             block = self.redactor(block)
@@ -346,7 +491,7 @@ class OutputListener:
         self.terminal.write(conn.stream, block)
 
     # -- streams fed from elsewhere: the Dask backend forwards item output as events, which
-    #    then take exactly the path socket data takes (prefix, redaction, log file, EOF)
+    #    then take exactly the path pipe data takes (prefix, redaction, log file, EOF)
     def external_start(self, item_id: str, attempt_no: int, pid: int) -> None:
         with self._lock:
             if (item_id, attempt_no) in self._attempts:
@@ -355,14 +500,14 @@ class OutputListener:
                 item_id, attempt_no, pid, time.monotonic()
             )
         for stream in (1, 2):
-            conn = _Conn(None, pending_header=False)
+            conn = _Stream(-1)
             self._attach(conn, self._attempts[(item_id, attempt_no)], stream)
             self._external[(item_id, attempt_no, stream)] = conn
         if self.on_started is not None:
             self.on_started(item_id, attempt_no, pid)
 
-    def _attach(self, conn: _Conn, record: _Attempt, stream: int) -> None:
-        """Give a stream (a socket, or one fed by the Dask backend) its attempt and prefix."""
+    def _attach(self, conn: _Stream, record: _Attempt, stream: int) -> None:
+        """Give a stream (a pipe, or one fed by the Dask backend) its attempt and prefix."""
         conn.stream = stream
         conn.attempt = record
         if self.prefix:
@@ -379,7 +524,7 @@ class OutputListener:
     def external_eof(self, item_id: str, attempt_no: int, stream: int) -> None:
         conn = self._external.pop((item_id, attempt_no, stream), None)
         if conn is not None:
-            self._close(conn)
+            self._close_stream(conn)
 
     def _log(self, attempt: _Attempt, block: bytes) -> None:
         """Append to the item's log. A log that cannot be written (disk full, run directory
@@ -408,15 +553,13 @@ class OutputListener:
                 force=True,
             )
 
-    def _close(self, conn: _Conn, *, valid: bool = True) -> None:
-        if conn.sock is not None:
+    def _close_stream(self, conn: _Stream) -> None:
+        if conn.fd >= 0:
             with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(conn.sock)
-            conn.sock.close()
-        if conn.pending_header:
-            conn.pending_header = False
-            with self._lock:
-                self._headerless -= 1
+                self._selector.unregister(conn.fd)
+                self._open_streams -= 1
+            os.close(conn.fd)
+            conn.fd = -1
         attempt = conn.attempt
         if attempt is None:
             return

@@ -11,14 +11,15 @@ Data flow of a parallel run:
       │                                   ┌── claim(lease_id) ◄─┤  key for this attempt only, or
       │                                   ├── acquire_call() ◄──┤  per call (ctx.call_key: HTTP
       │                                   ▼     end_call()      │  agents, paced by the governor)
-      │                         Governor (agentos.governor)     │  fds 1,2 → sockets (output.py)
+      │                         Governor (agentos.governor)     │  fds 1,2 → pipes (capture.py)
       │                                                         │  execute_item(item, ctx)
       │                                                         │    └─ ctx.run(): own session
-      │  OutputListener thread ◄── item bytes (one socket per ──┤       process group, key in env
-      │    "[id] line" → terminal   attempt and stream)         │
+      │  OutputListener thread ◄── item bytes (two pipes per ───┤       process group, key in env
+      │    "[id] line" → terminal   attempt, handed over a      │
+      │                             control socket per worker)  │
       │    plain lines → logs/<id>.log, keys redacted           │
       │ ◄── AttemptResult (loky result queue) ──────────────────┘
-      │ wait for the attempt's output EOF, release the lease, journal, retry rules (Batch)
+      │ wait for the attempt's output to close, release the lease, journal, retry rules (Batch)
       │
       └─ events: SimpleQueue fed by future callbacks (loky thread), signal handlers, the listener
 

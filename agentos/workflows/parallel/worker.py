@@ -27,7 +27,7 @@ from typing import Any
 from agentos.usage.record import Tally
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
-from agentos.workflows.parallel.capture import ItemCapture
+from agentos.workflows.parallel.capture import ItemCapture, OutputChannel
 from agentos.workflows.parallel.context import kill_started_processes
 from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
@@ -39,8 +39,7 @@ from agentos.workflows.parallel.process_tree import (
 class _WorkerState:
     spec: AttemptSpec
     keys: Any  # the Governor's Manager proxy, or None
-    listener_address: str
-    listener_token: str
+    channel: OutputChannel  # to the parent's output listener; connects on the first item
 
 
 _STATE: _WorkerState | None = None
@@ -78,12 +77,12 @@ def initialize_worker(
     if sys.stdout is not None and hasattr(sys.stdout, "reconfigure"):
         with contextlib.suppress(Exception):
             sys.stdout.reconfigure(line_buffering=True)
-    _STATE = _WorkerState(spec, keys, listener_address, listener_token)
+    _STATE = _WorkerState(spec, keys, OutputChannel(listener_address, listener_token))
 
 
 def _capture(item: Item, attempt: int) -> ItemCapture:
     assert _STATE is not None
-    return ItemCapture(_STATE.listener_address, _STATE.listener_token, item.id, attempt)
+    return ItemCapture(_STATE.channel, item.id, attempt)
 
 
 def execute_in_worker(
