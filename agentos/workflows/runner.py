@@ -432,7 +432,7 @@ def _execute(
                 if credentials and options.backend == "loky":
                     from agentos.workflows.parallel.key_server import start_key_server
 
-                    with spawn_guard():
+                    with spawn_guard(trackers="stdlib"):
                         key_server, keys = start_key_server(
                             list(key_plan.configs),
                             options.rate_limit_cooldown,

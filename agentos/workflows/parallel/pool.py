@@ -140,7 +140,8 @@ class WorkerPool:
         live = getattr(executor, "_processes", None)
         if live is not None and len(live) >= self.workers:
             return executor.submit(execute_in_worker, *args)
-        with spawn_guard():  # loky spawns (and starts its manager thread) inside submit()
+        # loky spawns (and starts its manager thread) inside submit()
+        with spawn_guard(trackers="none" if self.method == "fork" else "all"):
             future: Future[AttemptResult] = executor.submit(execute_in_worker, *args)
         self.processes.update(getattr(executor, "_processes", None) or {})
         return future
@@ -185,7 +186,15 @@ class WorkerPool:
             for pid in pids:
                 signal_group(pid, signal.SIGKILL)
         else:
-            executor.shutdown(wait=True)
+            # Called only when every attempt has ended and its output is closed: the workers are
+            # idle, with nothing to flush and no item processes (each attempt kills its own). A
+            # SIGKILL ends them at once; loky's polite shutdown hands each a sentinel in turn and
+            # took ~30 ms for 4 workers on 2 cores, a fifth of a small run's whole cost.
+            for pid in self.worker_pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                executor.shutdown(wait=True)
         self.processes.clear()
 
 
