@@ -23,11 +23,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentos.errors import ItemError, RateLimited
-from agentos.governor.governor import CallGrant
-from agentos.governor.signals import OVERLOADED, QUOTA, RATE, classify_text
 from agentos.usage.budget import ItemLimits
 from agentos.usage.prices import PriceBook
 from agentos.usage.record import UNKNOWN_MODEL, Call, Tally, UsageLog
@@ -35,6 +33,9 @@ from agentos.usage.report import USAGE_FILE_ENV, UsageFile
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, terminate_groups
+
+if TYPE_CHECKING:  # the governor (and email.utils, for its dates) loads only when a call needs it
+    from agentos.governor.governor import CallGrant
 
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
 EX_TEMPFAIL = 75
@@ -376,6 +377,8 @@ class ItemContext:
         if result.rate_limited:
             # which "no" it was: a spent quota parks the key's group, an overloaded provider
             # backs everyone off, anything else is a rate limit (governor.signals)
+            from agentos.governor.signals import OVERLOADED, QUOTA, RATE, classify_text
+
             refusal = classify_text("\n".join(result.stderr_tail))
             kind = (
                 refusal.kind
