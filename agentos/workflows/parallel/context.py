@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,10 @@ EX_TEMPFAIL = 75
 _RETRY_AFTER = re.compile(rb"retry[-_ ]?after[\"']?\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _MAX_CAPTURE = 256 * 1024 * 1024
 _STDERR_TAIL_LINES = 20
+
+#: `ctx.run(on_line=...)`: called with ("out" | "err", line) for each whole line the command
+#: prints, as it prints it; returning True stops the command (its process group is terminated)
+LineWatcher = Callable[[str, str], bool | None]
 
 #: Process groups started by the current attempt; the worker's SIGTERM handler kills them too.
 ACTIVE_GROUPS: set[int] = set()
@@ -67,6 +72,8 @@ class CommandResult:
     stderr_tail: list[str]
     rate_limited: bool
     retry_after: float | None
+    #: the `on_line` watcher stopped the command (its returncode is then the signal's)
+    stopped: bool = False
 
     @property
     def signal(self) -> int:
@@ -135,13 +142,18 @@ class ItemContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+    def env(
+        self, extra: dict[str, str] | None = None, key_env: str | None = None
+    ) -> dict[str, str]:
+        """The environment of the item's commands. `key_env`: the variable the leased key goes
+        in instead of `credential_env` (a CLI agent's own: ANTHROPIC_API_KEY, GEMINI_API_KEY);
+        the key is then in that variable only."""
         env = dict(os.environ)
         env.pop(self.credential_env, None)
         # every key of the run, if the user gave them this way: an item gets its lease, no more
         env.pop(CREDENTIALS_ENV, None)
         if self.credential is not None:
-            env[self.credential_env] = self.credential
+            env[key_env or self.credential_env] = self.credential
         if self.run_tag:
             env[RUN_TAG_ENV] = self.run_tag
         env["AGENTOS_ITEM_ID"] = self.item.id
@@ -320,9 +332,12 @@ class ItemContext:
         capture_stdout: bool = False,
         cwd: str | os.PathLike[str] | None = None,
         env: dict[str, str] | None = None,
+        key_env: str | None = None,
+        on_line: LineWatcher | None = None,
     ) -> CommandResult:
         """Run `argv` in its own session; see the module docstring. Never raises for a non-zero
-        exit (see `run_checked`); raises OSError when the program cannot start."""
+        exit (see `run_checked`); raises OSError when the program cannot start. `key_env`: see
+        `env`. `on_line`: see `LineWatcher` (stdout is still captured when asked)."""
         if self._rate_limit_re is None:
             self._rate_limit_re = re.compile(self.rate_limit_pattern.encode(), re.IGNORECASE)
         # a command is a call (or many) to a model: an item over its caps makes no more
@@ -334,12 +349,12 @@ class ItemContext:
             stdout=subprocess.PIPE if capture_stdout else None,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            env=self.env(env),
+            env=self.env(env, key_env),
             cwd=cwd,
         )
         ACTIVE_GROUPS.add(proc.pid)
         try:
-            pump = _Pump(proc, input, self._rate_limit_re)
+            pump = _Pump(proc, input, self._rate_limit_re, on_line)
             pump.run()
             returncode = proc.wait()
         except BaseException:
@@ -365,6 +380,7 @@ class ItemContext:
             stderr_tail=list(pump.tail),
             rate_limited=returncode == EX_TEMPFAIL or (returncode != 0 and pump.matched),
             retry_after=pump.retry_after,
+            stopped=pump.stopped,
         )
         self.last_command = result
         return result
@@ -405,10 +421,17 @@ class _Pump:
     stderr → our fd 2 (the item's output) with a rolling rate-limit scan."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], data: bytes | None, pattern: re.Pattern[bytes]
+        self,
+        proc: subprocess.Popen[bytes],
+        data: bytes | None,
+        pattern: re.Pattern[bytes],
+        on_line: LineWatcher | None = None,
     ) -> None:
         self.proc = proc
         self.pattern = pattern
+        self.on_line = on_line
+        self.stopped = False
+        self._out_carry = b""
         self.matched = False
         self.retry_after: float | None = None
         self.tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
@@ -466,10 +489,19 @@ class _Pump:
                             self._keep(chunk)
                         else:
                             self._stderr(chunk)
+                if self.stopped:
+                    # the watcher has what it needs (a refusal the CLI would retry on its own):
+                    # the command ends now, and its output after this is not wanted
+                    terminate_groups([proc.pid], grace=0.2)
+                    break
                 if pidfd is None and exited_at is None and proc.poll() is not None:
                     exited_at = time.monotonic()
+            if self._out_carry and not self.stopped:
+                self._watch("out", self._out_carry)
             if self._line_carry:
                 self.tail.append(self._line_carry.decode(errors="replace"))
+                if not self.stopped:
+                    self._watch("err", self._line_carry)
         finally:
             if pidfd is not None:
                 os.close(pidfd)
@@ -494,6 +526,17 @@ class _Pump:
         if self._captured > _MAX_CAPTURE:
             raise ItemError(f"command printed more than {_MAX_CAPTURE >> 20} MiB on stdout")
         self._chunks.append(chunk)
+        if self.on_line is not None:
+            lines = (self._out_carry + chunk).split(b"\n")
+            self._out_carry = lines.pop()
+            for line in lines:
+                self._watch("out", line)
+
+    def _watch(self, stream: str, line: bytes) -> None:
+        if self.on_line is None or self.stopped:
+            return
+        if self.on_line(stream, line.decode(errors="replace")):
+            self.stopped = True
 
     def _stderr(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -512,6 +555,8 @@ class _Pump:
         self._line_carry = lines.pop()[-4096:]
         for line in lines[-_STDERR_TAIL_LINES:]:
             self.tail.append(line[-4096:].decode(errors="replace"))
+        for line in lines:
+            self._watch("err", line)
 
 
 def _pidfd(pid: int) -> int | None:
