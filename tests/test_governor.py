@@ -373,3 +373,23 @@ def test_keys_the_provider_names_as_one_organisation_join_one_group() -> None:
         gov.acquire_call("i", 10, pinned="key-2"),
     )
     assert second.delay - first.delay == pytest.approx(1 / HEADROOM, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        # Gemini CLI's words (issue 15): a spent allowance parks the key, a per-minute one waits
+        ("You have exhausted your capacity on this model.", QUOTA),
+        ("429 QUOTA_EXHAUSTED for project 123", QUOTA),
+        ("Quota exceeded for quota metric 'Generate Content API requests per minute'", RATE),
+        ("API key not valid. Please pass a valid API key.", REJECTED),
+        ('{"reason": "API_KEY_INVALID"}', REJECTED),
+    ],
+)
+def test_gemini_cli_texts_are_classified(text: str, kind: str) -> None:
+    refusal = classify_text(text)
+    assert refusal is not None and refusal.kind == kind
+
+
+def test_a_quota_that_will_reset_after_a_duration() -> None:
+    assert quota_reset("Your quota will reset after 2h30m.", now=0) == 9000

@@ -45,12 +45,13 @@ _STATED_LIMIT = re.compile(
 _ORGANIZATION = re.compile(r"\bin organization ([\w.-]+)")
 _RETRY_DELAY = re.compile(r'"retryDelay"\s*:\s*"(\d+(?:\.\d+)?)s"')
 _UNIX_RESET = re.compile(r"\|(\d{10})\b")
-_RESETS_IN = re.compile(r"resets? in\s+((?:\d+\s*[hms]\s*)+)", re.IGNORECASE)
+_RESETS_IN = re.compile(r"resets? (?:in|after)\s+((?:\d+\s*[hms]\s*)+)", re.IGNORECASE)
 _RESETS_AT = re.compile(r"resets? at\s+(\d{1,2})(?::(\d{2}))?\s*(am|pm)?", re.IGNORECASE)
 
 _QUOTA_TEXT = re.compile(
     r"insufficient_quota|exceeded your current quota|usage limit reached|TerminalQuotaError|"
-    r"exhausted your (?:daily )?quota|PerDay|per day|daily limit|billing",
+    r"exhausted your (?:daily )?(?:quota|capacity)|QUOTA_EXHAUSTED|PerDay|per day|daily limit|"
+    r"billing",
     re.IGNORECASE,
 )
 _OVERLOADED_TEXT = re.compile(
@@ -60,10 +61,14 @@ _OVERLOADED_TEXT = re.compile(
 )
 _REJECTED_TEXT = re.compile(
     r"\b401\b|\b403\b|invalid[_ ]api[_ ]key|incorrect api key|authentication[_ ]error|"
-    r"permission[_ ]denied|unauthori[sz]ed",
+    r"permission[_ ]denied|unauthori[sz]ed|API[_ ]key not valid|API_KEY_INVALID",
     re.IGNORECASE,
 )
-_RATE_TEXT = re.compile(r"429|rate.?limit|too many requests|RESOURCE_EXHAUSTED", re.IGNORECASE)
+#: Gemini's per-minute refusal reads "Quota exceeded for quota metric '... per minute'": a rate
+#: limit (its per-day one says so, and is a quota by the test above)
+_RATE_TEXT = re.compile(
+    r"429|rate.?limit|too many requests|RESOURCE_EXHAUSTED|quota exceeded", re.IGNORECASE
+)
 
 
 def parse_duration(value: str) -> float | None:
@@ -242,7 +247,8 @@ def _error_fields(body: str) -> str:
 
 def quota_reset(text: str, now: float | None = None) -> float | None:
     """Seconds until a quota resets, when the text says so: `|<unix time>` (Claude's usage
-    limit), "resets in 3h20m", "resets at 5pm" (taken as UTC), Gemini's retryDelay."""
+    limit), "resets in 3h20m" / "will reset after 2h30m", "resets at 5pm" (taken as UTC),
+    Gemini's retryDelay."""
     now = time.time() if now is None else now
     match = _UNIX_RESET.search(text)
     if match:
