@@ -180,6 +180,8 @@ def effective_workers(requested: int, n_slots: int, n_items: int, n_keys: int | 
 def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     params = dict(params)
     options = RunnerOptions.from_params(params)
+    if options.verbose:  # -v: what the agents found (their CLIs' paths and versions), and more
+        logging.getLogger("agentos").setLevel(logging.DEBUG)
     notifier = check_urls(options.notify)  # a bad URL or no apprise: exit 2 before anything
     config = workflow.make_config(**params)
     items = check_items(list(workflow.collect_items(config)))
