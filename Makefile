@@ -18,7 +18,7 @@ RUN_ENV  := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
 ARGS     ?=
 RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
-.PHONY: install test-tools test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
+.PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,10 +47,23 @@ test-tools:
 	  else echo "note: $$tool is not installed; the tests that need it will skip"; fi; \
 	done
 
-# the virtualenv and the system tools install side by side: on a fresh CI machine each takes
-# about half a minute
+# The agent CLIs the claude: and gemini: tests run for real (against loopback servers), from npm
+# into a project-local folder, pinned: their JSON is what the agents read. Installed when missing
+# and npm is there; otherwise those tests skip, saying why. (llm and llm-echo are in the dev extra.)
+NODE_DIR  ?= build/node
+NODE_CLIS ?= @anthropic-ai/claude-code@2.1.197 @google/gemini-cli@0.61.0
+
+test-clis:
+	@if [ -x $(NODE_DIR)/node_modules/.bin/claude ] && [ -x $(NODE_DIR)/node_modules/.bin/gemini ]; then :; \
+	elif command -v npm >/dev/null; then \
+	  npm install --prefix $(NODE_DIR) --no-audit --no-fund --no-save --loglevel=error $(NODE_CLIS) \
+	    >/dev/null 2>&1 || echo "note: could not install $(NODE_CLIS); the tests that need them will skip"; \
+	else echo "note: npm is not installed; the claude: and gemini: agent tests will skip"; fi
+
+# the virtualenv, the system tools and the agent CLIs install side by side: on a fresh CI
+# machine each takes up to about half a minute
 test:
-	@$(MAKE) --no-print-directory -j2 install test-tools
+	@$(MAKE) --no-print-directory -j3 install test-tools test-clis
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

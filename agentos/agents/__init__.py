@@ -2,6 +2,10 @@
 
 mock                 offline and deterministic; the default for the demo and the tests
 cmd:<command line>   any CLI agent: prompt on stdin, answer on stdout
+openai:<model>       an OpenAI-compatible HTTP API, a key per call from the governor
+claude:<model>       Claude Code (claude -p), its refusals and costs read from its JSON
+gemini:<model>       Gemini CLI (gemini), the same
+llm:<model>          Simon Willison's llm, with any of its plugins' models
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ __all__ = [
 ]
 
 AGENT_HELP = (
-    "'mock' (offline, deterministic: the default), 'cmd:<command line>' (prompt on stdin, "
-    "answer on stdout, e.g. 'cmd:claude -p') or 'openai:<model>' (an OpenAI-compatible API at "
-    "--api-base; needs keys)"
+    "'mock' (offline, deterministic: the default), 'claude:<model>' (Claude Code), "
+    "'gemini:<model>' (Gemini CLI), 'llm:<model>' (llm and its plugins), 'cmd:<command line>' "
+    "(any other CLI: prompt on stdin, answer on stdout) or 'openai:<model>' (an "
+    "OpenAI-compatible API at --api-base; needs keys)"
 )
 
 
@@ -43,6 +48,18 @@ def resolve_agent(spec: str, option: str, api_base: str | None = None) -> Agent:
         from agentos.agents.openai import OpenAIAgent
 
         return OpenAIAgent.from_spec(spec, option, api_base)
+    if spec.startswith("claude:"):
+        from agentos.agents.claude import ClaudeAgent
+
+        return ClaudeAgent.from_spec(spec, option)
+    if spec.startswith("gemini:"):
+        from agentos.agents.gemini import GeminiAgent
+
+        return GeminiAgent.from_spec(spec, option)
+    if spec.startswith("llm:"):
+        from agentos.agents.llm import LlmAgent
+
+        return LlmAgent.from_spec(spec, option)
     raise ConfigError(f"{option} {spec!r}: unknown agent; use {AGENT_HELP}")
 
 

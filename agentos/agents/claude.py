@@ -1,0 +1,202 @@
+"""`claude:<model>`: Claude Code (npm `@anthropic-ai/claude-code`) in print mode.
+
+    claude -p --output-format stream-json --verbose --include-partial-messages --model <model>
+
+The prompt goes to stdin; a leased key goes in ANTHROPIC_API_KEY (without keys, Claude Code uses
+its own login or the user's variable). The answer's text streams into the item's output as the
+`stream_event` deltas arrive; the last line is the `result` object, whose fields decide:
+
+    is_error false, subtype success   the answer (`result`); a result that says `is_error` is
+                                      never an answer, whatever its subtype or exit code (Claude
+                                      Code reports a refused request as subtype "success")
+    api_error_status 429              rate limited; "usage limit reached|<unix time>" (and the
+                                      other reset forms) is a spent quota, parked until then
+    api_error_status 529, 503         overloaded
+    api_error_status 401, 403         the key is rejected
+    api_error_status 400              the request itself is wrong: not retried
+
+Usage: `modelUsage` gives each model's tokens and Claude Code's own cost (`costUSD`, adding up to
+`total_cost_usd`), recorded per model with that cost, so no price is needed.
+
+Who retries: agentos. Claude Code retries a refused request internally for minutes (measured: 9
+attempts in 120 s against a server answering 429, and still going), where the governor sees
+nothing: the key is not cooled, other items pile onto it, and --timeout is spent waiting.
+CLAUDE_CODE_MAX_RETRIES=0 makes it return the refusal at once, so the governor paces the key and
+queues the item again. The price: with retries off Claude Code does not pass on the server's
+Retry-After, so a 429 waits the governor's cooldown (--rate-limit-cooldown, growing on repeats)
+unless the message states a wait. Its non-essential traffic is off too
+(CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1): otherwise each run spends a second model call on a
+session title, and N parallel copies run the auto-updater on the same executable.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agentos.agents.base import Agent, AgentRequest
+from agentos.agents.cli import (
+    Executable,
+    NotRetried,
+    Progress,
+    amount,
+    count,
+    failure,
+    find_executable,
+    last_lines,
+    model_of,
+    refused,
+)
+from agentos.errors import ItemError
+from agentos.usage.prices import ModelRef
+from agentos.workflows.parallel.context import CommandResult, ItemContext
+
+KEY_ENV = "ANTHROPIC_API_KEY"
+INSTALL = "npm install -g @anthropic-ai/claude-code"
+MINIMUM = (2, 0)
+ENV = {
+    "CLAUDE_CODE_MAX_RETRIES": "0",
+    # no session title (a model call of its own per run, measured: two requests instead of
+    # one for a multi-line prompt), no auto-updater, telemetry or error reports
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "DISABLE_AUTOUPDATER": "1",
+}
+
+
+@dataclass(frozen=True)
+class ClaudeAgent(Agent):
+    spec: str
+    model: str
+    executable: Executable
+
+    @classmethod
+    def from_spec(cls, spec: str, option: str) -> ClaudeAgent:
+        model = model_of(spec, option, "claude:sonnet")
+        found = find_executable(
+            "claude", option=option, spec=spec, install=INSTALL, minimum=MINIMUM
+        )
+        return cls(spec=spec, model=model, executable=found)
+
+    def models(self) -> list[ModelRef | None]:
+        # Claude Code states what each call cost: no price is needed, and an alias such as
+        # "sonnet" names no price anyway; a budget counts the costs as they come
+        return [None]
+
+    def argv(self) -> list[str]:
+        return [
+            self.executable.path,
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",  # stream-json needs it in print mode
+            "--include-partial-messages",
+            "--model",
+            self.model,
+        ]
+
+    def run(self, request: AgentRequest, ctx: ItemContext) -> str:
+        stream = _Stream(Progress(ctx))
+        try:
+            result = ctx.run(
+                self.argv(),
+                input=request.prompt.encode(),
+                capture_stdout=True,
+                cwd=request.cwd,
+                env=ENV,
+                key_env=KEY_ENV,
+                on_line=stream.line,
+            )
+        except FileNotFoundError:
+            raise ItemError(f"{self.spec}: {self.executable.path} is gone", exit_code=127) from None
+        stream.progress.flush()
+        return self.outcome(result, stream.result, ctx)
+
+    def outcome(self, result: CommandResult, final: dict[str, Any] | None, ctx: ItemContext) -> str:
+        if final is None:
+            # no result line: Claude Code failed before it could answer (bad option, crash)
+            cause = last_lines(result.stderr_tail)
+            found = refused("claude", None, cause, ctx) if result.returncode else None
+            if found is not None:
+                raise found
+            if result.returncode == 0:
+                said = f": {cause}" if cause else ""
+                raise ItemError(f"{self.spec}: claude printed no result{said}")
+            raise failure("claude", result.returncode, cause)
+        self._record(final, ctx)
+        text = final.get("result")
+        text = text if isinstance(text, str) else ""
+        failed = final.get("is_error") is not False or final.get("subtype") != "success"
+        if not failed and result.returncode == 0:
+            if not text.strip():
+                raise ItemError(f"{self.spec}: Claude Code answered with an empty result")
+            return text
+        status = final.get("api_error_status")
+        status = status if isinstance(status, int) and not isinstance(status, bool) else None
+        detail = text or str(final.get("subtype") or "an error")
+        found = refused("claude", status, detail, ctx)
+        if found is not None:
+            raise found
+        if status == 400:
+            raise NotRetried(f"claude: the API refused the request (400): {detail[:300]}")
+        code = result.returncode if result.returncode > 0 else 1
+        subtype = final.get("subtype")
+        where = f" ({subtype})" if subtype and subtype != "success" else ""
+        raise ItemError(f"claude{where}: {' '.join(detail.split())[:300]}", exit_code=code)
+
+    def _record(self, final: dict[str, Any], ctx: ItemContext) -> None:
+        """Each model's tokens and cost as Claude Code states them; its `input_tokens` leave
+        out the prompt cache's, which agentos counts as input (`cached_tokens` of it)."""
+        models = final.get("modelUsage")
+        if isinstance(models, dict) and models:
+            for name, used in models.items():
+                if not isinstance(used, dict):
+                    continue
+                fresh = count(used.get("inputTokens"))
+                read = count(used.get("cacheReadInputTokens")) or 0
+                written = count(used.get("cacheCreationInputTokens")) or 0
+                ctx.record_usage(
+                    str(name),
+                    input_tokens=None if fresh is None else fresh + read + written,
+                    output_tokens=count(used.get("outputTokens")),
+                    cached_tokens=read,
+                    cost_usd=amount(used.get("costUSD")),
+                    provider="anthropic",
+                )
+            return
+        cost = amount(final.get("total_cost_usd"))
+        if cost:  # a cost without a breakdown by model: recorded under the model asked for
+            ctx.record_usage(self.model, cost_usd=cost, provider="anthropic")
+
+
+class _Stream:
+    """Reads Claude Code's stream-json lines as they come."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.result: dict[str, Any] | None = None
+
+    def line(self, stream: str, line: str) -> bool:
+        if stream != "out" or not line.startswith("{"):
+            return False
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(event, dict):
+            return False
+        kind = event.get("type")
+        if kind == "result":
+            self.result = event
+        elif kind == "stream_event":
+            inner = event.get("event") or {}
+            delta = inner.get("delta") if isinstance(inner, dict) else None
+            if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                self.progress.add(str(delta.get("text") or ""))
+        elif kind == "assistant":
+            message = event.get("message") or {}
+            for block in message.get("content") or [] if isinstance(message, dict) else []:
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    self.progress.flush()
+                    self.progress.ctx.log(f"[claude uses {block.get('name')}]")
+        return False

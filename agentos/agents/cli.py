@@ -1,0 +1,213 @@
+"""What the agents for real agent CLIs share (`claude:`, `gemini:`, `llm:`).
+
+Each runs its CLI with the prompt on stdin (prompts are long and may hold secrets: a command
+line is visible to every user of the machine in `ps`), the leased key in the CLI's own
+variable (and nowhere else), and its machine-readable output where it has one, read line by line
+as it comes so that the answer streams into the item's output. The CLI's result becomes one of
+agentos's outcomes:
+
+    an answer                     returned; its usage recorded (ctx.record_usage)
+    rate limited, with its wait   RateLimited(kind="rate"): the key cools, the item goes again
+    quota spent, with its reset   RateLimited(kind="quota"): the key's group is parked
+    overloaded                    RateLimited(kind="overloaded"): everybody backs off briefly
+    key rejected                  CredentialRejected: the key is retired for the run
+    input or set-up error         NotRetried: the same prompt would fail the same way
+    anything else                 ItemError: a failure, retried per --retries
+
+The executable and its version are checked when the agent is named, before anything starts: a
+missing or too old CLI is a one-line error (exit 2) that says what to install.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
+from agentos.governor.signals import (
+    OVERLOADED,
+    QUOTA,
+    RATE,
+    REJECTED,
+    Refusal,
+    classify_http,
+    classify_text,
+)
+from agentos.workflows.parallel.context import ItemContext
+
+log = logging.getLogger("agentos")
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+#: `--version` of a Node CLI takes a second or two on a busy machine; a hung one must not
+#: hang agentos before the run has even started
+VERSION_TIMEOUT = 30.0
+
+
+class NotRetried(ItemError):
+    """A failure that another attempt would repeat (a bad prompt, a CLI that is not set up):
+    the item fails at once instead of spending its retries."""
+
+    retry = False
+
+
+@dataclass(frozen=True)
+class Executable:
+    path: str
+    version: str  # as the CLI prints it, e.g. "2.1.197 (Claude Code)"
+
+
+def find_executable(
+    name: str,
+    *,
+    option: str,
+    spec: str,
+    install: str,
+    minimum: tuple[int, ...],
+    version_args: tuple[str, ...] = ("--version",),
+) -> Executable:
+    """`name` on PATH, with a version of at least `minimum`; else a ConfigError (exit 2) that
+    says what to install. `-v` prints what was found."""
+    path = locate(name, option=option, spec=spec, install=install)
+    try:
+        done = subprocess.run(
+            [path, *version_args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=VERSION_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(
+            f"{option} {spec!r}: '{name} {' '.join(version_args)}' gave no answer in "
+            f"{VERSION_TIMEOUT:.0f} s"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{option} {spec!r}: cannot run {path}: {exc.strerror}") from None
+    printed = (done.stdout or done.stderr).decode("utf-8", errors="replace").strip()
+    first = printed.splitlines()[0] if printed else ""
+    if done.returncode != 0:
+        first = ""
+    return checked(Executable(path, first), name, option=option, spec=spec, install=install,
+                   minimum=minimum)  # fmt: skip
+
+
+def locate(name: str, *, option: str, spec: str, install: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ConfigError(f"{option} {spec!r}: {name} not found on PATH; install it: {install}")
+    return path
+
+
+def checked(
+    found: Executable, name: str, *, option: str, spec: str, install: str, minimum: tuple[int, ...]
+) -> Executable:
+    """`found` when its version is at least `minimum`, else a ConfigError."""
+    match = _VERSION.search(found.version)
+    if match is None:
+        raise ConfigError(
+            f"{option} {spec!r}: {found.path} printed no version ({found.version[:120]!r}); "
+            f"install it: {install}"
+        )
+    version = tuple(int(part or 0) for part in match.groups())
+    if version < minimum:
+        wanted = ".".join(map(str, minimum))
+        raise ConfigError(
+            f"{option} {spec!r}: {name} {match.group(0)} is too old (agentos needs {wanted} or "
+            f"later); update it: {install}"
+        )
+    log.debug("%s: %s %s", spec, found.path, found.version)
+    return found
+
+
+def model_of(spec: str, option: str, example: str) -> str:
+    model = spec.partition(":")[2].strip()
+    if not model:
+        prefix = spec.partition(":")[0]
+        raise ConfigError(f"{option} {spec!r}: give the model after '{prefix}:', e.g. '{example}'")
+    if model.startswith("-") or any(c.isspace() for c in model):
+        raise ConfigError(f"{option} {spec!r}: {model!r} is not a model name")
+    return model
+
+
+def refused(name: str, status: int | None, text: str, ctx: ItemContext) -> BaseException | None:
+    """The outcome a refusal the CLI reported stands for (see the module docstring), or None
+    when `text` (and the HTTP `status` the CLI names, if any) shows none."""
+    refusal: Refusal | None = (
+        classify_http(status, {}, text) if status is not None else None
+    ) or classify_text(text)
+    if refusal is None:
+        return None
+    detail = f"{name}: {_short(refusal.detail)}"
+    if refusal.kind == REJECTED:
+        if ctx.credential:
+            return CredentialRejected(detail)
+        # no leased key: the CLI's own login (or the user's variable) was refused; another
+        # attempt with the same login fails the same way
+        return NotRetried(f"{detail} (the CLI's own login or key)")
+    if refusal.kind in (RATE, QUOTA, OVERLOADED):
+        return RateLimited(detail, refusal.wait, kind=refusal.kind)
+    return None
+
+
+def failure(name: str, returncode: int, cause: str) -> ItemError:
+    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit {returncode}"
+    return ItemError(
+        f"{name}: {how}" + (f": {_short(cause)}" if cause else ""),
+        exit_code=returncode if returncode > 0 else -1,
+        signal=-returncode if returncode < 0 else 0,
+    )
+
+
+def last_lines(lines: list[str], count: int = 2) -> str:
+    kept = [line.strip() for line in lines if line.strip()]
+    return " | ".join(kept[-count:])
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+def count(value: Any) -> int | None:
+    """A token count from a CLI's output: a whole number >= 0, else unknown."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value) or value < 0 or not float(value).is_integer():
+        return None
+    return int(value)
+
+
+def amount(value: Any) -> float | None:
+    """A cost from a CLI's output: a finite number >= 0, else unknown."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+class Progress:
+    """The answer's text as it streams, shown in the item's output a whole line at a time."""
+
+    def __init__(self, ctx: ItemContext) -> None:
+        self.ctx = ctx
+        self.parts: list[str] = []
+        self._line = ""
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self._line += text
+        while "\n" in self._line:
+            done, self._line = self._line.split("\n", 1)
+            self.ctx.log(done)
+
+    def flush(self) -> None:
+        if self._line:
+            self.ctx.log(self._line)
+            self._line = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
