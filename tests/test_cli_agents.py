@@ -336,7 +336,10 @@ def test_gemini_answers_from_stdin_and_records_tokens_priced_from_the_database(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("behaviour", "outcome", "kind", "wait"),
-    [("rate_limited", RateLimited, "rate", 26.0)],  # the wait the server suggested
+    [
+        ("rate_limited", RateLimited, "rate", 26.0),  # the wait the server suggested
+        ("revoked", CredentialRejected, None, None),
+    ],
 )
 def test_gemini_refusals_end_the_cli_at_once(
     gemini_api: FakeGemini,
@@ -356,6 +359,12 @@ def test_gemini_refusals_end_the_cli_at_once(
     if kind is not None:
         assert isinstance(raised.value, RateLimited)
         assert (raised.value.kind, raised.value.retry_after) == (kind, wait)
+    else:
+        # the CLI's error report holds the whole request: it stays with the item's state,
+        # private, instead of world-readable in /tmp
+        (report,) = (tmp_path / "run" / "items" / "item-1" / "tmp").glob("gemini-client-error*")
+        assert "SAY:" in report.read_text() and KEY not in report.read_text()
+        assert (report.parent.stat().st_mode & 0o777) == 0o700
 
 
 #: what Gemini CLI 0.61 printed against the fake's "daily" and "overloaded" answers

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agentos.agents.base import Agent, AgentRequest
@@ -95,6 +96,9 @@ class GeminiAgent(Agent):
                 input=request.prompt.encode(),
                 capture_stdout=True,
                 cwd=request.cwd,
+                # Gemini CLI writes an error report holding the whole request (the prompt) to
+                # the temporary directory, world-readable: keep it with the item's own state
+                env={"TMPDIR": str(self.scratch(ctx))},
                 key_env=KEY_ENV,
                 on_line=stream.line,
             )
@@ -102,6 +106,12 @@ class GeminiAgent(Agent):
             raise ItemError(f"{self.spec}: {self.executable.path} is gone", exit_code=127) from None
         stream.progress.flush()
         return self.outcome(result, stream, ctx)
+
+    @staticmethod
+    def scratch(ctx: ItemContext) -> Path:
+        path = ctx.state_dir / "tmp"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     def outcome(self, result: CommandResult, stream: _Stream, ctx: ItemContext) -> str:
         if result.stopped:
