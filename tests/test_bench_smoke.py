@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import ALL
 from conftest import REPO, clean_env
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
@@ -17,7 +18,8 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)],
+        # the executor's scenarios; the rate ones (20 s at smoke size) have test_rate_bench_smoke
+        [sys.executable, "-m", "bench", "--smoke", "--only", ",".join(ALL), "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -27,19 +29,23 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     (report_file,) = tmp_path.glob("*-smoke.json")
     report = json.loads(report_file.read_text())
-    assert set(report["results"]) == {
-        "short_commands",
-        "sleep_batch",
-        "output_heavy",
-        "line_writer",
-        "block_writer",
-        "fixed_cost",
-        "python_items",
-        "memory",
-        "scale",
-        "scaling",
-        "governor_roundtrip",
-    }
+    assert (
+        set(report["results"])
+        == set(ALL)
+        == {
+            "short_commands",
+            "sleep_batch",
+            "output_heavy",
+            "line_writer",
+            "block_writer",
+            "fixed_cost",
+            "python_items",
+            "memory",
+            "scale",
+            "scaling",
+            "governor_roundtrip",
+        }
+    )
     results = report["results"]
     assert results["governor_roundtrip"]["series"]["calls_per_second"]["median"] > 0
     # correctness checks the harness makes are real even at tiny sizes
