@@ -35,17 +35,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.agents.base import Agent, AgentRequest
+from agentos.agents.base import AgentRequest
 from agentos.agents.cli import (
-    Executable,
+    CliAgent,
     NotRetried,
     Progress,
     amount,
     count,
     failure,
-    find_executable,
     last_lines,
-    model_of,
     refused,
 )
 from agentos.errors import ItemError
@@ -65,18 +63,11 @@ ENV = {
 
 
 @dataclass(frozen=True)
-class ClaudeAgent(Agent):
-    spec: str
-    model: str
-    executable: Executable
-
-    @classmethod
-    def from_spec(cls, spec: str, option: str) -> ClaudeAgent:
-        model = model_of(spec, option, "claude:sonnet")
-        found = find_executable(
-            "claude", option=option, spec=spec, install=INSTALL, minimum=MINIMUM
-        )
-        return cls(spec=spec, model=model, executable=found)
+class ClaudeAgent(CliAgent):
+    program = "claude"
+    install = INSTALL
+    minimum = MINIMUM
+    example = "claude:sonnet"
 
     def models(self) -> list[ModelRef | None]:
         # Claude Code states what each call cost: no price is needed, and an alias such as
@@ -97,18 +88,7 @@ class ClaudeAgent(Agent):
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         stream = _Stream(Progress(ctx))
-        try:
-            result = ctx.run(
-                self.argv(),
-                input=request.prompt.encode(),
-                capture_stdout=True,
-                cwd=request.cwd,
-                env=ENV,
-                key_env=KEY_ENV,
-                on_line=stream.line,
-            )
-        except FileNotFoundError:
-            raise ItemError(f"{self.spec}: {self.executable.path} is gone", exit_code=127) from None
+        result = self.call(request, ctx, on_line=stream.line, key_env=KEY_ENV, env=ENV)
         stream.progress.flush()
         return self.outcome(result, stream.result, ctx)
 

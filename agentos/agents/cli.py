@@ -25,9 +25,11 @@ import math
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
+from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
 from agentos.governor.signals import (
     OVERLOADED,
@@ -38,7 +40,7 @@ from agentos.governor.signals import (
     classify_http,
     classify_text,
 )
-from agentos.workflows.parallel.context import ItemContext
+from agentos.workflows.parallel.context import CommandResult, ItemContext, LineWatcher
 
 log = logging.getLogger("agentos")
 
@@ -59,6 +61,59 @@ class NotRetried(ItemError):
 class Executable:
     path: str
     version: str  # as the CLI prints it, e.g. "2.1.197 (Claude Code)"
+
+
+_Agent = TypeVar("_Agent", bound="CliAgent")
+
+
+@dataclass(frozen=True)
+class CliAgent(Agent):
+    """An agent CLI: which one (`program`, checked at `minimum`), for which model, found where.
+    Subclasses say how to call it (`argv`) and what its result means."""
+
+    spec: str
+    model: str
+    executable: Executable
+
+    program: ClassVar[str]
+    install: ClassVar[str]
+    minimum: ClassVar[tuple[int, ...]]
+    example: ClassVar[str]  # a spec to show when the model is missing
+
+    @classmethod
+    def from_spec(cls: type[_Agent], spec: str, option: str) -> _Agent:
+        model = model_of(spec, option, cls.example)
+        found = find_executable(
+            cls.program, option=option, spec=spec, install=cls.install, minimum=cls.minimum
+        )
+        return cls(spec=spec, model=model, executable=found)
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def call(
+        self,
+        request: AgentRequest,
+        ctx: ItemContext,
+        *,
+        on_line: LineWatcher,
+        key_env: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run the CLI on the prompt (on stdin, never on the command line), its stdout captured
+        and every line watched as it comes; the leased key in `key_env` only."""
+        try:
+            return ctx.run(
+                self.argv(),
+                input=request.prompt.encode(),
+                capture_stdout=True,
+                cwd=request.cwd,
+                env=dict(env) if env else None,
+                key_env=key_env,
+                on_line=on_line,
+            )
+        except FileNotFoundError:
+            raise ItemError(f"{self.spec}: {self.executable.path} is gone", exit_code=127) from None
 
 
 def find_executable(

@@ -38,16 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentos.agents.base import Agent, AgentRequest
+from agentos.agents.base import AgentRequest
 from agentos.agents.cli import (
-    Executable,
+    CliAgent,
     NotRetried,
     Progress,
     count,
     failure,
-    find_executable,
     last_lines,
-    model_of,
     refused,
 )
 from agentos.errors import ItemError
@@ -69,18 +67,11 @@ _ATTEMPT_FAILED = re.compile(r"^\s*Attempt \d+ failed\b")
 
 
 @dataclass(frozen=True)
-class GeminiAgent(Agent):
-    spec: str
-    model: str
-    executable: Executable
-
-    @classmethod
-    def from_spec(cls, spec: str, option: str) -> GeminiAgent:
-        model = model_of(spec, option, "gemini:gemini-2.5-flash")
-        found = find_executable(
-            "gemini", option=option, spec=spec, install=INSTALL, minimum=MINIMUM
-        )
-        return cls(spec=spec, model=model, executable=found)
+class GeminiAgent(CliAgent):
+    program = "gemini"
+    install = INSTALL
+    minimum = MINIMUM
+    example = "gemini:gemini-2.5-flash"
 
     def models(self) -> list[ModelRef | None]:
         return [ModelRef(self.model, PROVIDER)]
@@ -90,20 +81,10 @@ class GeminiAgent(Agent):
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         stream = _Stream(Progress(ctx))
-        try:
-            result = ctx.run(
-                self.argv(),
-                input=request.prompt.encode(),
-                capture_stdout=True,
-                cwd=request.cwd,
-                # Gemini CLI writes an error report holding the whole request (the prompt) to
-                # the temporary directory, world-readable: keep it with the item's own state
-                env={"TMPDIR": str(self.scratch(ctx))},
-                key_env=KEY_ENV,
-                on_line=stream.line,
-            )
-        except FileNotFoundError:
-            raise ItemError(f"{self.spec}: {self.executable.path} is gone", exit_code=127) from None
+        # Gemini CLI writes an error report holding the whole request (the prompt) to the
+        # temporary directory, world-readable: keep it with the item's own state
+        scratch = {"TMPDIR": str(self.scratch(ctx))}
+        result = self.call(request, ctx, on_line=stream.line, key_env=KEY_ENV, env=scratch)
         stream.progress.flush()
         return self.outcome(result, stream, ctx)
 

@@ -30,9 +30,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.agents.base import Agent, AgentRequest
+from agentos.agents.base import AgentRequest
 from agentos.agents.cli import (
     VERSION_TIMEOUT,
+    CliAgent,
     Executable,
     NotRetried,
     Progress,
@@ -85,16 +86,18 @@ print(json.dumps(found))
 
 
 @dataclass(frozen=True)
-class LlmAgent(Agent):
-    spec: str
-    model: str
-    executable: Executable
+class LlmAgent(CliAgent):
+    program = "llm"
+    install = INSTALL
+    minimum = MINIMUM
+    example = "llm:gpt-4o-mini"
+
     model_id: str  # what `model` resolves to (an alias names a model)
     key_env: str | None  # the variable the model reads its key from, when it says
 
     @classmethod
     def from_spec(cls, spec: str, option: str) -> LlmAgent:
-        model = model_of(spec, option, "llm:gpt-4o-mini")
+        model = model_of(spec, option, cls.example)
         path = locate("llm", option=option, spec=spec, install=INSTALL)
         # one start of llm's Python (slow: it loads every plugin) tells the version too
         info = _inspect(path, model, option, spec)
@@ -129,17 +132,7 @@ class LlmAgent(Agent):
                 progress.add(text + "\n")
             return False
 
-        try:
-            result = ctx.run(
-                self.argv(),
-                input=request.prompt.encode(),
-                capture_stdout=True,
-                cwd=request.cwd,
-                key_env=self.key_env,
-                on_line=line,
-            )
-        except FileNotFoundError:
-            raise ItemError(f"{self.spec}: {self.executable.path} is gone", exit_code=127) from None
+        result = self.call(request, ctx, on_line=line, key_env=self.key_env)
         progress.flush()
         return self.outcome(result, ctx)
 
