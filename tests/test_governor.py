@@ -202,6 +202,20 @@ def test_limits_are_learned_from_headers_and_from_the_refusal_body() -> None:
     assert body_taught.snapshot()[0]["rpm"] == 12
 
 
+def test_a_grant_dropped_before_its_call_went_is_not_counted_as_a_call() -> None:
+    """A grant waiting out its delay whose key is parked meanwhile is dropped by confirm_call;
+    it had been counted as the key's call all the same (seen: a key with 4 calls at the provider
+    reported 19, and the report drew its group at its limit)."""
+    clock = Clock()
+    gov = governor(KeyConfig("sk-a", group="org", rpm=60), clock=clock)
+    first = gov.acquire_call("i", 10)
+    waiting = gov.acquire_call("j", 10)  # paced: a second later
+    assert waiting.delay > 0.5
+    gov.end_call(first.call_id, QUOTA, {"wait": 3600.0})
+    assert gov.confirm_call(waiting.call_id) is False
+    assert gov.snapshot()[0]["calls"] == 1
+
+
 def test_unknown_limits_start_with_one_call_in_flight() -> None:
     clock = Clock()
     gov = governor("sk-a", clock=clock)

@@ -452,6 +452,7 @@ class Governor:
             if self._usable(record.key):
                 return True
             del self._calls[call_id]
+            record.key.calls -= 1  # it never went
             record.key.in_flight -= 1
             record.key.group.in_flight -= 1
             record.key.group.used_today = max(0, record.key.group.used_today - 1)
