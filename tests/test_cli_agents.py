@@ -453,6 +453,10 @@ def test_llm_key_goes_in_the_models_own_variable_and_a_missing_one_is_not_retrie
     assert json.loads(answer)["key"] == LLM_KEY
     assert ctx.last_argv is not None and not any(LLM_KEY in a for a in ctx.last_argv)
     assert LLM_KEY not in ctx.redact(answer)
+    # llm logs every prompt and answer (this one holds the key) to a database in the user's
+    # home, where parallel items also lock each other out: agentos asks it not to
+    logs = list(home.rglob("logs.db"))
+    assert all(LLM_KEY.encode() not in p.read_bytes() for p in logs), logs
     with pytest.raises(NotRetried, match="No key found"):
         agent.run(AgentRequest("draft", "hello"), context(tmp_path, credential=None))
 

@@ -1,6 +1,6 @@
 """`llm:<model>`: Simon Willison's `llm` (PyPI `llm`), with whatever plugins the user has.
 
-    llm prompt -m <model> -u
+    llm prompt -m <model> -u -n
 
 The prompt goes to stdin. llm has no machine-readable output: the answer is stdout (streamed
 into the item's output line by line as it comes), `-u` prints the token usage on stderr
@@ -122,7 +122,10 @@ class LlmAgent(CliAgent):
         return [ModelRef(self.model_id)]
 
     def argv(self) -> list[str]:
-        return [self.executable.path, "prompt", "-m", self.model, "-u"]
+        # -n: no logging. llm would write every prompt and answer to a database in the user's
+        # home (answers may quote the key), and parallel items lock each other out of it
+        # ("database is locked")
+        return [self.executable.path, "prompt", "-m", self.model, "-u", "-n"]
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         progress = Progress(ctx)
