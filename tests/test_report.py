@@ -134,6 +134,25 @@ def test_a_run_whose_parent_was_killed_is_reported_from_its_journal(tmp_path: Pa
     assert [row["id"] for row in record.items()] == ["item-1"]  # the one that ended
 
 
+def test_the_output_is_a_file_a_folder_that_exists_or_stdout(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target, said in (
+        (fifo, "not a regular file"),  # as /dev/null would be: renamed over, it was replaced
+        (tmp_path, "not a regular file"),
+        (tmp_path / "missing" / "r.html", "does not exist"),
+    ):
+        done = run(agentos_argv("report", str(finished_run), "-o", str(target)), cwd=tmp_path)
+        assert done.returncode == 2 and said in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert fifo.is_fifo() and not (tmp_path / "missing").exists()
+    out = run(agentos_argv("report", str(finished_run), "-o", "-"), cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("<!DOCTYPE html>")
+    assert out.stdout.rstrip().endswith("</html>")
+
+
 def test_log_tail_keeps_only_the_last_attempt(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.log").write_text(
