@@ -15,7 +15,7 @@ import pytest
 
 from agentos.report import charts
 from agentos.report.data import RunRecord, log_tail
-from agentos.workflows.parallel.run_state import metrics_sample
+from agentos.workflows.parallel.run_state import metrics_sample, read_state
 from agentos.workflows.run_about import masked_argv
 from conftest import PYTHON, REPO, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
@@ -120,7 +120,9 @@ def test_a_run_whose_parent_was_killed_is_reported_from_its_journal(tmp_path: Pa
     live.wait_for("go slow")
     run_dir = only_run_dir(tmp_path)
     for _ in range(100):
-        if (run_dir / "journal.jsonl").exists() and (run_dir / "journal.jsonl").stat().st_size:
+        state = read_state(run_dir) or {}
+        journal = run_dir / "journal.jsonl"
+        if journal.exists() and journal.stat().st_size and state.get("running"):
             break
         live._pump(0.05)
     os.kill(live.pid, signal.SIGKILL)
@@ -131,7 +133,12 @@ def test_a_run_whose_parent_was_killed_is_reported_from_its_journal(tmp_path: Pa
     assert "ended without a summary (parent gone)" in page
     assert "last seen" in page
     record = RunRecord.load(run_dir)
-    assert [row["id"] for row in record.items()] == ["item-1"]  # the one that ended
+    # the one that ended, and the one the parent's death cut off
+    assert [(row["id"], row["status"]) for row in record.items()] == [
+        ("item-1", "done"),
+        ("item-2", "interrupted"),
+    ]
+    assert "the parent ended without a summary" in page
 
 
 def test_the_output_is_a_file_a_folder_that_exists_or_stdout(

@@ -114,14 +114,17 @@ def timeline(record: RunRecord) -> go.Figure:
         yaxis={"autorange": "reversed", "type": "category", "categoryorder": "category ascending"},
         height=min(900, 160 + 28 * lanes_count),
         legend={"title": "outcome"},
-        margin={"l": 90, "r": 20, "t": 60, "b": 50},
+        margin={"l": 90, "r": 20, "t": 80, "b": 50},
         updatemenus=[
             {
                 "type": "buttons",
                 "direction": "right",
+                # above the plotting area, beside the title: over the bars it hid their ends
                 "x": 1.0,
                 "xanchor": "right",
-                "y": 1.18,
+                "y": 1.02,
+                "yanchor": "bottom",
+                "pad": {"b": 4},
                 "buttons": [
                     {"label": "lane per worker", "method": "restyle", "args": [{"y": worker_ys}]},
                     {"label": "lane per key", "method": "restyle", "args": [{"y": key_ys}]},
@@ -235,6 +238,7 @@ def calls(record: RunRecord) -> go.Figure | None:
             )
     fig.update_layout(
         title=f"Model calls and refusals per key group (per minute, {bin_width_text(width)} bins)",
+        showlegend=True,  # with one group too: the legend names the lines
         xaxis={"type": "date", "title": "time (UTC)"},
         yaxis={"title": "per minute", "rangemode": "tozero"},
         height=360,

@@ -19,7 +19,8 @@ from agentos.workflows.parallel.run_state import read_metrics, read_state
 
 #: log lines shown under each failed item
 TAIL_LINES = 20
-_BAD = ("failed", "timeout", "interrupted", "not run", "rate_limited", "rejected")
+#: statuses whose log tail the report shows (interrupted and not-run items did not fail)
+_FAILED = ("failed", "timeout", "rate_limited", "rejected")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class AttemptRow:
     refusal: str
     calls: int
     cost_usd: float | None
+    seq: int = 0
 
     @property
     def ended(self) -> float:
@@ -109,11 +111,12 @@ class RunRecord:
         latest: dict[str, AttemptRow] = {}
         attempts: dict[str, int] = {}
         seconds: dict[str, float] = {}
+        seq = {a.item: a.seq for a in self.attempts}
         for a in self.attempts:
             latest[a.item] = a
             attempts[a.item] = max(attempts.get(a.item, 0), a.attempt)
             seconds[a.item] = seconds.get(a.item, 0.0) + a.runtime
-        return [
+        rows = [
             {
                 "id": item,
                 "title": "",
@@ -123,20 +126,51 @@ class RunRecord:
                 "key": a.key_label,
                 "error": a.error,
                 "usage": {"calls": a.calls, "cost_usd": a.cost_usd} if a.calls else None,
+                "seq": seq.get(item, 0),
             }
             for item, a in latest.items()
         ]
+        # the attempts running at the parent's last word: still running, or cut off with it
+        gone = self.parent_gone
+        for running in (self.state or {}).get("running") or []:
+            if not isinstance(running, dict) or str(running.get("id")) in latest:
+                continue
+            item = str(running.get("id"))
+            rows.append(
+                {
+                    "id": item,
+                    "title": "",
+                    "status": "interrupted" if gone else "running",
+                    "attempts": running.get("attempt") or 1,
+                    "seconds": 0.0,
+                    "key": running.get("key"),
+                    "error": "the parent ended without a summary" if gone else "",
+                    "usage": None,
+                    "seq": seq.get(item, 0),
+                }
+            )
+        return sorted(rows, key=lambda row: (row["seq"] or float("inf"), row["id"]))
 
     def failed_items(self) -> list[dict[str, Any]]:
-        return [row for row in self.items() if row.get("status") in _BAD]
+        return [row for row in self.items() if row.get("status") in _FAILED]
 
     def totals(self) -> dict[str, int]:
         if self.summary and isinstance(self.summary.get("totals"), dict):
             return dict(self.summary["totals"])
+        counts = (self.state or {}).get("counts")
+        if isinstance(counts, dict) and counts:  # with the items running and still pending
+            return {str(k): int(v) for k, v in counts.items() if isinstance(v, int) and v}
         totals: dict[str, int] = {}
         for row in self.items():
             totals[row["status"]] = totals.get(row["status"], 0) + 1
         return totals
+
+    @property
+    def parent_gone(self) -> bool:
+        """A run without a summary whose parent process no longer runs (on this machine)."""
+        from agentos.status_command import GONE, status_data
+
+        return self.summary is None and status_data(self.path).get("state") == GONE
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -183,6 +217,7 @@ def _attempt(record: dict[str, Any]) -> AttemptRow | None:
             refusal=str(record.get("refusal") or ""),
             calls=int(usage.get("calls") or 0) if usage else 0,
             cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+            seq=record["seq"] if isinstance(record.get("seq"), int) else 0,
         )
     except (KeyError, TypeError, ValueError):
         return None  # a record written by hand or cut short: the report shows the rest

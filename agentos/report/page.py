@@ -122,10 +122,12 @@ def _items_table(record: RunRecord) -> str:
             body = "\n".join(tail) if tail else "(the log is empty)"
             error = f"<details><summary>{error or 'log'}</summary><pre>{_e(body)}</pre></details>"
         seconds = row.get("seconds") or 0
+        # a workflow's word on a done item ("done (Draft)": not an approved LLD)
+        detail = f" ({_e(row['detail'])})" if row.get("detail") else ""
         rows.append(
             f"<tr><td data-v={row.get('seq', n)}>{_e(row.get('id'))}</td>"
             f"<td>{_e(row.get('title'))}</td>"
-            f"<td class='st st-{_e(status.replace(' ', '-'))}'>{_e(status)}</td>"
+            f"<td class='st st-{_e(status.replace(' ', '-'))}'>{_e(status)}{detail}</td>"
             f"<td class=num data-v={int(row.get('attempts') or 0)}>{_e(row.get('attempts'))}</td>"
             f"<td class=num data-v={float(seconds)}>{float(seconds):.1f}</td>"
             f"<td>{_e(row.get('key') or '')}</td>"
@@ -176,7 +178,8 @@ def _about(record: RunRecord) -> str:
         rows.append(("command line", f"<code>{_e(shlex.join(map(str, argv)))}</code>"))
     for name, value in m.items():
         if name not in ("argv", "options", "machine", "created", "agentos"):
-            rows.append((name, _e(value)))
+            # `agentos run`'s identity names the items' command "command line"
+            rows.append(("item command" if name == "command line" else name, _e(value)))
     rows.append(("agentos", _e(m.get("agentos") or "unknown")))
     rows += [(f"machine: {k}", _e(v)) for k, v in machine.items()]
     set_options = {
@@ -236,7 +239,6 @@ def render(record: RunRecord) -> str:
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>agentos {_e(record.command)}: {_counts(record.totals())}</h1>
-<p class="sub">{_e(record.path)}</p>
 {_facts(facts)}
 <h2>Timeline</h2>
 {sections[0]}
