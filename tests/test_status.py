@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from agentos.workflows.parallel.journal import read_journal
+from agentos.workflows.parallel.run_state import read_state
 from conftest import (
     Finished,
     Live,
@@ -103,6 +105,29 @@ def test_status_while_running_then_done(workdir: Path) -> None:
     assert lines[0].split()[:3] == ["started", "(UTC)", "command"]
     assert len(lines) == 2
     assert "run" in lines[1] and "4 done" in lines[1] and run_dir.name in lines[1]
+
+
+def test_a_running_item_is_timed_from_its_start_not_its_hand_over(workdir: Path) -> None:
+    """A worker is handed its next attempt while it still runs the one before; that attempt
+    was listed as running since the hand-over, a whole item too long (seen: "6s" for an item
+    running 1 s)."""
+    items = items_file(workdir / "items.txt", ["one", "two"])
+    live = Live(
+        agentos_argv(
+            "run", "-j", "1", "--items", str(items), "--", "sh", "-c", "sleep 1.5; echo $0"
+        ),
+        workdir,
+    )
+    run_dir = until(lambda: list((workdir / ".agentos" / "runs").glob("*")), "the run directory")[0]
+    second = until(
+        lambda: [r for r in (read_state(run_dir) or {}).get("running", []) if r["id"] == "item-2"],
+        "item-2 running in state.json",
+    )[0]
+    live.finish()
+    first = next(r for r in read_journal(run_dir).records if r["item"] == "item-1")
+    first_ended = first["started"] + first["runtime"]
+    # begun when the first ended (the hand-over was ~1.5 s before that)
+    assert abs(second["started"] - first_ended) < 0.5, (second, first_ended)
 
 
 def test_status_draining_after_sigint_then_stopped(workdir: Path) -> None:

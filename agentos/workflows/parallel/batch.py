@@ -163,9 +163,10 @@ class Batch:
         self._attempt_started: dict[str, tuple[float, str | None]] = {}  # id -> (epoch, label)
         #: the run stops starting items for a reason of its own (--budget, keys out of quota)
         self.stopping = False
-        #: set by an executor whose submitted attempts may wait in a worker's queue: is this
-        #: attempt running yet? (state.json lists only those that are)
-        self.attempt_running: Callable[[str, int], bool] | None = None
+        #: set by an executor whose submitted attempts may wait in a worker's queue: when did
+        #: this attempt begin to run (epoch), None while it waits? (state.json lists only those
+        #: that run, since they began: the hand-over to a worker is earlier by a whole item)
+        self.attempt_began: Callable[[str, int], float | None] | None = None
 
     @property
     def lease_items(self) -> bool:
@@ -401,12 +402,13 @@ class Batch:
         running = []
         queued = 0
         for item_id, state in self.scheduler.running.items():
-            if self.attempt_running is not None and not self.attempt_running(
-                item_id, state.attempts
-            ):
-                queued += 1
-                continue
             started, label = self._attempt_started.get(item_id, (None, None))
+            if self.attempt_began is not None:
+                began = self.attempt_began(item_id, state.attempts)
+                if began is None:
+                    queued += 1
+                    continue
+                started = round(began, 3)
             running.append(
                 {"id": item_id, "attempt": state.attempts, "started": started, "key": label}
             )

@@ -62,7 +62,7 @@ class Controller(ABC):
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.inflight: dict[Any, Running] = {}
         self.fatal: AgentosError | None = None  # set when the run must stop after the running
-        batch.attempt_running = self._attempt_running
+        batch.attempt_began = self._attempt_began
 
     # -- what a backend provides
     @abstractmethod
@@ -80,6 +80,11 @@ class Controller(ABC):
     def started(self, run: Running) -> bool:
         return True
 
+    def began(self, run: Running) -> float | None:
+        """When (monotonic) the attempt began running; None while it waits in a worker's queue.
+        A backend that cannot tell says: when it was submitted."""
+        return run.submitted if self.started(run) else None
+
     def on_drain(self) -> None:
         """Called once when draining begins."""
         return None
@@ -88,12 +93,13 @@ class Controller(ABC):
         """The keys became unreachable; True if the backend restored them (try again)."""
         return False
 
-    def _attempt_running(self, item_id: str, attempt: int) -> bool:
-        return any(
-            self.started(run)
-            for run in self.inflight.values()
-            if run.state.id == item_id and run.attempt == attempt
-        )
+    def _attempt_began(self, item_id: str, attempt: int) -> float | None:
+        """The epoch at which the attempt began running, None while it is still queued."""
+        for run in self.inflight.values():
+            if run.state.id == item_id and run.attempt == attempt:
+                began = self.began(run)
+                return None if began is None else time.time() - (time.monotonic() - began)
+        return None
 
     # -- shared
     def on_done(self, future: Any) -> None:

@@ -408,6 +408,12 @@ class ParallelRun(Controller):
     def started(self, run: Running) -> bool:
         return self.listener.running_pid(run.state.id, run.attempt) is not None
 
+    def began(self, run: Running) -> float | None:
+        # its output connection's arrival: a forked worker picks the attempt up from its queue
+        # only when the one before it ended
+        found = self.listener.running_pid(run.state.id, run.attempt)
+        return found[1] if found is not None else None
+
     def _record_interrupted(self, run: Running) -> None:
         if not self.started(run):  # still queued: it never ran, so it is "not run"
             self.batch.scheduler.unstart(run.state)
