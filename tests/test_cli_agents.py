@@ -28,15 +28,16 @@ from fake_agent_apis import (
     FakeGemini,
 )
 
-from agentos.agents import AgentRequest, resolve_agent
+from agentos.agents import AgentRequest, cli, resolve_agent
 from agentos.agents.claude import ClaudeAgent
-from agentos.agents.cli import Executable, NotRetried, Progress
+from agentos.agents.cli import Executable, NotRetried, Progress, failure, last_lines
 from agentos.agents.gemini import GeminiAgent, _Stream
 from agentos.agents.llm import LlmAgent
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.context import CommandResult, ItemContext
-from conftest import REPO, agentos_argv, clean_env, run
+from agentos.workflows.parallel.process_tree import pid_alive
+from conftest import REPO, agentos_argv, clean_env, run, wait_until_gone
 from sim_helpers import keys_file, repo_with_briefs
 
 NODE_BIN = REPO / "build" / "node" / "node_modules" / ".bin"
@@ -498,3 +499,36 @@ def test_llm_unknown_model_and_refusals(home: Path, tmp_path: Path) -> None:
     with pytest.raises(RateLimited) as waited:
         agent.outcome(CommandResult(["llm"], 1, b"", said[0][0], True, None), context(tmp_path))
     assert waited.value.retry_after == 20.0
+
+
+def test_errors_from_a_clis_stderr_carry_no_colours_or_traceback_markers() -> None:
+    """Gemini CLI colours its errors even into a pipe, and a Python CLI's traceback ends in a
+    `^^^^` marker line: both reached the summary, the journal and the report as they were."""
+    stderr = [
+        "\x1b[31mError when talking to Gemini API\x1b[0m",
+        "    raise OperationalError",
+        "    ^^^^^^^^^^^^^^^^^^^^^^",
+        "sqlite3.OperationalError: database is locked",
+    ]
+    said = last_lines(stderr)
+    assert said == "raise OperationalError | sqlite3.OperationalError: database is locked"
+    error = failure("gemini", 1, last_lines(stderr[:1]))
+    assert str(error) == "gemini: exit 1: Error when talking to Gemini API"
+
+
+def test_a_hung_version_check_is_one_line_and_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI whose --version hangs: the error was right, but what it had started outlived
+    agentos (only the direct child was killed)."""
+    fake = tmp_path / "bin" / "gemini"
+    fake.parent.mkdir()
+    pids = tmp_path / "pids"
+    fake.write_text(f"#!/bin/sh\nsleep 100 &\necho $! > {pids}\nsleep 100\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(cli, "VERSION_TIMEOUT", 0.5)
+    with pytest.raises(ConfigError, match=r"'gemini --version' gave no answer in 0.5 s"):
+        GeminiAgent.from_spec("gemini:m", "--drafter")
+    child = int(pids.read_text())
+    assert wait_until_gone(lambda: [child] if pid_alive(child) else [], timeout=2) == []

@@ -45,6 +45,7 @@ from agentos.agents.cli import (
     failure,
     last_lines,
     refused,
+    short,
 )
 from agentos.errors import ItemError
 from agentos.usage.prices import ModelRef
@@ -118,11 +119,11 @@ class ClaudeAgent(CliAgent):
         if found is not None:
             raise found
         if status == 400:
-            raise NotRetried(f"claude: the API refused the request (400): {detail[:300]}")
+            raise NotRetried(f"claude: the API refused the request (400): {short(detail)}")
         code = result.returncode if result.returncode > 0 else 1
         subtype = final.get("subtype")
         where = f" ({subtype})" if subtype and subtype != "success" else ""
-        raise ItemError(f"claude{where}: {' '.join(detail.split())[:300]}", exit_code=code)
+        raise ItemError(f"claude{where}: {short(detail)}", exit_code=code)
 
     def _record(self, final: dict[str, Any], ctx: ItemContext) -> None:
         """Each model's tokens and cost as Claude Code states them; its `input_tokens` leave

@@ -20,10 +20,13 @@ missing or too old CLI is a one-line error (exit 2) that says what to install.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,23 +132,31 @@ def find_executable(
     says what to install. `-v` prints what was found."""
     path = locate(name, option=option, spec=spec, install=install)
     try:
-        done = subprocess.run(
+        # in a session of its own: a hung CLI is killed with everything it started (a Node
+        # CLI re-executes itself), not only the process we started
+        proc = subprocess.Popen(
             [path, *version_args],
             stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=VERSION_TIMEOUT,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
+    except OSError as exc:
+        raise ConfigError(f"{option} {spec!r}: cannot run {path}: {exc.strerror}") from None
+    try:
+        out, err = proc.communicate(timeout=VERSION_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise ConfigError(
             f"{option} {spec!r}: '{name} {' '.join(version_args)}' gave no answer in "
-            f"{VERSION_TIMEOUT:.0f} s"
+            f"{VERSION_TIMEOUT:g} s"
         ) from None
-    except OSError as exc:
-        raise ConfigError(f"{option} {spec!r}: cannot run {path}: {exc.strerror}") from None
-    printed = (done.stdout or done.stderr).decode("utf-8", errors="replace").strip()
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    printed = (out or err).decode("utf-8", errors="replace").strip()
     first = printed.splitlines()[0] if printed else ""
-    if done.returncode != 0:
+    if proc.returncode != 0:
         first = ""
     return checked(Executable(path, first), name, option=option, spec=spec, install=install,
                    minimum=minimum)  # fmt: skip
@@ -197,7 +208,7 @@ def refused(name: str, status: int | None, text: str, ctx: ItemContext) -> BaseE
     ) or classify_text(text)
     if refusal is None:
         return None
-    detail = f"{name}: {_short(refusal.detail)}"
+    detail = f"{name}: {short(refusal.detail)}"
     if refusal.kind == REJECTED:
         if ctx.credential:
             return CredentialRejected(detail)
@@ -212,19 +223,32 @@ def refused(name: str, status: int | None, text: str, ctx: ItemContext) -> BaseE
 def failure(name: str, returncode: int, cause: str) -> ItemError:
     how = f"killed by signal {-returncode}" if returncode < 0 else f"exit {returncode}"
     return ItemError(
-        f"{name}: {how}" + (f": {_short(cause)}" if cause else ""),
+        f"{name}: {how}" + (f": {short(cause)}" if cause else ""),
         exit_code=returncode if returncode > 0 else -1,
         signal=-returncode if returncode < 0 else 0,
     )
 
 
+#: terminal colours (CLIs colour their errors even into a pipe), and a traceback's marker lines
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_MARKER = re.compile(r"^[\s^~]+$")
+
+
+def plain(text: str) -> str:
+    """`text` without terminal colour codes."""
+    return _ANSI.sub("", text)
+
+
 def last_lines(lines: list[str], count: int = 2) -> str:
-    kept = [line.strip() for line in lines if line.strip()]
+    """The last `count` lines that say something: no blank lines, colours or `^^^^` markers."""
+    kept = [plain(line).strip() for line in lines]
+    kept = [line for line in kept if line and not _MARKER.match(line)]
     return " | ".join(kept[-count:])
 
 
-def _short(text: str) -> str:
-    return " ".join(text.split())[:300]
+def short(text: str) -> str:
+    """One line of at most 300 characters, without colours, for an error."""
+    return " ".join(plain(text).split())[:300]
 
 
 def count(value: Any) -> int | None:

@@ -46,7 +46,9 @@ from agentos.agents.cli import (
     count,
     failure,
     last_lines,
+    plain,
     refused,
+    short,
 )
 from agentos.errors import ItemError
 from agentos.usage.prices import ModelRef
@@ -99,7 +101,7 @@ class GeminiAgent(CliAgent):
             text = " ".join(stream.retrying)
             found = refused("gemini", None, text, ctx)
             if found is None:  # a retry of something else (a network error): a failure
-                raise ItemError(f"gemini: {' '.join(text.split())[:300]}")
+                raise ItemError(f"gemini: {short(text)}")
             raise found
         final = stream.result
         if final is not None:
@@ -112,14 +114,14 @@ class GeminiAgent(CliAgent):
         error = final.get("error") if final is not None else None
         message = ""
         if isinstance(error, dict):
-            message = str(error.get("message") or error.get("type") or "")
+            message = plain(str(error.get("message") or error.get("type") or ""))
         cause = message or last_lines(result.stderr_tail)
         found = refused("gemini", None, cause, ctx)
         if found is not None:
             raise found
         if result.returncode in NOT_RETRIED:
             raise NotRetried(
-                f"gemini: {NOT_RETRIED[result.returncode]}: {' '.join(cause.split())[:300]}",
+                f"gemini: {NOT_RETRIED[result.returncode]}: {short(cause)}",
                 exit_code=result.returncode,
             )
         if result.returncode == 0 and final is None:

@@ -43,7 +43,9 @@ from agentos.agents.cli import (
     last_lines,
     locate,
     model_of,
+    plain,
     refused,
+    short,
 )
 from agentos.errors import ConfigError, ItemError
 from agentos.usage.prices import ModelRef
@@ -54,7 +56,6 @@ MINIMUM = (0, 19)  # `llm prompt -u`
 _USAGE = re.compile(
     r"Token usage:\s*(?:([\d,]+) input)?(?:,\s*)?(?:([\d,]+) output)?(?:,\s*(\{.*\}))?"
 )
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 #: run by the Python of the `llm` executable (llm may live in its own virtualenv or pipx)
 _INSPECT = r"""
 import json, sys
@@ -141,14 +142,14 @@ class LlmAgent(CliAgent):
 
     def outcome(self, result: CommandResult, ctx: ItemContext) -> str:
         self._record(result, ctx)
-        errors = [_ANSI.sub("", line) for line in result.stderr_tail if not _USAGE.search(line)]
+        errors = [plain(line) for line in result.stderr_tail if not _USAGE.search(line)]
         if result.returncode != 0:
             cause = last_lines(errors)
             found = refused("llm", None, cause, ctx)
             if found is not None:
                 raise found
             if "No key found" in cause:
-                raise NotRetried(f"llm: {cause[:300]}", exit_code=result.returncode)
+                raise NotRetried(f"llm: {short(cause)}", exit_code=result.returncode)
             raise failure("llm", result.returncode, cause)
         answer = result.stdout.decode("utf-8", errors="replace")
         if not answer.strip():
@@ -159,7 +160,7 @@ class LlmAgent(CliAgent):
 
     def _record(self, result: CommandResult, ctx: ItemContext) -> None:
         for line in reversed(result.stderr_tail):
-            match = _USAGE.search(_ANSI.sub("", line))
+            match = _USAGE.search(plain(line))
             if match is None or not (match.group(1) or match.group(2)):
                 continue
             ctx.record_usage(
