@@ -251,7 +251,7 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(data["started"])),
                 str(data["command"]),
                 duration(data["elapsed"]),
-                _counts({k: v for k, v in data["counts"].items() if k != "running"}),
+                _counts(data["counts"]),
                 "-" if data.get("exit_code") is None else str(data["exit_code"]),
                 money(cost) if isinstance(cost, (int, float)) else "-",
                 data["state"],
@@ -273,17 +273,18 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
     metavar="[SECONDS]",
     help="Redraw every SECONDS (default 2) until Ctrl+C.",
 )
-@click.option("--runs", "list_runs", is_flag=True, help="List recent runs, one line each.")
+@click.option(
+    "--runs",
+    "list_runs",
+    is_flag=True,
+    help="List recent runs, one line each (those under RUN_DIR when given).",
+)
 def command(run_dir: Path | None, as_json: bool, watch: float | None, list_runs: bool) -> None:
     """How a run is going, or how it ended: state, counts, running items and their keys, spend,
-    rate and time left. RUN_DIR defaults to the latest run under ./.agentos/runs."""
+    rate and time left. RUN_DIR defaults to the latest run under ./.agentos/runs. --watch
+    redraws until the run ends (or Ctrl+C)."""
     if list_runs:
-        rows = runs_rows()
-        if not rows:
-            raise ConfigError(f"no runs under ./{RUNS_ROOT}")
-        headers = ("started (UTC)", "command", "took", "items", "exit", "spend", "state", "run")
-        for line in _table(rows, headers):
-            click.echo(line)
+        _list_runs(run_dir if run_dir is not None else RUNS_ROOT, as_json)
         return
     path = resolve_run_dir(run_dir)
     if watch is None:
@@ -291,21 +292,40 @@ def command(run_dir: Path | None, as_json: bool, watch: float | None, list_runs:
         return
     try:
         while True:
-            if sys.stdout.isatty():
+            if sys.stdout.isatty() and not as_json:
                 click.echo("\x1b[H\x1b[2J", nl=False)  # home, clear: redraw in place
-            _show(path, as_json)
+            if _show(path, as_json, lines=True):
+                return
             time.sleep(watch)
     except KeyboardInterrupt:
         return  # Ctrl+C is how a watch ends: not a failure
 
 
-def _show(path: Path, as_json: bool) -> None:
+def _list_runs(root: Path, as_json: bool) -> None:
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a folder of runs")
+    if as_json:
+        found = [status_data(path) for path in run_dirs(root)[-20:]]
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    rows = runs_rows(root)
+    if not rows:
+        raise ConfigError(f"no runs under {root}")
+    headers = ("started (UTC)", "command", "took", "items", "exit", "spend", "state", "run")
+    for line in _table(rows, headers):
+        click.echo(line)
+
+
+def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
+    """Print the status; True once the run is over. `lines`: JSON one object per line (what
+    a script reading a watch wants)."""
     data = status_data(path)
     if as_json:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(data, ensure_ascii=False, indent=None if lines else 2))
     else:
         click.echo("\n".join(render(data)))
     sys.stdout.flush()
+    return data.get("phase") in (DONE, "gone")
 
 
 COMMAND = command

@@ -236,15 +236,41 @@ def test_status_with_no_runs_and_an_unknown_item(workdir: Path) -> None:
     assert unknown.returncode == 2 and "no item item-9 in" in unknown.stderr
 
 
-def test_watch_redraws_until_ctrl_c_and_exits_0(workdir: Path) -> None:
+def test_watch_redraws_until_the_run_ends_and_ctrl_c_exits_0(workdir: Path) -> None:
     items = items_file(workdir / "items.txt", ["a"])
-    done = run(agentos_argv("run", "--items", str(items), "--", "true"), cwd=workdir)
-    assert done.returncode == 0, done.stderr
-    watch = Live(agentos_argv("status", "--watch", "0.2"), workdir)
-    watch.wait_for("state     done", count=2)  # drawn, then drawn again
-    watch.interrupt(signal.SIGINT)
-    ended = watch.finish(timeout=20)
+    live = Live(agentos_argv("run", "--items", str(items), "--", *BLOCKED), workdir)
+    live.wait_for("start")
+    watch = Live(agentos_argv("status", "--watch", "0.2", "--json"), workdir)
+    watch.wait_for('"phase": "running"', count=2)  # drawn, then drawn again: one JSON a line
+    (workdir / "release").touch()
+    assert live.finish().returncode == 0
+    ended = watch.finish(timeout=20)  # the run ended: so does the watch
     assert ended.returncode == 0 and ended.stderr == ""
+    assert json.loads(ended.stdout.splitlines()[-1])["state"] == "done"
+
+    again = Live(agentos_argv("status", "--watch", "0.2", "--runs"), workdir)  # no watch
+    assert again.finish(timeout=20).returncode == 0
+    stuck = Live(agentos_argv("status", "--watch", "5"), workdir)
+    stuck.wait_for("state     done")
+    assert stuck.finish(timeout=20).returncode == 0  # a finished run: one draw, no wait
+
+
+def test_runs_as_json_and_under_another_folder(workdir: Path, tmp_path: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a"])
+    assert (
+        run(agentos_argv("run", "--items", str(items), "--", "true"), cwd=workdir).returncode == 0
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = run(
+        agentos_argv("status", "--runs", "--json", str(workdir / ".agentos" / "runs")),
+        cwd=elsewhere,
+    )
+    assert listed.returncode == 0, listed.stderr
+    (one,) = json.loads(listed.stdout)
+    assert one["state"] == "done" and one["counts"] == {"done": 1}
+    none = run(agentos_argv("status", "--runs", str(elsewhere / "nope")), cwd=elsewhere)
+    assert none.returncode == 2 and "is not a folder of runs" in none.stderr
 
 
 def test_a_state_file_that_cannot_be_written_is_one_warning(
