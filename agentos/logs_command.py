@@ -77,7 +77,17 @@ def command(run_dir: Path, item: str, follow: bool) -> None:
     if "/" in item or item in ("", ".", ".."):
         raise ConfigError(f"{item!r} is not an item id")
     if not _known(run_dir, item):
-        raise ConfigError(f"no item {item} in {run_dir}")
+        if not follow or _run_over(run_dir):
+            raise ConfigError(f"no item {item} in {run_dir}")
+        # an item still pending has no trace yet: following it means waiting for its start
+        click.echo(f"agentos: {item} has not started yet; waiting for it", err=True)
+        try:
+            while not _known(run_dir, item):
+                if _run_over(run_dir):
+                    raise ConfigError(f"no item {item} in {run_dir} (the run ended)")
+                time.sleep(POLL)
+        except KeyboardInterrupt:
+            return
     log = run_dir / "logs" / f"{item}.log"
     out = sys.stdout.buffer
     offset = 0

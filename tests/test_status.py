@@ -194,6 +194,22 @@ def test_logs_separates_attempts_of_a_retried_item(workdir: Path) -> None:
     assert follow.returncode == 0 and follow.stdout == logs.stdout
 
 
+def test_logs_follow_waits_for_a_pending_item_to_start(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["a", "b"])
+    live = Live(agentos_argv("run", "-j", "1", "--items", str(items), "--", *BLOCKED), workdir)
+    live.wait_for("start a")
+    run_dir = only_run_dir(workdir)
+    follow = Live(agentos_argv("logs", str(run_dir), "item-2", "-f"), workdir)
+    follow.wait_for("has not started yet", stream="err")
+    (workdir / "release").touch()
+    assert live.finish().returncode == 0
+    followed = follow.finish(timeout=20)
+    assert followed.returncode == 0, followed.stderr
+    assert "start b" in followed.stdout and "end b" in followed.stdout
+    typo = run(agentos_argv("logs", str(run_dir), "item-9", "-f"), cwd=workdir)
+    assert typo.returncode == 2 and "no item item-9" in typo.stderr  # the run is over
+
+
 def test_logs_follow_ends_when_the_item_is_final(workdir: Path) -> None:
     items = items_file(workdir / "items.txt", ["a", "b"])
     live = Live(agentos_argv("run", "-j", "2", "--items", str(items), "--", *BLOCKED), workdir)
