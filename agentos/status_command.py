@@ -96,6 +96,7 @@ def _from_summary(run_dir: Path) -> dict[str, Any] | None:
         "phase": DONE,
         "workers": summary.get("workers"),
         "counts": summary.get("totals") or {},
+        "details": details_of(summary.get("items")),
         "running": [],
         "usage": {"calls": usage.get("calls"), "cost_usd": usage.get("cost_usd")}
         if usage
@@ -104,6 +105,15 @@ def _from_summary(run_dir: Path) -> dict[str, Any] | None:
         "exit_code": summary.get("exit_code"),
         "stop_reason": summary.get("interrupted_by"),
     }
+
+
+def details_of(items: Any) -> dict[str, int]:
+    """What a workflow said of the done items among summary rows: {"Draft": 5, ...}."""
+    details: dict[str, int] = {}
+    for row in items if isinstance(items, list) else []:
+        if isinstance(row, dict) and row.get("status") == "done" and row.get("detail"):
+            details[str(row["detail"])] = details.get(str(row["detail"]), 0) + 1
+    return details
 
 
 def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
@@ -154,6 +164,7 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         "workers": state.get("workers"),
         "items": state.get("items", sum(counts.values())),
         "counts": counts,
+        "details": state.get("details") or {},
         "running": running,
         "keys": state.get("keys") or [],
         "usage": state.get("usage"),
@@ -164,11 +175,17 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def _counts(counts: dict[str, int]) -> str:
+def counts_text(counts: dict[str, int], details: dict[str, int] | None = None) -> str:
+    """ "12 done (5 Draft, 7 Approved), 1 failed": `details`, what a workflow said of its done
+    items, beside the done count, as the summary line has it."""
     order = [s for s in _COUNT_ORDER if counts.get(s)] + sorted(
         s for s in counts if s not in _COUNT_ORDER and counts[s]
     )
-    return ", ".join(f"{counts[s]} {s}" for s in order) or "none"
+    parts = [f"{counts[s]} {s}" for s in order]
+    if details and counts.get("done"):
+        said = ", ".join(f"{n} {d}" for d, n in details.items())
+        parts[order.index("done")] += f" ({said})"
+    return ", ".join(parts) or "none"
 
 
 def _spend(usage: dict[str, Any] | None) -> str | None:
@@ -197,7 +214,7 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
         f"elapsed   {duration(data['elapsed'])}",
         f"state     {data['state']}"
         + (f", exit {data['exit_code']}" if data.get("exit_code") is not None else ""),
-        f"items     {data['items']}: {_counts(data['counts'])}",
+        f"items     {data['items']}: {counts_text(data['counts'], data.get('details'))}",
     ]
     spend = _spend(data.get("usage"))
     if spend:
@@ -251,7 +268,7 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
                 time.strftime("%Y-%m-%d %H:%M", time.gmtime(data["started"])),
                 str(data["command"]),
                 duration(data["elapsed"]),
-                _counts(data["counts"]),
+                counts_text(data["counts"], data.get("details")),
                 "-" if data.get("exit_code") is None else str(data["exit_code"]),
                 money(cost) if isinstance(cost, (int, float)) else "-",
                 data["state"],

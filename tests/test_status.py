@@ -4,7 +4,9 @@ every phase lasts as long as the test needs it, with no timing assumptions."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -16,6 +18,7 @@ import pytest
 from agentos.workflows.parallel.journal import read_journal
 from agentos.workflows.parallel.run_state import read_state
 from conftest import (
+    REPO,
     Finished,
     Live,
     agentos_argv,
@@ -303,3 +306,27 @@ def test_a_state_file_that_cannot_be_written_is_one_warning(
     assert writer.broken and not writer.due(event=True)
     warnings = [r for r in caplog.records if "state.json" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_status_says_what_the_workflow_said_of_done_items(tmp_path: Path) -> None:
+    """A requirements run ends "12 done (5 Draft, 7 Approved)": a Draft is not an approved
+    LLD, and status (and the run list) said only "12 done"."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "examples" / "demo-repo", repo)
+    done = run(
+        agentos_argv("requirements", "--repo", str(repo), "--max-iterations", "1", "-j", "2"),
+        cwd=tmp_path,
+        env=clean_env(AGENTOS_MOCK_LATENCY="0"),
+    )
+    assert done.returncode == 0, done.stderr
+    summary_line = done.stderr.strip().splitlines()[-1]
+    said = summary_line.split(": ", 1)[1].split(" in ")[0]  # "12 done (5 Draft, 7 Approved)"
+    assert "Draft" in said
+    data = status_json(tmp_path)
+    assert data["details"] and sum(data["details"].values()) == data["counts"]["done"]
+    assert f"items     12: {said}" in status(tmp_path).stdout
+    assert said in status(tmp_path, "--runs").stdout
+    if importlib.util.find_spec("plotly") is not None:
+        page = run(agentos_argv("report", "-o", "-"), cwd=tmp_path).stdout
+        assert f"<h1>agentos requirements: {said}</h1>" in page
+        assert "done (Draft)" in page  # the items table too

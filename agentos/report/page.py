@@ -19,7 +19,7 @@ from plotly.offline import get_plotlyjs
 from agentos import __version__
 from agentos.report import charts
 from agentos.report.data import RunRecord
-from agentos.status_command import duration, status_data
+from agentos.status_command import counts_text, details_of, duration, status_data
 from agentos.usage.record import money
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
@@ -91,8 +91,9 @@ def _facts(rows: list[tuple[str, str]]) -> str:
     )
 
 
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {_e(status)}" for status, n in counts.items() if n) or "none"
+def _counts(record: RunRecord) -> str:
+    """The totals as the summary line says them: "12 done (5 Draft, 7 Approved), 1 failed"."""
+    return _e(counts_text(record.totals(), details_of(record.items())))
 
 
 def _usage_cell(usage: Any) -> tuple[str, str]:
@@ -204,7 +205,7 @@ def render(record: RunRecord) -> str:
         ("started", _e(_utc(record.started))),
         ("ended" if record.ended is not None else "last seen", _e(_utc(record.last_seen))),
         ("duration", _e(duration(record.last_seen - record.started))),
-        ("items", _counts(record.totals())),
+        ("items", _counts(record)),
         ("attempts", _e(len(record.attempts))),
     ]
     if isinstance(usage, dict) and usage.get("calls"):
@@ -238,7 +239,7 @@ def render(record: RunRecord) -> str:
 <style>{_STYLE}</style>
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
-<h1>agentos {_e(record.command)}: {_counts(record.totals())}</h1>
+<h1>agentos {_e(record.command)}: {_counts(record)}</h1>
 {_facts(facts)}
 <h2>Timeline</h2>
 {sections[0]}

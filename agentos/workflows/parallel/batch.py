@@ -417,8 +417,13 @@ class Batch:
         counts["pending"] += queued
         total = self.account.total().total
         budget = self.account.budget
+        details: dict[str, int] = {}  # what workflows said of done items ("Draft")
+        for state in self.scheduler.states:
+            if state.detail and state.status == DONE:
+                details[state.detail] = details.get(state.detail, 0) + 1
         data: dict[str, Any] = {
             "phase": "done" if final is not None else phase,
+            "details": details,
             "workers": self.settings.workers or 1,
             "items": len(self.scheduler.states),
             "counts": {k: v for k, v in counts.items() if v},
