@@ -429,3 +429,22 @@ def test_a_run_budget_on_commands_that_state_their_cost(tmp_path: Path, backend:
     ]
     usage = summary_of(run_dir)["usage"]
     assert usage["cost_usd"] == pytest.approx(0.9) and usage["unpriced_models"] == []
+
+
+def test_a_key_a_command_writes_into_its_usage_file_does_not_stay_there(tmp_path: Path) -> None:
+    """The usage file lies in the run directory; a wrapper that writes its key into it (here
+    as the model's name) left the key in a file of the run."""
+    items = items_file(tmp_path / "items.txt", ["a"])
+    script = 'echo "{\\"model\\": \\"$AGENTOS_API_KEY\\"}" >> "$AGENTOS_USAGE_FILE"'
+    done = run(
+        agentos_argv("run", "--items", str(items), "--", "sh", "-c", script),
+        cwd=tmp_path,
+        env=clean_env(AGENTOS_CREDENTIALS="sk-usage-file-secret-0001"),
+    )
+    assert done.returncode == 0, done.stderr
+    run_dir = next((tmp_path / ".agentos" / "runs").iterdir())
+    (usage,) = (run_dir / "usage").glob("*.jsonl")
+    assert "[key-1]" in usage.read_text()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert "sk-usage-file-secret-0001" not in path.read_text(errors="replace"), path

@@ -19,10 +19,11 @@ work that is done and paid for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,26 @@ class UsageFile:
         if not self._ready:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._ready = True
+
+    def scrub(self, redact: Callable[[str], str]) -> None:
+        """Rewrite the file with `redact` applied, if that changes it: it lies in the run
+        directory, and a wrapper may have written a key into it (as a model name, say)."""
+        try:
+            with open(self.path, "rb") as f:
+                text = f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return
+        clean = redact(text)
+        if clean == text:
+            return
+        tmp = f"{self.path}.scrub"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(clean)
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def read_new(self) -> list[tuple[int, Call | str]]:
         """(line number, call or why the line was skipped) for every line appended since the

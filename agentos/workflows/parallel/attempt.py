@@ -184,6 +184,7 @@ def run_attempt(
         # a command that outlived its `ctx.run` (a daemon) may have reported after it
         with contextlib.suppress(Exception):
             ctx.collect_usage_file()
+            ctx.scrub_usage_file()
         result.usage = ctx.usage if ctx.usage else None
     result.runtime = time.monotonic() - t0
     # the error may quote an answer or an environment: every key the attempt saw goes

@@ -300,6 +300,11 @@ class ItemContext:
                 self._usage_file.prepare()
         return self._usage_file.path
 
+    def scrub_usage_file(self) -> None:
+        """At the attempt's end: no key stays in its usage file (see UsageFile.scrub)."""
+        if self._usage_file is not None:
+            self._usage_file.scrub(self.redact)
+
     def collect_usage_file(self) -> None:
         """Record the calls appended to the usage file since the last look; a malformed line is
         skipped and said in the item's output."""
