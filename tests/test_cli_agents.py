@@ -532,3 +532,12 @@ def test_a_hung_version_check_is_one_line_and_leaves_nothing_running(
         GeminiAgent.from_spec("gemini:m", "--drafter")
     child = int(pids.read_text())
     assert wait_until_gone(lambda: [child] if pid_alive(child) else [], timeout=2) == []
+
+
+def test_llm_beside_agentos_is_found_without_the_virtualenv_on_path(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_llm()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # `.venv/bin/agentos ...`, not activated
+    agent = LlmAgent.from_spec("llm:echo", "--drafter")
+    assert Path(agent.executable.path).parent == Path(sys.executable).parent

@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -163,7 +164,9 @@ def find_executable(
 
 
 def locate(name: str, *, option: str, spec: str, install: str) -> str:
-    path = shutil.which(name)
+    """`name` on PATH, else beside agentos's own Python: `.venv/bin/agentos` run without the
+    virtualenv activated should find the llm installed in that virtualenv."""
+    path = shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
     if path is None:
         raise ConfigError(f"{option} {spec!r}: {name} not found on PATH; install it: {install}")
     return path
