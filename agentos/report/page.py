@@ -8,7 +8,6 @@ library would be the heaviest thing on the page.
 from __future__ import annotations
 
 import html
-import json
 import shlex
 import time
 from typing import Any
@@ -131,10 +130,11 @@ def _items_table(record: RunRecord) -> str:
             f"<td class='st st-{_e(status.replace(' ', '-'))}'>{_e(status)}{detail}</td>"
             f"<td class=num data-v={int(row.get('attempts') or 0)}>{_e(row.get('attempts'))}</td>"
             f"<td class=num data-v={float(seconds)}>{float(seconds):.1f}</td>"
-            f"<td>{_e(row.get('key') or '')}</td>"
-            f"<td class=num data-v={int(usage.get('calls') or 0) if usage else 0}>{calls}</td>"
+            f"<td>{_e(row.get('key') or '-')}</td>"
+            f"<td class=num data-v={int(usage.get('calls') or 0) if usage else 0}>"
+            f"{calls or '-'}</td>"
             f"<td class=num data-v={cost_value if isinstance(cost_value, (int, float)) else -1}>"
-            f"{cost}</td>"
+            f"{cost or '-'}</td>"
             f"<td>{error}</td></tr>"
         )
     return (
@@ -186,9 +186,19 @@ def _about(record: RunRecord) -> str:
     set_options = {
         k: v for k, v in options.items() if v not in (None, False, [], (), 0) or k == "retries"
     }
-    if set_options:
-        rows.append(("options", f"<code>{_e(json.dumps(set_options, sort_keys=True))}</code>"))
+    # the runner's options, as set (the workflow's own, --drafter and the like, are in the
+    # command line above)
+    rows += [
+        (f"--{name.replace('_', '-')}", f"<code>{_e(_option_text(value))}</code>")
+        for name, value in sorted(set_options.items())
+    ]
     return _facts(rows)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return "yes" if value is True else str(value)
 
 
 def render(record: RunRecord) -> str:
