@@ -31,7 +31,6 @@ session title, and N parallel copies run the auto-updater on the same executable
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ from agentos.agents.cli import (
     amount,
     count,
     failure,
+    json_event,
     last_lines,
     refused,
     short,
@@ -158,13 +158,8 @@ class _Stream:
         self.result: dict[str, Any] | None = None
 
     def line(self, stream: str, line: str) -> bool:
-        if stream != "out" or not line.startswith("{"):
-            return False
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return False
-        if not isinstance(event, dict):
+        event = json_event(line) if stream == "out" else None
+        if event is None:
             return False
         kind = event.get("type")
         if kind == "result":

@@ -21,6 +21,7 @@ missing or too old CLI is a one-line error (exit 2) that says what to install.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -92,8 +94,9 @@ class CliAgent(Agent):
         )
         return cls(spec=spec, model=model, executable=found)
 
+    @abstractmethod
     def argv(self) -> list[str]:
-        raise NotImplementedError
+        """The CLI's command line (never the prompt, never a key)."""
 
     def call(
         self,
@@ -268,6 +271,18 @@ def amount(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) and value >= 0 else None
+
+
+def json_event(line: str) -> dict[str, Any] | None:
+    """One line of a CLI's JSON-lines output as an object; None for anything else (a CLI
+    prints other lines among them)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
 
 
 class Progress:

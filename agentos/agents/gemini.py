@@ -32,7 +32,6 @@ retry after 26s"), and the governor paces the key instead.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from agentos.agents.cli import (
     Progress,
     count,
     failure,
+    json_event,
     last_lines,
     plain,
     refused,
@@ -163,13 +163,8 @@ class _Stream:
     def line(self, stream: str, line: str) -> bool:
         if stream == "err":
             return self._stderr(line)
-        if not line.startswith("{"):
-            return False
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return False
-        if not isinstance(event, dict):
+        event = json_event(line)
+        if event is None:
             return False
         kind = event.get("type")
         if kind == "result":
