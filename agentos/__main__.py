@@ -1,7 +1,8 @@
 """`python -m agentos` and the `agentos` console script.
 
-The import of the CLI is inside `main` so that a Ctrl+C while the interpreter is still loading
-modules ends with exit 130 and one line, not a traceback."""
+The import of the CLI is inside `main`, after `EarlyInterrupt` is installed, so that a Ctrl+C
+while the interpreter is still loading modules ends with exit 130 and one line, not a traceback,
+and one whose KeyboardInterrupt the interpreter drops still stops the run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def exit_interrupted() -> None:
 
 def main() -> None:
     try:
+        from agentos.workflows.parallel.shutdown import EarlyInterrupt
+
+        EarlyInterrupt.install()
         from agentos.cli import main as cli_main
 
         cli_main()

@@ -23,6 +23,7 @@ from agentos import __version__
 from agentos.__main__ import exit_interrupted
 from agentos.errors import AgentosError
 from agentos.workflows.items import Workflow
+from agentos.workflows.parallel.shutdown import EarlyInterrupt
 from agentos.workflows.runner import build_command, configure_logging
 
 #: command name -> module whose WORKFLOW it runs; imported only when that command is used,
@@ -126,6 +127,8 @@ def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str |
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    if EarlyInterrupt.was_received():  # a Ctrl+C dropped before any handler of ours saw it
+        exit_interrupted()
     sys.exit(0)
 
 

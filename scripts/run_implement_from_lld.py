@@ -14,6 +14,9 @@ from pathlib import Path
 
 try:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout
+    from agentos.workflows.parallel.shutdown import EarlyInterrupt
+
+    EarlyInterrupt.install()  # a Ctrl+C from here on is never lost (see its docstring)
     from agentos.cli import run_workflow_cli
     from agentos.workflows.implement import WORKFLOW  # collect_items + execute_item
 except KeyboardInterrupt:

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from agentos.errors import EXIT_SIGINT, EXIT_SIGTERM
 
@@ -92,6 +92,45 @@ class ShutdownState:
         return "SIGTERM" if self.first_signal == signal.SIGTERM else "SIGINT"
 
 
+class EarlyInterrupt:
+    """The SIGINT handler from the first line of `agentos` until a command installs its own.
+
+    It raises KeyboardInterrupt, as Python's default handler does, so that a Ctrl+C while modules
+    load ends the program at once (exit 130, see `agentos.__main__`). It also remembers the
+    signal: a KeyboardInterrupt raised inside a weakref callback or a `__del__` method (the import
+    system runs some) is printed as "Exception ignored" and dropped, and the program would then
+    go on to run the whole batch the user asked to stop (seen in CI). `handle_signals` and the
+    CLI's exit path look at `received`; the "Exception ignored" traceback is not printed, since
+    the interrupt is not ignored after all."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._next_hook = sys.unraisablehook
+
+    def _unraisable(self, info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) and self.received:
+            return
+        self._next_hook(info)
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> None:
+        """Replace Python's default SIGINT handler; leave an ignored SIGINT (a background job)
+        or anyone else's handler alone."""
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            early = cls()
+            signal.signal(signal.SIGINT, early)
+            sys.unraisablehook = early._unraisable
+
+    @staticmethod
+    def was_received() -> bool:
+        current = signal.getsignal(signal.SIGINT)
+        return isinstance(current, EarlyInterrupt) and current.received
+
+
 @contextlib.contextmanager
 def handle_signals(
     state: ShutdownState,
@@ -133,6 +172,9 @@ def handle_signals(
         for sig in (signal.SIGINT, signal.SIGTERM)
         if signal.getsignal(sig) is not signal.SIG_IGN
     }
+    early = previous.get(signal.SIGINT)
+    if isinstance(early, EarlyInterrupt) and early.received:
+        record(signal.SIGINT)  # a Ctrl+C whose KeyboardInterrupt was dropped on the way here
     try:
         yield state
     finally:
