@@ -42,11 +42,6 @@ from typing import Any, NamedTuple
 from agentos.errors import ConfigError
 from agentos.usage.record import Call
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the tomli backport, a dependency on 3.10 only
-    import tomli as tomllib
-
 PER_TOKENS = 1_000_000
 
 
@@ -182,6 +177,11 @@ def database_available() -> bool:
 def read_price_file(path: Path) -> dict[str, UserPrice]:
     """The user's prices, keyed by lower-cased model name (or pattern). Every mistake is a
     ConfigError naming the file and the model."""
+    # imported here: a run without --prices (most) does not pay for the TOML parser at start-up
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the tomli backport, a dependency on 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -59,9 +59,12 @@ def options_record(options: RunnerOptions) -> dict[str, Any]:
 
 
 def machine_record() -> dict[str, Any]:
+    # not platform.platform(): on Linux it runs `uname -p` and scans the Python binary for its
+    # glibc version, 9 ms of every run's start-up
+    uname = os.uname()
     return {
         "host": socket.gethostname(),
-        "platform": platform.platform(),
+        "platform": f"{uname.sysname}-{uname.release}-{uname.machine}",
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }

@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -37,9 +37,6 @@ from agentos.errors import (
     KeysExhausted,
     UsageError,
 )
-from agentos.governor import parked as parked_keys
-from agentos.notify import Notifier, check_urls
-from agentos.notify import message as notify_message
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
 from agentos.usage.prices import ModelRef, PriceBook
@@ -82,6 +79,9 @@ from agentos.workflows.resume import (
 from agentos.workflows.run_about import run_about
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
 from agentos.workflows.workspace_lock import WorkspaceLock
+
+if TYPE_CHECKING:
+    from agentos.notify import Notifier
 
 log = logging.getLogger("agentos")
 
@@ -182,7 +182,11 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     options = RunnerOptions.from_params(params)
     if options.verbose:  # -v: what the agents found (their CLIs' paths and versions), and more
         logging.getLogger("agentos").setLevel(logging.DEBUG)
-    notifier = check_urls(options.notify)  # a bad URL or no apprise: exit 2 before anything
+    notifier = None
+    if options.notify:  # a bad URL or no apprise: exit 2 before anything
+        from agentos.notify import check_urls  # here: most runs notify nobody
+
+        notifier = check_urls(options.notify)
     config = workflow.make_config(**params)
     items = check_items(list(workflow.collect_items(config)))
     resume: ResumePlan | None = None
@@ -321,6 +325,7 @@ class KeyPlan:
         return sum(c.slots for c in self.configs)
 
     def governor(self, base_cooldown: float) -> Any:
+        from agentos.governor import parked as parked_keys
         from agentos.governor.governor import Governor
 
         return Governor(self.configs, base_cooldown, parked=parked_keys.load())
@@ -328,6 +333,8 @@ class KeyPlan:
     def remember(self, governor: Any) -> None:
         """What the run learned about its keys (parked ones, groups, limits, calls), for the next
         run and `agentos keys`; never the keys themselves."""
+        from agentos.governor import parked as parked_keys
+
         with contextlib.suppress(Exception):  # a dead key server has nothing more to say
             by_label = {c.label: c.full_fingerprint for c in self.credentials}
             notes = {
@@ -432,6 +439,7 @@ def _execute(
                 listener = _listener(terminal, run_dir, credentials, prefix=True)
                 resources.callback(listener.stop)
                 if credentials and options.backend == "loky":
+                    from agentos.governor import parked as parked_keys
                     from agentos.workflows.parallel.key_server import start_key_server
 
                     with spawn_guard(trackers="stdlib"):
@@ -590,6 +598,8 @@ def _finish(
     if notifier is not None:
         # after summary.json, so a receiver that looks at the run directory finds it; still
         # under the signal handlers, so a Ctrl+C now cannot cut the sending into a traceback
+        from agentos.notify import message as notify_message
+
         title, body = notify_message(data, rendered.splitlines()[-1], fatal)
         notifier.send(title, body, warn=log.warning)
     return code

@@ -14,7 +14,6 @@ anyway.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -48,7 +47,7 @@ class Credential:
     @property
     def full_fingerprint(self) -> str:
         """The key's SHA-256: how state about a key is remembered across runs without the key."""
-        return hashlib.sha256(self.secret.encode()).hexdigest()
+        return _sha256(self.secret)
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,18 @@ class KeyConfig:
         )
 
 
+def _sha256(secret: str) -> str:
+    # hashlib is imported here, not at the top: it loads OpenSSL, ~5 ms of every run's start-up,
+    # and only runs with keys need it
+    import hashlib
+
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 def make_credentials(secrets: Iterable[str]) -> list[Credential]:
     """Collapse duplicates (first occurrence wins) and label the keys key-1, key-2, ..."""
     unique = list(dict.fromkeys(s for s in secrets if s))
-    return [
-        Credential(f"key-{n}", hashlib.sha256(s.encode()).hexdigest()[-4:], s)
-        for n, s in enumerate(unique, start=1)
-    ]
+    return [Credential(f"key-{n}", _sha256(s)[-4:], s) for n, s in enumerate(unique, start=1)]
 
 
 def load_credentials(

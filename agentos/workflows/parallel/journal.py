@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,11 +54,27 @@ def default_run_dir(command: str, root: Path = Path(".agentos/runs")) -> Path:
     return candidate
 
 
+_TEMP_NUMBERS = itertools.count()
+
+
+def temp_file_beside(path: Path) -> tuple[int, str]:
+    """Create a new file next to `path`, named `.<name>.<pid>.<n>.tmp`, for writing then renaming
+    onto it. Not `tempfile.mkstemp`: importing tempfile (with random and shutil) costs every run
+    ~5 ms of start-up, and pid + counter is unique among live writers; a leftover of a dead
+    process with the same pid is skipped."""
+    while True:
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{next(_TEMP_NUMBERS)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write via a temp file in the same directory, fsync, rename: readers see the old file or
     the whole new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -113,7 +129,7 @@ class RunDir:
                 if target.exists():
                     os.close(os.open(target, os.O_WRONLY | os.O_APPEND))
             for directory in (self.path, self.logs):
-                fd, probe = tempfile.mkstemp(prefix=".probe.", dir=directory)
+                fd, probe = temp_file_beside(directory / ".probe")
                 os.close(fd)
                 os.unlink(probe)
         except OSError as exc:

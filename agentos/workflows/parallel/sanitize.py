@@ -11,7 +11,6 @@ could keep, end in a short hash of the whole original text.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -103,6 +102,8 @@ def _transliterate(text: str) -> tuple[str, bool]:
 
 
 def _digest(text: str) -> str:
+    import hashlib  # here: it loads OpenSSL, and only unusual ids need it (see credentials)
+
     data = text.encode("utf-8", errors="surrogatepass")
     return hashlib.blake2b(data, digest_size=8).hexdigest()[:HASH_LENGTH]
 
