@@ -94,6 +94,12 @@ def bench_env(**extra: str) -> dict[str, str]:
 
 
 def agentos(*args: str) -> list[str]:
+    """The command a user types: the `agentos` console script of this Python's environment
+    (`python -m agentos` first loads runpy and importlib.util, a few ms of a small run), or
+    `python -m agentos` where there is no such script."""
+    script = Path(PYTHON).parent / "agentos"
+    if script.exists():
+        return [str(script), *args]
     return [PYTHON, "-m", "agentos", *args]
 
 

@@ -39,11 +39,13 @@ kill misses processes that left the worker's tree.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool  # loky's errors subclass it
 from typing import Any
@@ -116,7 +118,8 @@ class WorkerPool:
 
     def _ensure(self) -> Any:
         if self._executor is None:
-            import loky  # only parallel runs pay for importing it
+            with _gc_paused():  # see agentos.__main__: what is imported lives to the end
+                import loky  # only parallel runs pay for importing it
 
             self.generation += 1
             options: dict[str, Any] = {"env": self._env}
@@ -140,6 +143,12 @@ class WorkerPool:
         live = getattr(executor, "_processes", None)
         if live is not None and len(live) >= self.workers:
             return executor.submit(execute_in_worker, *args)
+        if self.generation == 1 and self.method == "fork":
+            # Python's recipe for forking without exec: what the parent holds now is shared
+            # with the workers, and a collection in a worker must not write to it (copy-on-write)
+            # nor spend time on it. Not on a rebuild: what would be frozen then includes the
+            # garbage of the run so far, never to be collected.
+            gc.freeze()
         # loky spawns (and starts its manager thread) inside submit()
         with spawn_guard(trackers="none" if self.method == "fork" else "all"):
             future: Future[AttemptResult] = executor.submit(execute_in_worker, *args)
@@ -196,6 +205,17 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 executor.shutdown(wait=True)
         self.processes.clear()
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _describe_exit(code: int | None) -> str:
