@@ -18,7 +18,7 @@ RUN_ENV  := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
 ARGS     ?=
 RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run) $(ARGS)
 
-.PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke clean
+.PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke profile clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -95,6 +95,9 @@ $(VENV)/.bench: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench
+
+profile: $(VENV)/.bench
+	$(BIN)/python -m bench.profile
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --smoke
