@@ -69,19 +69,13 @@ from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
 from agentos.workflows.parallel.scheduler import NOT_RUN
 from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
 from agentos.workflows.parallel.terminal import Terminal, colour_wanted
-from agentos.workflows.resume import (
-    ResumePlan,
-    check_same_run,
-    plan_resume,
-    read_earlier,
-    summary_rows_from_earlier,
-)
 from agentos.workflows.run_about import run_about
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
 from agentos.workflows.workspace_lock import WorkspaceLock
 
 if TYPE_CHECKING:
     from agentos.notify import Notifier
+    from agentos.workflows.resume import ResumePlan
 
 log = logging.getLogger("agentos")
 
@@ -191,6 +185,8 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     items = check_items(list(workflow.collect_items(config)))
     resume: ResumePlan | None = None
     if options.resume is not None:
+        from agentos.workflows.resume import check_same_run, plan_resume, read_earlier
+
         check_same_run(options.resume, workflow.resume_identity(config))
         earlier = read_earlier(options.resume)
         if earlier.corrupt_lines:
@@ -578,7 +574,7 @@ def _finish(
         interrupted_by=shutdown.signal_name() if shutdown.first_signal else None,
         skipped=resume.done_count if resume is not None else 0,
         keys=keys_report,
-        earlier=summary_rows_from_earlier(resume.done_before) if resume is not None else None,
+        earlier=_earlier_rows(resume),
         usage=batch.account.report(keys_report),
         item_usage=batch.account.item_json,
     )
@@ -603,6 +599,14 @@ def _finish(
         title, body = notify_message(data, rendered.splitlines()[-1], fatal)
         notifier.send(title, body, warn=log.warning)
     return code
+
+
+def _earlier_rows(resume: ResumePlan | None) -> list[dict[str, Any]] | None:
+    if resume is None:
+        return None
+    from agentos.workflows.resume import summary_rows_from_earlier  # only resumed runs load it
+
+    return summary_rows_from_earlier(resume.done_before)
 
 
 def stop_reason(shutdown: ShutdownState, fatal: AgentosError | None) -> str | None:
