@@ -66,14 +66,8 @@ DROPPED_CTRL_C = textwrap.dedent(
 )
 
 
-def test_a_ctrl_c_dropped_while_modules_load_stops_the_run(tmp_path: Path) -> None:
-    """Seen in CI: the dropped KeyboardInterrupt was the user's only Ctrl+C, and the run went on
-    to do all 12 items and exit 0."""
-    items = tmp_path / "items.txt"
-    items.write_text("a\nb\n")
-    run_dir = tmp_path / "run"
-    argv = ["run", "--items", str(items), "--run-dir", str(run_dir), "--", "echo", "{}"]
-    done = subprocess.run(
+def with_a_dropped_ctrl_c(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [PYTHON, "-c", DROPPED_CTRL_C, json.dumps(argv)],
         cwd=REPO,
         env=clean_env(),
@@ -81,6 +75,16 @@ def test_a_ctrl_c_dropped_while_modules_load_stops_the_run(tmp_path: Path) -> No
         text=True,
         timeout=60,
     )
+
+
+def test_a_ctrl_c_dropped_while_modules_load_stops_the_run(tmp_path: Path) -> None:
+    """Seen in CI: the dropped KeyboardInterrupt was the user's only Ctrl+C, and the run went on
+    to do all 12 items and exit 0."""
+    items = tmp_path / "items.txt"
+    items.write_text("a\nb\n")
+    run_dir = tmp_path / "run"
+    argv = ["run", "--items", str(items), "--run-dir", str(run_dir), "--", "echo", "{}"]
+    done = with_a_dropped_ctrl_c(argv)
     assert done.returncode == 130, done.stderr
     assert "stopped by SIGINT" in done.stderr
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
@@ -93,14 +97,7 @@ def test_a_ctrl_c_dropped_before_a_short_command_still_exits_130(tmp_path: Path)
     items = tmp_path / "items.txt"
     items.write_text("a\n")
     argv = ["run", "--dry-run", "--items", str(items), "--", "echo", "{}"]
-    done = subprocess.run(
-        [PYTHON, "-c", DROPPED_CTRL_C, json.dumps(argv)],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = with_a_dropped_ctrl_c(argv)
     assert done.returncode == 130, done.stderr
     assert done.stderr.splitlines()[-1] == "agentos: interrupted"
     assert "Traceback" not in done.stderr
