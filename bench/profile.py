@@ -10,9 +10,10 @@ Two cases, the benchmark rows that start-up decides:
 Each case runs `--runs` times under py-spy (`--idle`: waiting is time the user waits too; 1000
 samples a second, started with the process, so imports are seen, which `--subprocesses` on a
 loop of runs misses). The parent's main thread's samples are sorted into phases (below) and
-averaged per run; "interpreter start and stop" is `python -c pass` timed the same number of
-times, the part no Python profiler sees; GNU parallel's whole run of the same case is timed
-beside it. Writes:
+averaged per run. Samples py-spy could not read at all (its "Errors": the interpreter is not
+up yet) are the interpreter's start; samples with no Python frame are its start after that and
+its exit (tearing down modules). GNU parallel's whole run of the same case is timed beside it.
+Writes:
 
 * `<date>-profile.png`: one stacked bar per case, milliseconds per phase, GNU parallel's total
   as a line;
@@ -26,6 +27,7 @@ Needs py-spy (`pip install -e '.[bench]'`).
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,10 +57,23 @@ PHASES: list[tuple[str, Callable[[str], bool]]] = [
         ),
     ),
     ("click: parse the command line", lambda s: "click/core.py" in s and "run_workflow" not in s),
-    ("exit: thread joins, atexit, teardown", lambda s: not s.startswith("<module>")),
+    ("interpreter start and exit (no Python frame)", lambda s: s == ""),
+    ("exit: thread joins, atexit", lambda s: not s.startswith("<module>")),
     ("other agentos code", lambda s: True),
 ]
-START = "interpreter start and stop (python -c pass)"
+START = "interpreter start (before py-spy can read it)"
+# the order a run goes through them, for the chart and the table
+DISPLAY = [
+    START,
+    "loading modules",
+    "click: parse the command line",
+    "run directory, journal, state, summary",
+    "worker pool: import loky, fork, shut down",
+    "waiting for the items to run",
+    "other agentos code",
+    "exit: thread joins, atexit",
+    "interpreter start and exit (no Python frame)",
+]
 
 
 def cases(work: Path) -> dict[str, tuple[list[str], list[str], dict[str, str]]]:
@@ -87,17 +102,20 @@ def py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
-def record(spy: str, argv: list[str], env: dict[str, str], fmt: str, out: Path, cwd: Path) -> None:
-    subprocess.run(
+def record(spy: str, argv: list[str], env: dict[str, str], fmt: str, out: Path, cwd: Path) -> int:
+    """Record one run; the number of samples py-spy could not read."""
+    done = subprocess.run(
         [spy, "record", "--idle", "--nonblocking", "--rate", str(RATE), "--format", fmt]
         + (["--subprocesses"] if fmt == "flamegraph" else [])
         + ["--output", str(out), "--", *argv],
         env=env,
         cwd=cwd,  # the runs' .agentos/ directories go there
         check=True,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,  # py-spy reports on stdout, among the run's own output
         stderr=subprocess.DEVNULL,
     )
+    found = re.search(rb"py-spy> Wrote .* Errors: (\d+)", done.stdout)
+    return int(found.group(1)) if found else 0
 
 
 def main_thread_phases(raw: Path) -> Counter[str]:
@@ -107,6 +125,7 @@ def main_thread_phases(raw: Path) -> Counter[str]:
         stack, _, n = line.rpartition(" ")
         if not n.isdigit() or stack.startswith("Thread._bootstrap"):
             continue  # other threads: the listener, loky's; they run beside the main thread
+        stack = stack.strip()
         phase = next(name for name, test in PHASES if test(stack))
         counts[phase] += int(n)
     return counts
@@ -123,15 +142,13 @@ def profile_case(
 ) -> dict[str, float]:
     command, parallel, env = case
     totals: Counter[str] = Counter()
-    starts, peers = [], []
+    peers = []
     for n in range(runs):
         raw = work / f"{name}-{n}.txt"
-        record(spy, command, env, "raw", raw, work)
+        totals[START] += record(spy, command, env, "raw", raw, work)
         totals.update(main_thread_phases(raw))
-        starts.append(timed([PYTHON, "-c", "pass"], env, work))
         peers.append(timed(parallel, env, work))
-    ms = {phase: 1000 * totals[phase] / RATE / runs for phase, _ in PHASES}
-    ms[START] = 1000 * statistics.median(starts)
+    ms = {phase: 1000 * totals[phase] / RATE / runs for phase in [START, *(p for p, _ in PHASES)]}
     ms["GNU parallel, whole run"] = 1000 * statistics.median(peers)
     return ms
 
@@ -142,7 +159,7 @@ def chart(results: dict[str, dict[str, float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = [START] + [name for name, _ in PHASES]
+    order = DISPLAY
     fig, ax = plt.subplots(figsize=(10, 3.6))
     names = list(results)
     colours = [plt.get_cmap("tab10")(i) for i in range(10)]
@@ -178,7 +195,7 @@ def table(results: dict[str, dict[str, float]], runs: int) -> str:
         "| phase | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
     ]
-    phases = [START] + [name for name, _ in PHASES]
+    phases = DISPLAY
     for phase in [*phases, "GNU parallel, whole run"]:
         cells = " | ".join(f"{results[n][phase]:.0f}" for n in names)
         lines.append(f"| {phase} | {cells} |")
