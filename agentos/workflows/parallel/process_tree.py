@@ -93,11 +93,16 @@ def _proc_environ_has(pid: int, needle: bytes) -> bool:
         return False
 
 
-def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
-    """Pids of live processes whose environment carries this run's tag (one worker's, or any)."""
+def _run_tag(run_id: str, worker_pid: int | None) -> bytes:
     tag = f"{RUN_TAG_ENV}={run_id}/".encode()
     if worker_pid is not None:
         tag += f"{worker_pid}\0".encode()
+    return tag
+
+
+def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
+    """Pids of live processes whose environment carries this run's tag (one worker's, or any)."""
+    tag = _run_tag(run_id, worker_pid)
     me = os.getpid()
     pids: list[int] = []
     if os.path.isdir("/proc"):
@@ -117,17 +122,38 @@ def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
     return pids
 
 
+def _sweep_scan(run_id: str, worker_pid: int | None, frozen: set[int]) -> list[int]:
+    """Tagged processes, and children of processes already frozen: a child caught between fork
+    and exec, or in exec, may show no environment for an instant, and one that cleared its
+    environment is still ours."""
+    if not os.path.isdir("/proc") or not frozen:
+        return tagged_processes(run_id, worker_pid)
+    tag = _run_tag(run_id, worker_pid)
+    me = os.getpid()
+    pids: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        pid = int(entry)
+        if _proc_environ_has(pid, tag) or _stat(pid)[1] in frozen:
+            pids.append(pid)
+    return pids
+
+
 def kill_tagged(run_id: str, worker_pid: int | None = None, grace: float = 0.3) -> list[int]:
     """SIGTERM, then SIGKILL, every process still carrying the run tag. Returns the pids found.
 
     The tree can change while it is swept: a tagged shell may fork after the scan and die of our
     SIGTERM, leaving its new child untagged by any pid we hold. So every process found is first
     frozen (SIGSTOP; a stopped process cannot fork), and the scan repeats until it finds nothing
-    new; only then is everything terminated (SIGTERM + SIGCONT, so that handlers run)."""
+    new; only then is everything terminated (SIGTERM + SIGCONT, so that handlers run). A process
+    stops only on its way out of the system call it is in, so each scan waits until the frozen
+    ones have stopped: a fork under way has by then made its child visible to the next scan (a
+    scan right after the SIGSTOPs missed such a child, 1 run in ~60 in CI)."""
     found: list[int] = []
     seen: set[int] = set()
     for _ in range(_MAX_FREEZE_ROUNDS):
-        fresh = [p for p in tagged_processes(run_id, worker_pid) if p not in seen]
+        fresh = [p for p in _sweep_scan(run_id, worker_pid, seen) if p not in seen]
         if not fresh:
             break
         for pid in fresh:
@@ -135,6 +161,7 @@ def kill_tagged(run_id: str, worker_pid: int | None = None, grace: float = 0.3) 
                 os.kill(pid, signal.SIGSTOP)
         seen.update(fresh)
         found.extend(fresh)
+        _wait_stopped(fresh)
     for pid in found:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
@@ -150,13 +177,33 @@ def kill_tagged(run_id: str, worker_pid: int | None = None, grace: float = 0.3) 
     return found
 
 
-def _alive(pid: int) -> bool:
+def _wait_stopped(pids: list[int], timeout: float = 0.2) -> None:
+    """Until each process is stopped or gone (bounded: one in uninterruptible sleep stops late)."""
+    deadline = time.monotonic() + timeout
+    waiting = pids
+    while True:
+        waiting = [p for p in waiting if _stat(p)[0] not in _STOPPED_OR_GONE]
+        if not waiting or time.monotonic() >= deadline:
+            return
+        time.sleep(0.001)
+
+
+_STOPPED_OR_GONE = frozenset({"T", "t", "Z", "X", ""})
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state letter, parent pid) from /proc/<pid>/stat; ("", 0) when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            # state is the field after the parenthesised command name; Z is a zombie
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
+            # the fields after the parenthesised command name: state, ppid, ...
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return "", 0
+
+
+def _alive(pid: int) -> bool:
+    return _stat(pid)[0] not in ("Z", "")
 
 
 def pid_alive(pid: int) -> bool:
