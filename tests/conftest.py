@@ -307,8 +307,16 @@ def loky_workers(parent: int) -> list[psutil.Process]:
     return [
         child
         for child in me.children()
-        if child.cmdline() == cmdline or "popen_loky_posix" in " ".join(child.cmdline())
+        if cmdline_of(child) == cmdline or "popen_loky_posix" in " ".join(cmdline_of(child))
     ]
+
+
+def cmdline_of(proc: psutil.Process) -> list[str]:
+    """Its command line, or [] for a process that exited since it was listed."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
 
 
 @pytest.fixture

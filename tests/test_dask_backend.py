@@ -22,6 +22,7 @@ from conftest import (
     Live,
     agentos_argv,
     clean_env,
+    cmdline_of,
     run,
     running,
     tagged_pids,
@@ -125,7 +126,7 @@ def dask_workers(parent: int) -> list[psutil.Process]:
     return [
         p
         for p in psutil.Process(parent).children()
-        if "multiprocessing-fork" in " ".join(p.cmdline())
+        if "multiprocessing-fork" in " ".join(cmdline_of(p))
     ]
 
 
