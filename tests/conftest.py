@@ -52,6 +52,13 @@ def become_subreaper() -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()
+    # A suite started in the background by a non-interactive shell (`make test &`, nohup in a
+    # script) inherits SIGINT ignored, and so would every agentos it starts: agentos keeps an
+    # ignored SIGINT ignored, as a background job should, and every Ctrl+C test would fail. The
+    # suite's own agentos runs stand for foreground ones; an exec'd child gets a handler back as
+    # the default action.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def current_scope() -> str:
