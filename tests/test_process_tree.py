@@ -17,17 +17,23 @@ from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, ta
 from conftest import clean_env, reap_adopted_zombies, wait_until_gone
 
 
+def tagged_shell(script: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """`sh -c script` in its own session, carrying a fresh run's tag, as an item's command does."""
+    run_id = f"sweep-{uuid.uuid4().hex[:8]}"
+    shell = subprocess.Popen(
+        ["sh", "-c", script],
+        env=clean_env(**{RUN_TAG_ENV: f"{run_id}/1"}),
+        start_new_session=True,
+    )
+    return run_id, shell
+
+
 def test_the_sweep_catches_processes_forked_while_it_runs() -> None:
     """A tagged shell that daemonises a new `sleep` every few milliseconds: a single scan-then-kill
     pass kills the shell but misses what it forked after the scan (seen in CI as a `sleep 30`
     outliving a sequential run)."""
     for trial in range(6):  # a single scan-then-kill pass left a survivor in about 1 trial in 3
-        run_id = f"sweep-{uuid.uuid4().hex[:8]}"
-        spawner = subprocess.Popen(
-            ["sh", "-c", "while :; do setsid sleep 30 & sleep 0.001; done"],
-            env=clean_env(**{RUN_TAG_ENV: f"{run_id}/1"}),
-            start_new_session=True,
-        )
+        run_id, spawner = tagged_shell("while :; do setsid sleep 30 & sleep 0.001; done")
         try:
             time.sleep(0.2)  # the shell is forking steadily by now
             assert len(tagged_processes(run_id)) > 5
@@ -46,12 +52,7 @@ def test_the_sweep_catches_processes_forked_while_it_runs() -> None:
 def test_a_child_that_dropped_the_tag_dies_with_its_tagged_parent() -> None:
     """`env -i` (or any program that sets its own environment) starts a child without the run
     tag; its parent has the tag, so the child is still something the run started."""
-    run_id = f"sweep-{uuid.uuid4().hex[:8]}"
-    parent = subprocess.Popen(
-        ["sh", "-c", "env -i /bin/sleep 30 & wait"],
-        env=clean_env(**{RUN_TAG_ENV: f"{run_id}/1"}),
-        start_new_session=True,
-    )
+    run_id, parent = tagged_shell("env -i /bin/sleep 30 & wait")
     try:
         child = wait_for_child(parent.pid)
         assert process_tree.pid_alive(child)
