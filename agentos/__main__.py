@@ -10,6 +10,8 @@ import gc
 import signal
 import sys
 
+from agentos import quick_exit
+
 
 def exit_interrupted() -> None:
     """Exit 130 after a Ctrl+C that arrived outside a run (a run has its own handlers)."""
@@ -23,6 +25,7 @@ def main() -> None:
     # interpreter would make over them are a tenth of a small run's start-up. Freezing them
     # afterwards keeps them out of every later pass, the one at exit included, and out of the
     # pages forked workers would otherwise copy (the gc.freeze() recipe in Python's docs).
+    quick_exit.install()  # first: see its docstring
     gc.disable()
     try:
         from agentos.workflows.parallel.shutdown import EarlyInterrupt

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from agentos import __version__
+from agentos import __version__, quick_exit
 from agentos.__main__ import exit_interrupted
 from agentos.errors import AgentosError
 from agentos.workflows.items import Workflow
@@ -90,6 +90,9 @@ def invoke(
     configure_logging()
     try:
         _invoke(command, args, prog_name)
+    except SystemExit as exc:
+        quick_exit.exiting_with(exc.code)
+        raise
     finally:
         # the run is over (or never started); a Ctrl+C now must not turn a clean exit into a
         # traceback from interpreter shutdown

@@ -14,6 +14,9 @@ from pathlib import Path
 
 try:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout
+    from agentos import quick_exit
+
+    quick_exit.install()  # first: the interpreter's teardown is skipped (see its docstring)
     from agentos.workflows.parallel.shutdown import EarlyInterrupt
 
     EarlyInterrupt.install()  # a Ctrl+C from here on is never lost (see its docstring)
