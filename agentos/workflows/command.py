@@ -14,7 +14,6 @@ limited, anything else failed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -27,6 +26,14 @@ from agentos.errors import ConfigError, ItemError, UsageError
 from agentos.workflows.items import Item, Option, Workflow
 from agentos.workflows.parallel.context import ItemContext
 from agentos.workflows.parallel.sanitize import sanitize_id
+
+try:  # hashlib's sha256 without loading OpenSSL, which cost every `agentos run` ~5 ms of start-up
+    from _sha256 import sha256  # Python 3.10, 3.11
+except ImportError:  # pragma: no cover - Python 3.12+ renamed it; a build may lack both
+    try:
+        from _sha2 import sha256
+    except ImportError:
+        from hashlib import sha256
 
 PLACEHOLDER = "{}"
 
@@ -87,7 +94,7 @@ def item_key(argv: list[str]) -> str:
     """What an `agentos run` item is: the command it runs. A hash, so the journal does not
     repeat every item's command line in full."""
     encoded = json.dumps(argv, ensure_ascii=False).encode("utf-8", errors="surrogateescape")
-    return "cmd-" + hashlib.sha256(encoded).hexdigest()[:20]
+    return "cmd-" + sha256(encoded).hexdigest()[:20]
 
 
 def collect_items(config: CommandConfig) -> list[Item]:

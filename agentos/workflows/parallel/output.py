@@ -81,11 +81,10 @@ def attempt_header(item_id: str, attempt: int, started: float) -> bytes:
 def new_listener_address() -> str:
     """An address for the listening socket: abstract on Linux (nothing to clean up), else a path
     in a private temporary directory."""
-    import secrets
+    if sys.platform.startswith("linux"):
+        return "\0agentos-" + os.urandom(8).hex()
     import tempfile
 
-    if sys.platform.startswith("linux"):
-        return "\0agentos-" + secrets.token_hex(8)
     directory = tempfile.mkdtemp(prefix="agentos-")  # pragma: no cover
     return os.path.join(directory, "out.sock")  # pragma: no cover
 
@@ -152,10 +151,9 @@ class OutputListener:
         self.prefix = prefix
         self.redactor = redactor
         self.on_started = on_started
-        import secrets
-
         self.address = new_listener_address()
-        self.token = secrets.token_hex(16)
+        # what secrets.token_hex does, without importing secrets (and hmac, and OpenSSL with it)
+        self.token = os.urandom(16).hex()
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(self.address)
         self._server.listen(128)

@@ -8,29 +8,36 @@ in-process item has fds 1 and 2 redirected into the capture pipe.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
+import functools
 import io
 import os
 import sys
 import threading
 import time
-import zlib
 from typing import IO, Protocol
 
-from colorama import Fore, Style
 
-_PALETTE = (
-    Fore.CYAN,
-    Fore.GREEN,
-    Fore.YELLOW,
-    Fore.MAGENTA,
-    Fore.BLUE,
-    Fore.LIGHTRED_EX,
-    Fore.LIGHTCYAN_EX,
-    Fore.LIGHTGREEN_EX,
-    Fore.LIGHTYELLOW_EX,
-    Fore.LIGHTMAGENTA_EX,
-)
+@functools.cache
+def _palette() -> tuple[tuple[str, ...], str, str]:
+    """(item colours, bright, reset). colorama is imported only when colours are on: most runs
+    write to a pipe or a file, and its import was a fiftieth of a small run's start-up."""
+    from colorama import Fore, Style
+
+    tints = (
+        Fore.CYAN,
+        Fore.GREEN,
+        Fore.YELLOW,
+        Fore.MAGENTA,
+        Fore.BLUE,
+        Fore.LIGHTRED_EX,
+        Fore.LIGHTCYAN_EX,
+        Fore.LIGHTGREEN_EX,
+        Fore.LIGHTYELLOW_EX,
+        Fore.LIGHTMAGENTA_EX,
+    )
+    return tints, Style.BRIGHT, Style.RESET_ALL
 
 
 def colour_wanted(no_color_flag: bool, stream: IO[str] | None = None) -> bool:
@@ -47,8 +54,9 @@ def colour_wanted(no_color_flag: bool, stream: IO[str] | None = None) -> bool:
 def item_prefix(item_id: str, colour: bool) -> bytes:
     if not colour:
         return f"[{item_id}] ".encode()
-    tint = _PALETTE[zlib.crc32(item_id.encode()) % len(_PALETTE)]
-    return f"{tint}[{item_id}]{Style.RESET_ALL} ".encode()
+    tints, _, reset = _palette()
+    tint = tints[binascii.crc32(item_id.encode()) % len(tints)]  # the same id, the same colour
+    return f"{tint}[{item_id}]{reset} ".encode()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -115,7 +123,8 @@ class Terminal:
             return
         label = "[agentos]"
         if self.colour and self.err_is_tty:
-            label = f"{Style.BRIGHT}[agentos]{Style.RESET_ALL}"
+            _, bright, reset = _palette()
+            label = f"{bright}[agentos]{reset}"
         self.write(2, f"{label} {text}\n".encode())
 
     def error_file(self) -> io.TextIOBase:
