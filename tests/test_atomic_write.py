@@ -6,6 +6,8 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from agentos.workflows.parallel import journal
 from agentos.workflows.parallel.journal import atomic_write_bytes
 
@@ -51,3 +53,22 @@ def test_threads_writing_at_once_never_share_a_temp_file(tmp_path: Path) -> None
     lines = set(target.read_text().splitlines())
     assert len(lines) == 1  # one writer's whole content, never a mix
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_summaries_are_fsynced_and_state_snapshots_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """state.json is rewritten up to ten times a second and a reader that cannot parse it falls
+    back to summary.json: an fsync each time bought nothing and cost every small run ~1 ms."""
+    from agentos.workflows.parallel.run_state import StateWriter
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    atomic_write_bytes(tmp_path / "summary.json", b"{}\n")
+    assert len(synced) == 1
+    writer = StateWriter(tmp_path, "run", 0.0)
+    writer.write({"phase": "running"})
+    writer.write({"phase": "done"})
+    assert len(synced) == 1
+    assert '"phase": "done"' in (tmp_path / "state.json").read_text()
