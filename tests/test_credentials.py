@@ -376,3 +376,24 @@ def test_while_every_key_is_parked_the_status_counts_down_then_the_run_stops() -
     short.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
     with pytest.raises(KeysExhausted, match=r"the only key out of quota until \d\d:\d\d UTC"):
         short.check_keys(every=0.0)
+
+
+def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
+    """An item that prints or logs its context or its call grant (`f"{ctx}"`, a debugger, a
+    traceback with locals) must not print the key it was given."""
+    from agentos.governor.governor import CallGrant
+    from agentos.workflows.items import Item
+    from agentos.workflows.parallel.context import ItemContext
+
+    ctx = ItemContext(
+        item=Item("a"),
+        attempt=1,
+        run_dir=tmp_path,
+        config=None,
+        credential=KEYS[0],
+        credential_label="key-1",
+    )
+    grant = CallGrant(7, KEYS[1], "key-2", 0.0)
+    for shown in (repr(ctx), str(ctx), repr(grant), f"{grant}"):
+        assert KEYS[0] not in shown and KEYS[1] not in shown
+    assert "key-1" in repr(ctx) and "key-2" in repr(grant)  # which key: still there

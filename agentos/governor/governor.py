@@ -92,7 +92,7 @@ class CallGrant:
     (`call_id` 0): no key can serve now; ask again after `delay` (inf: none will this run)."""
 
     call_id: int
-    secret: str
+    secret: str = field(repr=False)  # an agent that logs its grant must not log the key
     label: str
     delay: float
     reason: str = ""

@@ -99,7 +99,8 @@ class ItemContext:
     attempt: int
     run_dir: Path
     config: Any
-    credential: str | None = None
+    #: not in repr: an item that prints or logs its context (f"{ctx}") must not print the key
+    credential: str | None = field(default=None, repr=False)
     credential_label: str | None = None
     credential_env: str = "AGENTOS_API_KEY"
     rate_limit_pattern: str = DEFAULT_RATE_LIMIT_PATTERN
