@@ -8,6 +8,9 @@ the provider simulator (bench/rate_scenarios.py; `--only rates`, or one of them 
 as `--only rates.one_key`). A run of rate scenarios alone writes <date>-rates.json/.md, so it
 does not replace the full report. `--agentos-src DIR` runs the rate scenarios' agentos from
 another source tree (e.g. `git archive HEAD agentos | tar -x -C DIR`), for before/after rows.
+`--baseline-src DIR` adds agentos from another source tree as a third contender to the rows that
+compare agentos with GNU parallel and raw loky, interleaved with the others in the same run: old
+code against new, measured in the same minutes (the report gives both ratios and new / old).
 """
 
 from __future__ import annotations
@@ -39,7 +42,13 @@ ALL = (
 )
 
 
-def run(names: list[str], sizes: scenarios.Sizes, out: Path, stamp: str) -> dict[str, Any]:
+def run(
+    names: list[str],
+    sizes: scenarios.Sizes,
+    out: Path,
+    stamp: str,
+    baseline: Path | None = None,
+) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with scenarios.workdir() as tmp:
         work = Path(tmp)
@@ -52,6 +61,8 @@ def run(names: list[str], sizes: scenarios.Sizes, out: Path, stamp: str) -> dict
                 result = governor_roundtrip.measure(
                     calls=20 if sizes is scenarios.SMOKE else 200, runs=sizes.runs
                 )
+            elif baseline is not None and name in scenarios.BASELINE_ROWS:
+                result = getattr(scenarios, name)(sizes, work, baseline=baseline)
             else:
                 result = getattr(scenarios, name)(sizes, work)
             result["bench_seconds"] = round(time.monotonic() - t0, 1)
@@ -104,6 +115,17 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['workers']} | {r['ideal']} | {r['no keys']} | {r['2 keys']} |"
             for r in scaling["table"]
         ]
+    compared = [r for r in report["results"].values() if r.get("baseline")]
+    if compared:
+        lines += ["", f"Baseline: agentos from {report.get('baseline_src')}, in the same runs:", ""]
+        lines += ["| scenario | baseline | this code | this code / baseline (time) |"]
+        lines += ["|---|---|---|---|"]
+        for result in compared:
+            entry = result["baseline"]
+            lines.append(
+                f"| {result['title']} | {entry.get('measured')} | {result.get('measured')} | "
+                f"{entry.get('agentos_over_baseline', '—')} |"
+            )
     notes = sorted({n for r in report["results"].values() for n in r.get("notes", [])})
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
@@ -129,7 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="run the rate scenarios' agentos from this source tree (put first on PYTHONPATH)",
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run agentos from this source tree in the executor rows, interleaved",
+    )
     args = parser.parse_args(argv)
+    baseline = args.baseline_src.resolve() if args.baseline_src else None
+    if baseline is not None and not (baseline / "agentos" / "__main__.py").is_file():
+        parser.error(
+            f"--baseline-src {args.baseline_src}: no agentos/__main__.py there; make one with "
+            "git archive REV agentos | tar -x -C DIR"
+        )
     names = [n for n in args.only.split(",") if n] or [*ALL, rate_scenarios.GROUP]
     names = [m for n in names for m in (rate_scenarios.NAMES if n == rate_scenarios.GROUP else [n])]
     unknown = [n for n in names if n not in ALL and n not in rate_scenarios.NAMES]
@@ -147,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     # edited module has a stale .pyc and is compiled again by every agentos process: ~3 ms a
     # module, 50 ms and more of a run's start-up after a day's edits, measured as agentos's cost.
     compileall.compile_dir(str(REPO / "agentos"), quiet=1)
+    if baseline is not None:
+        compileall.compile_dir(str(baseline / "agentos"), quiet=1)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    results = run([n for n in names if n in ALL], sizes, args.out, stamp)
+    results = run([n for n in names if n in ALL], sizes, args.out, stamp, baseline)
     rates: dict[str, Any] = {}
     if rate_names:
         with scenarios.workdir() as tmp:
@@ -170,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "rates": rates,
         "agentos_src": str(args.agentos_src) if args.agentos_src else None,
+        "baseline_src": str(baseline) if baseline else None,
     }
     name = f"{stamp}-smoke" if args.smoke else stamp
     if not results:

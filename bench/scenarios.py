@@ -9,12 +9,14 @@ Targets are median ratios measured in the same run; they are never tuned to the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +93,35 @@ def _items_file(work: Path, name: str, lines: list[str]) -> Path:
     return path
 
 
+# ---- a baseline: another agentos source tree as a third contender (old code against new,
+#      interleaved in one run, so a change is measured against the same minutes of the machine)
+
+BASELINE = "agentos (baseline)"
+#: the scenarios that take `baseline=`
+BASELINE_ROWS = frozenset(
+    ("short_commands", "output_heavy", "line_writer", "block_writer", "fixed_cost", "python_items")
+)
+
+
+def baseline_env(env: dict[str, str], src: Path) -> dict[str, str]:
+    """`env` in which the `agentos` console script imports agentos from `src`."""
+    paths = [str(src), env.get("PYTHONPATH", "")]
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+def _baseline_entry(result: dict[str, Any], series: dict[str, Series], src: Path | None) -> None:
+    """The baseline's own ratio to GNU parallel, and agentos's time over the baseline's."""
+    if src is None or BASELINE not in series:
+        return
+    entry: dict[str, Any] = {
+        "src": str(src),
+        "agentos_over_baseline": round(series["agentos"].median / series[BASELINE].median, 3),
+    }
+    if "parallel --tag --lb" in series:
+        entry["measured"] = round(series[BASELINE].median / series["parallel --tag --lb"].median, 3)
+    result["baseline"] = entry
+
+
 class RunDirs:
     """A fresh --run-dir per agentos run, so runs never share a journal."""
 
@@ -126,7 +157,7 @@ def _journal(run_dir: Path) -> list[dict[str, Any]]:
 # ---- 1. short commands
 
 
-def short_commands(sizes: Sizes, work: Path) -> dict[str, Any]:
+def short_commands(sizes: Sizes, work: Path, baseline: Path | None = None) -> dict[str, Any]:
     items = _items_file(work, "short.txt", [str(n) for n in range(1, sizes.short_items + 1)])
     runs = RunDirs(work)
     env = bench_env()
@@ -159,6 +190,11 @@ def short_commands(sizes: Sizes, work: Path) -> dict[str, Any]:
         )
     else:
         notes.append(PARALLEL_MISSING)
+    if baseline is not None:
+        old_env = baseline_env(env, baseline)
+        contenders[BASELINE] = lambda: timed(
+            agentos_run(runs.next(), items, SHORT_COMMAND, 4), env=old_env
+        )
     series = interleaved(contenders, sizes.runs, sizes.warmup)
     ideal = sizes.short_items * 0.02 / 4
     result: dict[str, Any] = {
@@ -174,6 +210,7 @@ def short_commands(sizes: Sizes, work: Path) -> dict[str, Any]:
         result.update(measured=round(ratio, 3), passed=ratio <= 0.85)
     else:
         result.update(measured=None, passed=None)
+    _baseline_entry(result, series, baseline)
     return result
 
 
@@ -295,7 +332,7 @@ def _check_lines(text: str, items: int, lines: int, pattern: str) -> str | None:
 
 
 def _output_contest(
-    sizes: Sizes, work: Path, command: str, env: dict[str, str]
+    sizes: Sizes, work: Path, command: str, env: dict[str, str], baseline: Path | None = None
 ) -> tuple[dict[str, Series], list[str], list[str]]:
     """agentos and `parallel --tag --lb` running `command` on 4 items, stdout to a file; every
     run's file is checked line by line (whole, attributed, in order)."""
@@ -304,19 +341,25 @@ def _output_contest(
     out_file = work / "output.txt"
     problems: list[str] = []
 
-    def run_agentos() -> float:
-        with open(out_file, "w") as out:
-            t = timed(
-                agentos_run(runs.next(), items, command, 4),
-                env=env,
-                stdout=out.fileno(),
-            )
-        problem = _check_lines(out_file.read_text(), 4, sizes.output_lines, r"\[(item-\d)\] (\d+)")
-        if problem:
-            problems.append(f"agentos: {problem}")
-        return t
+    def agentos_contender(name: str, run_env: dict[str, str]) -> Callable[[], float]:
+        def run_agentos() -> float:
+            with open(out_file, "w") as out:
+                t = timed(
+                    agentos_run(runs.next(), items, command, 4),
+                    env=run_env,
+                    stdout=out.fileno(),
+                )
+            text = out_file.read_text()
+            problem = _check_lines(text, 4, sizes.output_lines, r"\[(item-\d)\] (\d+)")
+            if problem:
+                problems.append(f"{name}: {problem}")
+            return t
 
-    contenders = {"agentos": run_agentos}
+        return run_agentos
+
+    contenders = {"agentos": agentos_contender("agentos", env)}
+    if baseline is not None:
+        contenders[BASELINE] = agentos_contender(BASELINE, baseline_env(env, baseline))
     parallel = gnu_parallel()
     notes = []
     if parallel:
@@ -351,9 +394,16 @@ def _output_contest(
 
 
 def _ratio_result(
-    result: dict[str, Any], series: dict[str, Series], problems: list[str], target: float
+    result: dict[str, Any],
+    series: dict[str, Series],
+    problems: list[str],
+    target: float,
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
     result["line_check"] = problems or "every line whole, attributed and in order"
+    _baseline_entry(result, series, baseline)
+    # the baseline's own lines are reported, but judge only the code under test
+    problems = [p for p in problems if not p.startswith(BASELINE)]
     if "parallel --tag --lb" in series:
         ratio = series["agentos"].median / series["parallel --tag --lb"].median
         result.update(measured=round(ratio, 3), passed=ratio <= target and not problems)
@@ -362,25 +412,29 @@ def _ratio_result(
     return result
 
 
-def output_heavy(sizes: Sizes, work: Path) -> dict[str, Any]:
-    series, problems, notes = _output_contest(sizes, work, f"seq {sizes.output_lines}", bench_env())
+def output_heavy(sizes: Sizes, work: Path, baseline: Path | None = None) -> dict[str, Any]:
+    series, problems, notes = _output_contest(
+        sizes, work, f"seq {sizes.output_lines}", bench_env(), baseline
+    )
     result = {
         "title": f"output-heavy: 4 items x {sizes.output_lines} lines, 4 workers",
         "target": "agentos / parallel --tag --lb <= 1.0, no line lost or mixed",
         "series": _series(series),
         "notes": notes,
     }
-    return _ratio_result(result, series, problems, 1.0)
+    return _ratio_result(result, series, problems, 1.0, baseline)
 
 
 EMITTER = REPO / "bench" / "emitter.py"
 
 
-def line_writer(sizes: Sizes, work: Path) -> dict[str, Any]:
+def line_writer(sizes: Sizes, work: Path, baseline: Path | None = None) -> dict[str, Any]:
     """The realistic output case: a Python program with PYTHONUNBUFFERED=1, one `write` per
     line, so the output path is woken per line unless it batches."""
     command = f"{shlex.quote(PYTHON)} {shlex.quote(str(EMITTER))} {sizes.output_lines}"
-    series, problems, notes = _output_contest(sizes, work, command, bench_env(PYTHONUNBUFFERED="1"))
+    series, problems, notes = _output_contest(
+        sizes, work, command, bench_env(PYTHONUNBUFFERED="1"), baseline
+    )
     result = {
         "title": f"line-by-line writer: 4 Python items x {sizes.output_lines} lines, "
         "PYTHONUNBUFFERED=1, 4 workers",
@@ -388,48 +442,41 @@ def line_writer(sizes: Sizes, work: Path) -> dict[str, Any]:
         "series": _series(series),
         "notes": notes,
     }
-    return _ratio_result(result, series, problems, 1.0)
+    return _ratio_result(result, series, problems, 1.0, baseline)
 
 
-def block_writer(sizes: Sizes, work: Path) -> dict[str, Any]:
+def block_writer(sizes: Sizes, work: Path, baseline: Path | None = None) -> dict[str, Any]:
     """The same Python program with its output block-buffered (the default into a pipe)."""
     command = f"{shlex.quote(PYTHON)} {shlex.quote(str(EMITTER))} {sizes.output_lines}"
     env = bench_env()
     env.pop("PYTHONUNBUFFERED", None)
-    series, problems, notes = _output_contest(sizes, work, command, env)
+    series, problems, notes = _output_contest(sizes, work, command, env, baseline)
     result = {
         "title": f"block-buffered writer: 4 Python items x {sizes.output_lines} lines, 4 workers",
         "target": "agentos / parallel --tag --lb <= 1.0, no line lost or mixed",
         "series": _series(series),
         "notes": notes,
     }
-    return _ratio_result(result, series, problems, 1.0)
+    return _ratio_result(result, series, problems, 1.0, baseline)
 
 
 # ---- 3b. fixed cost of a small run
 
 
-def fixed_cost(sizes: Sizes, work: Path) -> dict[str, Any]:
+def fixed_cost(sizes: Sizes, work: Path, baseline: Path | None = None) -> dict[str, Any]:
     """Start-up to exit of a run of 4 trivial items: what every small run pays."""
     items = _items_file(work, "true.txt", ["1", "2", "3", "4"])
     runs = RunDirs(work)
     env = bench_env()
-    contenders = {
-        "agentos": lambda: timed(
-            agentos(
-                "run",
-                "-j4",
-                "-q",
-                "--run-dir",
-                str(runs.next()),
-                "--items",
-                str(items),
-                "--",
-                "true",
-            ),
-            env=env,
-        ),
-    }
+
+    def run(run_env: dict[str, str]) -> float:
+        argv = ["run", "-j4", "-q", "--run-dir", str(runs.next()), "--items", str(items)]
+        return timed(agentos(*argv, "--", "true"), env=run_env)
+
+    contenders = {"agentos": lambda: run(env)}
+    if baseline is not None:
+        old_env = baseline_env(env, baseline)
+        contenders[BASELINE] = lambda: run(old_env)
     parallel = gnu_parallel()
     notes = []
     if parallel:
@@ -451,19 +498,20 @@ def fixed_cost(sizes: Sizes, work: Path) -> dict[str, Any]:
         result.update(measured=round(ratio, 3), passed=ratio <= 1.3)
     else:
         result.update(measured=None, passed=None)
+    _baseline_entry(result, series, baseline)
     return result
 
 
 # ---- 4. Python items
 
 
-def python_items(sizes: Sizes, work: Path) -> dict[str, Any]:
+def python_items(sizes: Sizes, work: Path, baseline: Path | None = None) -> dict[str, Any]:
     """Per-item cost from two batch sizes (the slope), so start-up cost cancels out."""
     runs = RunDirs(work)
     env = bench_env(PYTHONPATH=str(REPO))
     small, large = 10, sizes.python_items
 
-    def agentos_noop(n: int) -> float:
+    def agentos_noop(n: int, run_env: dict[str, str]) -> float:
         return timed(
             [
                 PYTHON,
@@ -476,7 +524,7 @@ def python_items(sizes: Sizes, work: Path) -> dict[str, Any]:
                 "--run-dir",
                 str(runs.next()),
             ],
-            env=env,
+            env=run_env,
             cwd=REPO,
         )
 
@@ -484,13 +532,19 @@ def python_items(sizes: Sizes, work: Path) -> dict[str, Any]:
         return timed([PYTHON, "-m", "bench.peers", kind, str(n), "2"], env=env, cwd=REPO)
 
     contenders = {
-        f"agentos {large}": lambda: agentos_noop(large),
-        f"agentos {small}": lambda: agentos_noop(small),
+        f"agentos {large}": lambda: agentos_noop(large, env),
+        f"agentos {small}": lambda: agentos_noop(small, env),
         f"loky {large}": lambda: peer("loky", large),
         f"loky {small}": lambda: peer("loky", small),
         f"futures {large}": lambda: peer("futures", large),
         f"futures {small}": lambda: peer("futures", small),
     }
+    names = ["agentos", "loky", "futures"]
+    if baseline is not None:
+        old_env = baseline_env(env, baseline)
+        contenders[f"{BASELINE} {large}"] = lambda: agentos_noop(large, old_env)
+        contenders[f"{BASELINE} {small}"] = lambda: agentos_noop(small, old_env)
+        names.append(BASELINE)
     series = interleaved(contenders, sizes.runs, sizes.warmup)
 
     def per_item_ms(name: str) -> float:
@@ -501,20 +555,24 @@ def python_items(sizes: Sizes, work: Path) -> dict[str, Any]:
         )
 
     overhead = per_item_ms("agentos") - per_item_ms("loky")
-    return {
+    result: dict[str, Any] = {
         "title": f"Python items: {large} no-op execute_item calls, 2 workers",
         "target": "<= 0.5 ms per item over raw loky",
         "measured": round(overhead, 3),
         "passed": overhead <= 0.5,
-        "per_item_ms": {
-            name: round(per_item_ms(name), 3) for name in ("agentos", "loky", "futures")
-        },
+        "per_item_ms": {name: round(per_item_ms(name), 3) for name in names},
         "series": _series(series),
         "notes": [
             "per-item cost = (median time of the large batch - the small batch) / "
             "(difference in items): start-up costs cancel out"
         ],
     }
+    if baseline is not None:
+        result["baseline"] = {
+            "src": str(baseline),
+            "measured": round(per_item_ms(BASELINE) - per_item_ms("loky"), 3),
+        }
+    return result
 
 
 # ---- 5. memory

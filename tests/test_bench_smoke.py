@@ -42,3 +42,49 @@ def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
         "| scenario | target | measured | verdict |"
         in (tmp_path / report_file.name.replace(".json", ".md")).read_text()
     )
+
+
+def test_a_baseline_tree_runs_as_a_third_contender(tmp_path: Path) -> None:
+    """`--baseline-src DIR`: agentos from another source tree, interleaved with this one, so a
+    change is measured against old code in the same run."""
+    baseline = tmp_path / "old"
+    baseline.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", "HEAD", "agentos"], cwd=REPO, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    marker = baseline / "imported"
+    init = baseline / "agentos" / "__init__.py"
+    init.write_text(init.read_text() + f"\nopen({str(marker)!r}, 'a').write('x')\n")
+    out = tmp_path / "out"
+    argv = ["--smoke", "--only", "fixed_cost,python_items", "--baseline-src", str(baseline)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *argv, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert marker.exists()  # the baseline's agentos is what ran
+    (report_file,) = out.glob("*-smoke.json")
+    report = json.loads(report_file.read_text())
+    assert report["baseline_src"] == str(baseline)
+    fixed = report["results"]["fixed_cost"]
+    assert "agentos (baseline)" in fixed["series"]
+    assert fixed["baseline"]["agentos_over_baseline"] > 0
+    assert "agentos (baseline)" in report["results"]["python_items"]["per_item_ms"]
+    assert "Baseline: agentos from" in report_file.with_suffix(".md").read_text()
+
+
+def test_a_baseline_without_agentos_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--baseline-src", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert done.returncode == 2
+    assert "no agentos/__main__.py there" in done.stderr.splitlines()[-1]
