@@ -181,3 +181,28 @@ def test_sigint_during_startup(workdir: Path) -> None:
     assert done.returncode in (130, -2), done.stderr
     assert "Traceback" not in done.stderr
     assert_session_empty(live)
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [["-j", "2"], ["--backend", "dask", "-j", "2"], []],
+    ids=["parallel", "dask", "sequential"],
+)
+def test_item_commands_get_sigint_as_a_shell_gives_it(workdir: Path, mode: list[str]) -> None:
+    """Workers survive a terminal's Ctrl+C by catching SIGINT, not ignoring it: an ignored signal
+    stays ignored across exec, and every command a parallel item started ignored SIGINT (a
+    `timeout -s INT` in it timed nothing out) while the same item run sequentially did not."""
+    items = items_file(workdir / "items.txt", ["a", "b"])
+    argv = agentos_argv(
+        "run", *mode, "-q", "--items", str(items), "--", "sh", "-c", "grep SigIgn /proc/self/status"
+    )
+    # started the way a terminal starts a job: SIGINT at its default
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    done = run([argv[0], "-c", launcher, *argv], cwd=workdir, timeout=120)
+    assert done.returncode == 0, done.stderr
+    masks = [int(line.split()[-1], 16) for line in done.stdout.splitlines() if "SigIgn" in line]
+    assert len(masks) == 2
+    assert all(not mask & (1 << (signal.SIGINT - 1)) for mask in masks), done.stdout

@@ -64,6 +64,7 @@ from agentos.workflows.parallel.process_tree import (
     kill_tagged,
     set_parent_death_signal,
 )
+from agentos.workflows.parallel.shutdown import survive_sigint
 
 POLL = 0.5  # seconds between checks of the terminate event
 #: how long an attempt process may take to end its item's processes after SIGTERM (its handler
@@ -330,7 +331,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def child_main() -> None:
     """An attempt process: run one attempt, write its result to the result fd."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    survive_sigint()
     signal.signal(signal.SIGTERM, _on_sigterm)
     set_parent_death_signal(signal.SIGTERM, expected_parent=os.getppid())
     for stream in (sys.stdout, sys.stderr):  # pipes: line-buffer so output is live

@@ -182,6 +182,21 @@ def handle_signals(
             signal.signal(sig, old)
 
 
+def survive_sigint() -> None:
+    """For worker processes: a SIGINT neither kills this process nor reaches what it starts.
+
+    Not SIG_IGN: an ignored signal stays ignored across exec, so every command an item started
+    would ignore SIGINT too (a `timeout -s INT` in it would time nothing out, a Python script in
+    it would never see KeyboardInterrupt), while the same item run sequentially would not. A
+    caught signal is reset to the default by exec. A SIGINT pending from the parent's blocked
+    spawn is delivered here, to a handler that does nothing."""
+    signal.signal(signal.SIGINT, _swallow_sigint)
+
+
+def _swallow_sigint(signum: int, frame: object) -> None:
+    return None
+
+
 @contextlib.contextmanager
 def spawn_guard(*, trackers: Literal["all", "stdlib", "none"] = "all") -> Iterator[None]:
     """Block SIGINT in this thread while processes are spawned from it.

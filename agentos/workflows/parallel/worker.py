@@ -2,8 +2,9 @@
 
 The initializer runs once per worker, before its first task:
 
-* SIGINT → ignored. The parent blocked SIGINT while spawning, so the terminal's Ctrl+C could not
-  kill us before this line; ignoring it now discards anything pending, then we unblock.
+* SIGINT → caught and dropped (`survive_sigint`: not ignored, or the items' commands would
+  inherit the ignoring). The parent blocked SIGINT while spawning, so the terminal's Ctrl+C could
+  not kill us before this line; one pending is dropped when we unblock.
 * Own process group, so a later Ctrl+C (sent to the terminal's foreground group) never reaches us,
   and the parent can `killpg` us with everything we started.
 * Parent-death signal SIGTERM, and a SIGTERM handler that kills the current item's process groups
@@ -33,6 +34,7 @@ from agentos.workflows.parallel.process_tree import (
     RUN_TAG_ENV,
     set_parent_death_signal,
 )
+from agentos.workflows.parallel.shutdown import survive_sigint
 
 
 @dataclass
@@ -63,7 +65,7 @@ def initialize_worker(
     listener_token: str,
 ) -> None:
     global _STATE
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    survive_sigint()
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     with contextlib.suppress(OSError):
