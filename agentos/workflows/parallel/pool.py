@@ -4,7 +4,7 @@ Data flow of a parallel run:
 
     parent process                                              worker processes (loky)
     ──────────────                                              ───────────────────────
-    ParallelRun (main thread)                                   initialize_worker(): SIGINT ignored,
+    ParallelRun (main thread)                                   initialize_worker(): SIGINT dropped,
       │ take_lease(item) ──► key server (Manager process)       own process group, parent-death
       │   (CLI agents: keys per item)                           signal, key-server proxy
       │ submit(item, attempt, lease_id) ─────────────────────►  execute_in_worker():
