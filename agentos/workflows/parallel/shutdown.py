@@ -22,9 +22,9 @@ The grace period is enforced by a timer thread that sends SIGINT to the main thr
 only way to interrupt a blocking system call there.
 
 Workers never see these signals: they run in their own process groups and drop a SIGINT (see
-`worker.py` and `survive_sigint`), and the parent blocks SIGINT while it spawns them (`spawn_guard`), because the
-interpreter would otherwise install its default KeyboardInterrupt handler in the child before our
-initializer runs.
+`worker.py` and `survive_sigint`), and the parent blocks SIGINT while it spawns them
+(`spawn_guard`), because the interpreter would otherwise install its default KeyboardInterrupt
+handler in the child before our initializer runs.
 """
 
 from __future__ import annotations
