@@ -16,16 +16,21 @@ from conftest import REPO, clean_env
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
-def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
-    done = subprocess.run(
-        # the executor's scenarios; the rate ones (20 s at smoke size) have test_rate_bench_smoke
-        [sys.executable, "-m", "bench", "--smoke", "--only", ",".join(ALL), "--out", str(tmp_path)],
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGS` from the repository, as `make bench` runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=280,
         env=clean_env(),
     )
+
+
+def test_bench_smoke_runs_every_scenario(tmp_path: Path) -> None:
+    # the executor's scenarios; the rate ones (20 s at smoke size) have test_rate_bench_smoke
+    done = bench("--smoke", "--only", ",".join(ALL), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     (report_file,) = tmp_path.glob("*-smoke.json")
     report = json.loads(report_file.read_text())
@@ -57,15 +62,8 @@ def test_a_baseline_tree_runs_as_a_third_contender(tmp_path: Path) -> None:
     init = baseline / "agentos" / "__init__.py"
     init.write_text(init.read_text() + f"\nopen({str(marker)!r}, 'a').write('x')\n")
     out = tmp_path / "out"
-    argv = ["--smoke", "--only", "fixed_cost,python_items", "--baseline-src", str(baseline)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *argv, "--out", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        env=clean_env(),
-    )
+    only = "fixed_cost,python_items"
+    done = bench("--smoke", "--only", only, "--baseline-src", str(baseline), "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     assert marker.exists()  # the baseline's agentos is what ran
     (report_file,) = out.glob("*-smoke.json")
@@ -79,12 +77,6 @@ def test_a_baseline_tree_runs_as_a_third_contender(tmp_path: Path) -> None:
 
 
 def test_a_baseline_without_agentos_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--baseline-src", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-    )
+    done = bench("--smoke", "--baseline-src", str(tmp_path))
     assert done.returncode == 2
     assert "no agentos/__main__.py there" in done.stderr.splitlines()[-1]
