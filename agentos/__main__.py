@@ -21,11 +21,11 @@ def exit_interrupted() -> None:
 
 
 def main() -> None:
+    quick_exit.install()  # first: see its docstring
     # No garbage collection while modules load: they are all long-lived, and the passes the
     # interpreter would make over them are a tenth of a small run's start-up. Freezing them
     # afterwards keeps them out of every later pass, the one at exit included, and out of the
     # pages forked workers would otherwise copy (the gc.freeze() recipe in Python's docs).
-    quick_exit.install()  # first: see its docstring
     gc.disable()
     try:
         from agentos.workflows.parallel.shutdown import EarlyInterrupt

@@ -91,9 +91,9 @@ def test_a_fork_under_way_when_its_parent_is_frozen_is_caught(monkeypatch: Monke
             return ("T", 1) if polls["parent"] > 2 else ("R", 1)
         return ("S", parent) if polls["parent"] > 2 else ("", 0)
 
-    def scan(run_id: str, worker_pid: int | None, frozen: set[int]) -> list[int]:
+    def scan(run_id: str, worker_pid: int | None, children_of: set[int]) -> list[int]:
         return [parent, child] if polls["parent"] > 2 else [parent]
 
     monkeypatch.setattr(process_tree, "_stat", stat)
-    monkeypatch.setattr(process_tree, "_sweep_scan", scan)
+    monkeypatch.setattr(process_tree, "tagged_processes", scan)
     assert kill_tagged("run", grace=0) == [parent, child]

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 RUN_TAG_ENV = "AGENTOS_RUN_TAG"
 _PR_SET_PDEATHSIG = 1
@@ -100,15 +100,23 @@ def _run_tag(run_id: str, worker_pid: int | None) -> bytes:
     return tag
 
 
-def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
-    """Pids of live processes whose environment carries this run's tag (one worker's, or any)."""
+def tagged_processes(
+    run_id: str, worker_pid: int | None = None, children_of: Set[int] = frozenset()
+) -> list[int]:
+    """Pids of live processes whose environment carries this run's tag (one worker's, or any),
+    and of the children of `children_of` (see kill_tagged: a child caught between fork and exec,
+    or in exec, may show no environment for an instant, and one that cleared its environment is
+    still ours)."""
     tag = _run_tag(run_id, worker_pid)
     me = os.getpid()
     pids: list[int] = []
     if os.path.isdir("/proc"):
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != me and _proc_environ_has(int(entry), tag):
-                pids.append(int(entry))
+            if not entry.isdigit() or int(entry) == me:
+                continue
+            pid = int(entry)
+            if _proc_environ_has(pid, tag) or (children_of and _stat(pid)[1] in children_of):
+                pids.append(pid)
         return pids
     import psutil  # pragma: no cover - non-Linux fallback
 
@@ -119,24 +127,6 @@ def tagged_processes(run_id: str, worker_pid: int | None = None) -> list[int]:
             value = env.get(RUN_TAG_ENV, "")
             if proc.pid != me and f"{RUN_TAG_ENV}={value}".startswith(text_tag):
                 pids.append(proc.pid)
-    return pids
-
-
-def _sweep_scan(run_id: str, worker_pid: int | None, frozen: set[int]) -> list[int]:
-    """Tagged processes, and children of processes already frozen: a child caught between fork
-    and exec, or in exec, may show no environment for an instant, and one that cleared its
-    environment is still ours."""
-    if not os.path.isdir("/proc") or not frozen:
-        return tagged_processes(run_id, worker_pid)
-    tag = _run_tag(run_id, worker_pid)
-    me = os.getpid()
-    pids: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        pid = int(entry)
-        if _proc_environ_has(pid, tag) or _stat(pid)[1] in frozen:
-            pids.append(pid)
     return pids
 
 
@@ -153,7 +143,7 @@ def kill_tagged(run_id: str, worker_pid: int | None = None, grace: float = 0.3) 
     found: list[int] = []
     seen: set[int] = set()
     for _ in range(_MAX_FREEZE_ROUNDS):
-        fresh = [p for p in _sweep_scan(run_id, worker_pid, seen) if p not in seen]
+        fresh = [p for p in tagged_processes(run_id, worker_pid, seen) if p not in seen]
         if not fresh:
             break
         for pid in fresh:
