@@ -74,6 +74,8 @@ class CommandResult:
     retry_after: float | None
     #: the `on_line` watcher stopped the command (its returncode is then the signal's)
     stopped: bool = False
+    #: the command ran past the `timeout` it was given and its process group was killed
+    timed_out: bool = False
 
     @property
     def signal(self) -> int:
@@ -117,6 +119,10 @@ class ItemContext:
     #: how the item ended, in a word or two, when "done" says too little ("Draft" rather than
     #: "Approved"): shown beside its status in the summary, recorded in the journal
     detail: str = ""
+    #: what the item produced, as short named strings ({"branch": ..., "commit": ...}): kept
+    #: in the journal and summary.json whatever the attempt's end; "summary", when set, is the
+    #: one line the summary table shows
+    outputs: dict[str, str] = field(default_factory=dict)
     #: seconds this attempt's calls waited for a key, by reason (journaled)
     waits: dict[str, float] = field(default_factory=dict)
     #: prices for the calls' costs, and the item's caps (--item-budget, --item-tokens)
@@ -144,16 +150,21 @@ class ItemContext:
         return path
 
     def env(
-        self, extra: dict[str, str] | None = None, key_env: str | None = None
+        self,
+        extra: dict[str, str] | None = None,
+        key_env: str | None = None,
+        *,
+        with_key: bool = True,
     ) -> dict[str, str]:
         """The environment of the item's commands. `key_env`: the variable the leased key goes
         in instead of `credential_env` (a CLI agent's own: ANTHROPIC_API_KEY, GEMINI_API_KEY);
-        the key is then in that variable only."""
+        the key is then in that variable only. `with_key=False`: no key at all (a command that
+        calls no model, such as tests of code an agent wrote)."""
         env = dict(os.environ)
         env.pop(self.credential_env, None)
         # every key of the run, if the user gave them this way: an item gets its lease, no more
         env.pop(CREDENTIALS_ENV, None)
-        if self.credential is not None:
+        if self.credential is not None and with_key:
             env[key_env or self.credential_env] = self.credential
         if self.run_tag:
             env[RUN_TAG_ENV] = self.run_tag
@@ -340,10 +351,16 @@ class ItemContext:
         env: dict[str, str] | None = None,
         key_env: str | None = None,
         on_line: LineWatcher | None = None,
+        with_key: bool = True,
+        merge_stderr: bool = False,
+        timeout: float | None = None,
     ) -> CommandResult:
         """Run `argv` in its own session; see the module docstring. Never raises for a non-zero
-        exit (see `run_checked`); raises OSError when the program cannot start. `key_env`: see
-        `env`. `on_line`: see `LineWatcher` (stdout is still captured when asked)."""
+        exit (see `run_checked`); raises OSError when the program cannot start. `key_env`,
+        `with_key`: see `env`. `on_line`: see `LineWatcher` (stdout is still captured when
+        asked). `merge_stderr`: stderr goes where stdout goes (captured with it, in order).
+        `timeout`: seconds after which the command's process group is killed and the result
+        says `timed_out` (the attempt's own --timeout applies as well)."""
         if self._rate_limit_re is None:
             self._rate_limit_re = re.compile(self.rate_limit_pattern.encode(), re.IGNORECASE)
         # a command is a call (or many) to a model: an item over its caps makes no more
@@ -353,14 +370,16 @@ class ItemContext:
             argv,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture_stdout else None,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
             start_new_session=True,
-            env=self.env(env, key_env),
+            env=self.env(env, key_env, with_key=with_key),
             cwd=cwd,
         )
         ACTIVE_GROUPS.add(proc.pid)
         try:
             pump = _Pump(proc, input, self._rate_limit_re, on_line)
+            if timeout is not None:
+                pump.deadline = time.monotonic() + timeout
             pump.run()
             returncode = proc.wait()
         except BaseException:
@@ -387,6 +406,7 @@ class ItemContext:
             rate_limited=returncode == EX_TEMPFAIL or (returncode != 0 and pump.matched),
             retry_after=pump.retry_after,
             stopped=pump.stopped,
+            timed_out=pump.timed_out,
         )
         self.last_command = result
         return result
@@ -446,6 +466,8 @@ class _Pump:
         self._input = memoryview(data) if data is not None else None
         self._carry = b""
         self._line_carry = b""
+        self.deadline: float | None = None  # time.monotonic() when the command is killed
+        self.timed_out = False
 
     def stdout(self) -> bytes:
         return b"".join(self._chunks)
@@ -462,8 +484,8 @@ class _Pump:
                     proc.stdin.close()
             if proc.stdout is not None:
                 sel.register(proc.stdout, selectors.EVENT_READ, "out")
-            assert proc.stderr is not None
-            sel.register(proc.stderr, selectors.EVENT_READ, "err")
+            if proc.stderr is not None:
+                sel.register(proc.stderr, selectors.EVENT_READ, "err")
             exited_at: float | None = None
             pidfd = _pidfd(proc.pid)
             if pidfd is not None:
@@ -474,6 +496,13 @@ class _Pump:
                 timeout = 0.05 if pidfd is None else None
                 if exited_at is not None:
                     timeout = max(0.0, exited_at + 0.2 - time.monotonic())
+                if self.deadline is not None and exited_at is None:
+                    left = max(0.0, self.deadline - time.monotonic())
+                    timeout = left if timeout is None else min(timeout, left)
+                    if left == 0.0:
+                        self.timed_out = True
+                        terminate_groups([proc.pid], grace=1.0)
+                        break
                 events = sel.select(timeout)
                 if not events and exited_at is not None:
                     break

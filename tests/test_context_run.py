@@ -1,0 +1,46 @@
+"""`ctx.run`'s options for commands that call no model: no key in their environment, stderr
+merged into stdout in order, and a time limit of their own."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.context import ItemContext
+
+KEY = "sk-context-run-key-0123456789"
+
+
+def context(tmp_path: Path) -> ItemContext:
+    return ItemContext(
+        Item("x"), 1, tmp_path, None, credential=KEY, credential_label="k1", parallel=False
+    )
+
+
+def test_a_command_that_calls_no_model_gets_no_key(tmp_path: Path) -> None:
+    ctx = context(tmp_path)
+    show = [sys.executable, "-c", "import os; print(os.environ.get('AGENTOS_API_KEY'))"]
+    assert ctx.run(show, capture_stdout=True).stdout.decode().strip() == KEY
+    assert ctx.run(show, capture_stdout=True, with_key=False).stdout.decode().strip() == "None"
+
+
+def test_stderr_merged_into_stdout_keeps_the_order(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "for n in range(3):\n"
+        "    print(n, flush=True)\n"
+        "    print(f'e{n}', file=sys.stderr, flush=True)\n"
+    )
+    done = context(tmp_path).run([sys.executable, "-c", script], capture_stdout=True,
+                                 merge_stderr=True)  # fmt: skip
+    assert done.stdout.decode().split() == ["0", "e0", "1", "e1", "2", "e2"]
+    assert done.returncode == 0 and not done.timed_out
+
+
+def test_a_time_limit_kills_the_command_and_says_so(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    done = context(tmp_path).run(["sh", "-c", "sleep 30 & sleep 30"], timeout=0.5)
+    assert done.timed_out
+    assert time.monotonic() - t0 < 10
