@@ -10,8 +10,11 @@ any other with an LLD; a prompt that starts with "SAY:" is answered with the res
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -103,16 +106,38 @@ class _Server:
         h.close_connection = True
 
 
+@dataclass
+class Turn:
+    """What a scripted model sees of one request: the prompt, Claude Code's working directory
+    (from its system prompt), the tools it offers, and the results of the tools used so far."""
+
+    prompt: str
+    cwd: str
+    tools: list[str]
+    results: list[dict[str, Any]]
+
+
+#: a scripted model: the tool calls to make now ({"name": ..., "input": {...}}), or None to
+#: answer with text and end the turn
+Script = Callable[[Turn], list[dict[str, Any]] | None]
+
+
 class FakeAnthropic(_Server):
     """POST /v1/messages, streamed. Behaviours: ok, rate_limited (429, retry-after: 1),
     overloaded (529), revoked (401), usage_limit (429 "usage limit reached|<unix time>"),
-    bad_request (400)."""
+    bad_request (400). With a `script`, an "ok" answer may be `tool_use` blocks instead of text:
+    Claude Code then really runs the tools (Write, Edit, Bash) and sends their results back."""
+
+    def __init__(self, behaviours: dict[str, str], script: Script | None = None) -> None:
+        super().__init__(behaviours)
+        self.script = script
 
     def handle(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         prompt = _anthropic_text(body)
         key = h.headers.get("x-api-key", "")
+        tools = [str(tool.get("name")) for tool in body.get("tools") or []]
         behaviour = self.behaviour(
-            key, {"path": h.path, "model": body.get("model"), "prompt": prompt}
+            key, {"path": h.path, "model": body.get("model"), "prompt": prompt, "tools": tools}
         )
         errors = {
             "rate_limited": (429, "rate_limit_error", "Number of request tokens has exceeded "
@@ -132,6 +157,7 @@ class FakeAnthropic(_Server):
                 {"retry-after": "1"} if status == 429 else {},
             )
             return
+        uses = self.script(_turn(body, prompt)) if self.script is not None else None
         text = answer_for(prompt)
         model = body.get("model") or "claude"
         start = {
@@ -149,14 +175,35 @@ class FakeAnthropic(_Server):
                 "output_tokens": 1,
             },
         }
-        block = {"type": "text", "text": ""}
-        end = {"stop_reason": "end_turn", "stop_sequence": None}
         used = {"output_tokens": OUTPUT_TOKENS}
         events: list[tuple[str | None, dict[str, Any]]] = [
             ("message_start", {"type": "message_start", "message": start}),
+        ]
+        if uses:
+            for index, use in enumerate(uses):
+                block = {"type": "tool_use", "id": f"toolu_{len(self.calls)}_{index}",
+                         "name": use["name"], "input": {}}  # fmt: skip
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(use["input"])}
+                events += [
+                    ("content_block_start",
+                     {"type": "content_block_start", "index": index, "content_block": block}),
+                    ("content_block_delta",
+                     {"type": "content_block_delta", "index": index, "delta": delta}),
+                    ("content_block_stop", {"type": "content_block_stop", "index": index}),
+                ]  # fmt: skip
+            stop = {"stop_reason": "tool_use", "stop_sequence": None}
+            events += [
+                ("message_delta", {"type": "message_delta", "delta": stop, "usage": used}),
+                ("message_stop", {"type": "message_stop"}),
+            ]
+            self.sse(h, events)
+            return
+        block = {"type": "text", "text": ""}
+        end = {"stop_reason": "end_turn", "stop_sequence": None}
+        events.append(
             ("content_block_start", {"type": "content_block_start", "index": 0,
-                                     "content_block": block}),
-        ]  # fmt: skip
+                                     "content_block": block})
+        )  # fmt: skip
         for at in range(0, len(text), 40):
             delta = {"type": "text_delta", "text": text[at : at + 40]}
             events.append(
@@ -168,6 +215,24 @@ class FakeAnthropic(_Server):
             ("message_stop", {"type": "message_stop"}),
         ]
         self.sse(h, events)
+
+
+def _turn(body: dict[str, Any], prompt: str) -> Turn:
+    system = json.dumps(body.get("system") or "")
+    found = re.search(r"Primary working directory: ([^\\\n\"]+)", system)
+    results = [
+        block
+        for message in body.get("messages") or []
+        if message.get("role") == "user" and isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+    return Turn(
+        prompt=prompt,
+        cwd=found.group(1).strip() if found else "",
+        tools=[str(tool.get("name")) for tool in body.get("tools") or []],
+        results=results,
+    )
 
 
 def _anthropic_text(body: dict[str, Any]) -> str:

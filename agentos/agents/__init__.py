@@ -1,6 +1,6 @@
 """Agents: who answers a workflow's prompts.
 
-mock                 offline and deterministic; the default for the demo and the tests
+mock                 offline and deterministic: the demo's and the tests' (never a default)
 cmd:<command line>   any CLI agent: prompt on stdin, answer on stdout
 openai:<model>       an OpenAI-compatible HTTP API, a key per call from the governor
 claude:<model>       Claude Code (claude -p), its refusals and costs read from its JSON
@@ -11,7 +11,7 @@ llm:<model>          Simon Willison's llm, with any of its plugins' models
 from __future__ import annotations
 
 from agentos.agents.base import Agent, AgentRequest
-from agentos.errors import ConfigError
+from agentos.errors import ConfigError, UsageError
 from agentos.usage.prices import ModelRef
 from agentos.workflows.items import Option
 
@@ -22,15 +22,32 @@ __all__ = [
     "AgentRequest",
     "agent_models",
     "keyless_agents",
+    "require_agent",
     "resolve_agent",
 ]
 
 AGENT_HELP = (
-    "'mock' (offline, deterministic: the default), 'claude:<model>' (Claude Code), "
+    "'claude:<model>' (Claude Code), "
     "'gemini:<model>' (Gemini CLI), 'llm:<model>' (llm and its plugins), 'cmd:<command line>' "
-    "(any other CLI: prompt on stdin, answer on stdout) or 'openai:<model>' (an "
-    "OpenAI-compatible API at --api-base; needs keys)"
+    "(any other CLI: prompt on stdin, answer on stdout), 'openai:<model>' (an "
+    "OpenAI-compatible API at --api-base; needs keys) or 'mock' (offline and "
+    "deterministic, for trying agentos)"
 )
+
+#: what to name when no agent is given
+_CHOICES = "claude:<model>, gemini:<model>, llm:<model>, openai:<model>, cmd:<command> or mock"
+
+
+def require_agent(spec: str | None, option: str, envvar: str, api_base: str | None = None) -> Agent:
+    """The agent `spec` names; none given is a usage error (exit 2) that names the choices. No
+    agent is a default: a forgotten option must not put an offline mock's work in a user's
+    repository."""
+    if spec is None or not spec.strip():
+        raise UsageError(
+            f"choose the agent with {option} SPEC (or {envvar}): {_CHOICES} (the offline "
+            "demo agent)"
+        )
+    return resolve_agent(spec, option, api_base)
 
 
 def resolve_agent(spec: str, option: str, api_base: str | None = None) -> Agent:

@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.agents.base import AgentRequest
+from agentos.agents.base import AgentRequest, ToolPolicy
 from agentos.agents.cli import (
     CliAgent,
     NotRetried,
@@ -65,6 +65,7 @@ ENV = {
 
 @dataclass(frozen=True)
 class ClaudeAgent(CliAgent):
+    edits_files = True
     program = "claude"
     install = INSTALL
     minimum = MINIMUM
@@ -75,7 +76,7 @@ class ClaudeAgent(CliAgent):
         # "sonnet" names no price anyway; a budget counts the costs as they come
         return [None]
 
-    def argv(self) -> list[str]:
+    def argv(self, request: AgentRequest) -> list[str]:
         return [
             self.executable.path,
             "-p",
@@ -85,15 +86,22 @@ class ClaudeAgent(CliAgent):
             "--include-partial-messages",
             "--model",
             self.model,
+            *permission_flags(request),
         ]
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         stream = _Stream(Progress(ctx))
         result = self.call(request, ctx, on_line=stream.line, key_env=KEY_ENV, env=ENV)
         stream.progress.flush()
-        return self.outcome(result, stream.result, ctx)
+        return self.outcome(result, stream.result, ctx, request)
 
-    def outcome(self, result: CommandResult, final: dict[str, Any] | None, ctx: ItemContext) -> str:
+    def outcome(
+        self,
+        result: CommandResult,
+        final: dict[str, Any] | None,
+        ctx: ItemContext,
+        request: AgentRequest | None = None,
+    ) -> str:
         if final is None:
             # no result line: Claude Code failed before it could answer (bad option, crash)
             cause = last_lines(result.stderr_tail)
@@ -105,6 +113,19 @@ class ClaudeAgent(CliAgent):
                 raise ItemError(f"{self.spec}: claude printed no result{said}")
             raise failure("claude", result.returncode, cause)
         self._record(final, ctx)
+        denied = denials(final.get("permission_denials"))
+        if denied:
+            # the answer may well say "I wrote src/x.py": it did not, the policy refused
+            raise ItemError(
+                f"claude was denied {'; '.join(denied[:3])}"
+                + (f" (and {len(denied) - 3} more)" if len(denied) > 3 else "")
+                + ": the permission policy agentos gave it does not allow that"
+                + (
+                    "; --allow-tool RULE grants more"
+                    if request is not None and request.tools is ToolPolicy.EDIT
+                    else ""
+                )
+            )
         text = final.get("result")
         text = text if isinstance(text, str) else ""
         failed = final.get("is_error") is not False or final.get("subtype") != "success"
@@ -148,6 +169,46 @@ class ClaudeAgent(CliAgent):
         cost = amount(final.get("total_cost_usd"))
         if cost:  # a cost without a breakdown by model: recorded under the model asked for
             ctx.record_usage(self.model, cost_usd=cost, provider="anthropic")
+
+
+#: the tools each policy offers; `--tools` is the upper bound, whatever settings say
+_TOOLS = {
+    ToolPolicy.NONE: "",
+    ToolPolicy.READ: "Read,Glob,Grep",
+    ToolPolicy.EDIT: "Read,Glob,Grep,Edit,Write,Bash",
+}
+#: commands an editing agent may always run: looking at its own changes
+_READ_ONLY_COMMANDS = ("git status", "git diff", "git log")
+
+
+def permission_flags(request: AgentRequest) -> list[str]:
+    """Claude Code's flags for the request's tool policy. Stated in full on every call, so that
+    what is allowed never depends on the user's settings or on the repository's: only the
+    user's own settings are loaded (the repository's `.claude/settings.json` is data, not
+    permissions), no MCP server is started, and `--tools` lists every tool there is."""
+    flags = ["--setting-sources", "user", "--strict-mcp-config", "--tools", _TOOLS[request.tools]]
+    if request.tools is ToolPolicy.EDIT:
+        rules = [f"Bash({line})" for line in (*request.commands, *_READ_ONLY_COMMANDS)]
+        rules += [f"Bash({line} *)" for line in (*request.commands, *_READ_ONLY_COMMANDS)]
+        flags += ["--permission-mode", "acceptEdits", "--allowedTools", *rules, *request.allow]
+    return flags
+
+
+def denials(found: Any) -> list[str]:
+    """`Tool(input)` for each denial in a result's `permission_denials`."""
+    if not isinstance(found, list):
+        return []
+    shown = []
+    for denial in found:
+        if not isinstance(denial, dict):
+            continue
+        tool = str(denial.get("tool_name") or "a tool")
+        given = denial.get("tool_input")
+        what = ""
+        if isinstance(given, dict):
+            what = str(given.get("command") or given.get("file_path") or given.get("path") or "")
+        shown.append(f"{tool}({short(what)[:80]})" if what else tool)
+    return shown
 
 
 class _Stream:

@@ -95,8 +95,9 @@ class CliAgent(Agent):
         return cls(spec=spec, model=model, executable=found)
 
     @abstractmethod
-    def argv(self) -> list[str]:
-        """The CLI's command line (never the prompt, never a key)."""
+    def argv(self, request: AgentRequest) -> list[str]:
+        """The CLI's command line for `request` (never the prompt, never a key), its tool
+        flags stating the request's policy."""
 
     def call(
         self,
@@ -111,7 +112,7 @@ class CliAgent(Agent):
         and every line watched as it comes; the leased key in `key_env` only."""
         try:
             return ctx.run(
-                self.argv(),
+                self.argv(request),
                 input=request.prompt.encode(),
                 capture_stdout=True,
                 cwd=request.cwd,

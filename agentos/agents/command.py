@@ -22,7 +22,7 @@ import shutil
 import signal
 from dataclasses import dataclass
 
-from agentos.agents.base import Agent, AgentRequest
+from agentos.agents.base import Agent, AgentRequest, ToolPolicy
 from agentos.errors import ConfigError, ItemError
 from agentos.usage.budget import OverBudget
 from agentos.workflows.parallel.context import CommandResult, ItemContext
@@ -32,6 +32,8 @@ from agentos.workflows.parallel.context import CommandResult, ItemContext
 class CommandAgent(Agent):
     spec: str
     argv: tuple[str, ...]
+    #: it runs in the item's working directory (a worktree, for implement) and may change it
+    edits_files = True
 
     @classmethod
     def from_spec(cls, spec: str, option: str) -> CommandAgent:
@@ -66,7 +68,8 @@ class CommandAgent(Agent):
                 raise
             raise ItemError(_failure(failed), exit_code=exc.exit_code, signal=exc.signal) from None
         answer = result.stdout.decode("utf-8", errors="replace")
-        if not answer.strip():
+        if not answer.strip() and request.tools is not ToolPolicy.EDIT:
+            # an agent that edits may well say nothing: its work is in the files
             cause = _cause(result)
             raise ItemError(
                 f"{self.spec}: the agent's answer was empty"

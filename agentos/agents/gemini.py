@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentos.agents.base import AgentRequest
+from agentos.agents.base import AgentRequest, ToolPolicy
 from agentos.agents.cli import (
     CliAgent,
     NotRetried,
@@ -70,6 +70,7 @@ _ATTEMPT_FAILED = re.compile(r"^\s*Attempt \d+ failed\b")
 
 @dataclass(frozen=True)
 class GeminiAgent(CliAgent):
+    edits_files = True
     program = "gemini"
     install = INSTALL
     minimum = MINIMUM
@@ -78,8 +79,18 @@ class GeminiAgent(CliAgent):
     def models(self) -> list[ModelRef | None]:
         return [ModelRef(self.model, PROVIDER)]
 
-    def argv(self) -> list[str]:
-        return [self.executable.path, "--output-format", "stream-json", "-m", self.model]
+    def argv(self, request: AgentRequest) -> list[str]:
+        return [
+            self.executable.path,
+            "--output-format",
+            "stream-json",
+            "-m",
+            self.model,
+            "--approval-mode",
+            # headless, a tool that needs approval is not offered at all: "plan" leaves the
+            # read-only ones, "auto_edit" adds the file edits (never "yolo": shell commands)
+            "auto_edit" if request.tools is ToolPolicy.EDIT else "plan",
+        ]
 
     def run(self, request: AgentRequest, ctx: ItemContext) -> str:
         stream = _Stream(Progress(ctx))

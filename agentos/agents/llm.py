@@ -122,7 +122,8 @@ class LlmAgent(CliAgent):
     def models(self) -> list[ModelRef | None]:
         return [ModelRef(self.model_id)]
 
-    def argv(self) -> list[str]:
+    def argv(self, request: AgentRequest) -> list[str]:
+        # llm has no tools: whatever the policy, its answer is the work.
         # -n: no logging. llm would write every prompt and answer to a database in the user's
         # home (answers may quote the key), and parallel items lock each other out of it
         # ("database is locked")

@@ -7,8 +7,12 @@
   in backticks in the brief (`src/export.py`) fill the files-changed table.
 * review: APPROVED when every requirement has a test scenario and every section is there;
   otherwise REVISE, naming what is missing.
-* implement: scaffolds each file of the LLD's files-changed table and a pytest file with one test
-  per scenario, as `### path` + fenced block pairs.
+* implement: writes each file of the LLD's files-changed table (a Python module that lists the
+  requirements it meets) and a pytest file with one test per scenario that checks them, so the
+  repository's tests pass on the branch and the new ones fail without it. As an agent with tools
+  (`--edits tools`) it writes them into its working directory; otherwise it answers with `### path`
+  + fenced block pairs. AGENTOS_MOCK_FAIL_FIRST=1 leaves a requirement out of the first round, so
+  the feedback loop (failing tests back to the agent) runs.
 
 It prints a few progress lines (so prefixed output is visible), and two environment variables make
 it behave like a remote model: AGENTOS_MOCK_LATENCY=SECONDS sleeps per call, and
@@ -22,6 +26,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ItemError, RateLimited
@@ -45,6 +50,7 @@ def _env_float(name: str, default: float = 0.0) -> float:
 @dataclass(frozen=True)
 class MockAgent(Agent):
     spec: str = "mock"
+    edits_files = True
 
     def models(self) -> list[ModelRef | None]:
         return []  # offline: no call costs anything
@@ -69,7 +75,7 @@ class MockAgent(Agent):
         if request.task == "review":
             return self._review(request.inputs["draft"], ctx)
         if request.task == "implement":
-            return self._implement(request.inputs, ctx)
+            return self._implement(request, ctx)
         raise ItemError(f"the mock agent cannot do task {request.task!r}")
 
     # -- draft
@@ -155,21 +161,56 @@ class MockAgent(Agent):
         return f"APPROVED\n\nEvery requirement ({len(reqs)}) has a test scenario.\n"
 
     # -- implement
-    def _implement(self, inputs: dict[str, str], ctx: ItemContext) -> str:
+    def _implement(self, request: AgentRequest, ctx: ItemContext) -> str:
+        inputs = request.inputs
         text, item = inputs["lld"], inputs["item_id"]
-        # a table row may name a folder or a pattern (`tests/`, `src/*.py`): nothing to scaffold
-        files = [f for f in lld.files_changed(text) or [] if _PATH_ONLY.fullmatch(f.path)]
-        scenarios = lld.scenarios(text)
-        reqs = dict(lld.requirements(text))
-        ctx.log(f"mock implement: {len(files)} file(s) to scaffold, {len(scenarios)} scenario(s)")
-        parts = [f"Implementation bundle for {item}: {lld.title_of(text, item)}.", ""]
-        test_path = f"tests/test_{_module(item)}.py"
-        for change in files:
-            if change.path != test_path or not scenarios:
-                parts += _fenced(change.path, _scaffold(change, text, item))
-        if scenarios:
-            parts += _fenced(test_path, _pytest_file(scenarios, reqs, item))
+        # AGENTOS_MOCK_FAIL_FIRST=1: the first round leaves a requirement out, so its test
+        # fails and the tests' output has to come back before the work is right
+        partial = _env_float("AGENTOS_MOCK_FAIL_FIRST") > 0 and not inputs.get("problem")
+        files = implementation(text, item, partial=partial)
+        ctx.log(
+            f"mock implement: {len(files)} file(s), "
+            f"{len(lld.scenarios(text))} scenario(s){' (leaving one out)' if partial else ''}"
+        )
+        if inputs.get("mode") == "tools" and request.cwd:
+            # an agent with tools: it writes into its working directory itself, never through
+            # a symlink, never outside it
+            from agentos.workflows.implement.answer import write_beneath
+
+            for path, body in files:
+                write_beneath(Path(request.cwd), path, body.encode())
+            return f"Implemented {item}: wrote {', '.join(path for path, _ in files)}.\n"
+        parts = [f"Implementation of {item}: {lld.title_of(text, item)}.", ""]
+        for path, body in files:
+            parts += _fenced(path, body)
         return "\n".join(parts)
+
+
+def implementation(text: str, item: str, *, partial: bool = False) -> list[tuple[str, str]]:
+    """(path, content) of the mock's implementation of an LLD: each Python file of its
+    files-changed table as a module that lists the requirements it meets, other files as a
+    note, and a pytest file whose tests (one per scenario) load the modules by path and check
+    them. `partial`: the modules leave the last requirement out, so one test fails."""
+    # a table row may name a folder or a pattern (`tests/`, `src/*.py`): nothing to write
+    changes = [f for f in lld.files_changed(text) or [] if _PATH_ONLY.fullmatch(f.path)]
+    tests_at = next((f.path for f in changes if _is_test(f.path) and f.path.endswith(".py")),
+                    f"tests/test_{_module(item)}.py")  # fmt: skip
+    changes = [f for f in changes if not _is_test(f.path)]
+    if not any(f.path.endswith(".py") for f in changes):
+        changes.append(lld.FileChange(f"src/{_module(item)}.py", "the implementation"))
+    reqs = dict(lld.requirements(text)) or {"R1": lld.title_of(text, item)}
+    met = dict(list(reqs.items())[:-1]) if partial and len(reqs) > 1 else reqs
+    if partial and len(reqs) == 1:
+        met = {}
+    files = [(f.path, _module_file(f, text, item, met)) for f in changes]
+    modules = [f.path for f in changes if f.path.endswith(".py")]
+    files.append((tests_at, _pytest_file(lld.scenarios(text), reqs, item, modules, tests_at)))
+    return files
+
+
+def _is_test(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or "/tests/" in f"/{path}"
 
 
 # ---- helpers
@@ -222,34 +263,63 @@ def _fenced(path: str, body: str) -> list[str]:
     return [f"### {path}", f"{fence}{lang}", body.rstrip("\n"), fence, ""]
 
 
-def _scaffold(change: lld.FileChange, text: str, item: str) -> str:
+def _module_file(change: lld.FileChange, text: str, item: str, met: dict[str, str]) -> str:
     title = lld.title_of(text, item)
+    what = f"{title}: {change.change or 'see the LLD'}"
     if change.path.endswith(".py"):
-        doc = f"{title}: {change.change or 'see the LLD'}".replace("\\", "/").replace('"', "'")
-        return f'"""{doc}.\n\nScaffolded by the agentos mock implementer from {item}.\n"""\n'
+        doc = what.replace("\\", "/").replace('"', "'")
+        listed = "".join(f"    {rid!r}: {req!r},\n" for rid, req in met.items())
+        return (
+            f'"""{doc}.\n\nWritten by the agentos mock implementer from {item}.\n"""\n\n'
+            f"REQUIREMENTS = {{\n{listed}}}\n\n\n"
+            "def satisfies(requirement: str) -> bool:\n"
+            '    """Whether this module meets the LLD\'s requirement (R1, R2, ...)."""\n'
+            "    return requirement in REQUIREMENTS\n"
+        )
     if change.path.endswith(".md"):
-        return f"# {title}\n\n{change.change or 'See the LLD.'}\n"
-    return f"{title}: {change.change or 'see the LLD'} ({item})\n"
+        return f"# {title}\n\n{change.change or 'See the LLD.'} ({item})\n"
+    return f"{what} ({item})\n"
 
 
-def _pytest_file(scenarios: list[lld.Scenario], reqs: dict[str, str], item: str) -> str:
-    lines = [f'"""Tests for {item}: one per test scenario of the LLD."""', "", "import pytest", ""]
+def _pytest_file(
+    scenarios: list[lld.Scenario], reqs: dict[str, str], item: str, modules: list[str], at: str
+) -> str:
+    depth = at.count("/")
+    lines = [
+        f'"""Tests for {item}: one per test scenario of the LLD (by the agentos mock)."""',
+        "",
+        "import importlib.util",
+        "from pathlib import Path",
+        "",
+        f"ROOT = Path(__file__).resolve().parents[{depth}]",
+        f"MODULES = {modules!r}",
+        "",
+        "",
+        "def meets(requirement: str) -> bool:",
+        '    """Every module of the change meets `requirement`."""',
+        "    for relative in MODULES:",
+        "        path = ROOT / relative",
+        "        spec = importlib.util.spec_from_file_location(path.stem, path)",
+        "        assert spec is not None and spec.loader is not None, relative",
+        "        module = importlib.util.module_from_spec(spec)",
+        "        spec.loader.exec_module(module)",
+        "        if not module.satisfies(requirement):",
+        "            return False",
+        "    return True",
+    ]
+    checks = [(s.id, s.requirement, f"{s.scenario} -> {s.expected}") for s in scenarios] or [
+        (rid, rid, text) for rid, text in reqs.items()
+    ]
     names: set[str] = set()
-    for s in scenarios:
-        name = base = _module(f"{s.id}_{s.scenario}")[:60]
+    for sid, requirement, said in checks:
+        name = base = _module(f"{sid}_{said}")[:60]
         n = 1
         while name in names:  # two scenarios alike: the second must not replace the first
             n += 1
             name = f"{base}_{n}"
         names.add(name)
-        covers = f" ({s.requirement}: {reqs[s.requirement]})" if s.requirement in reqs else ""
-        doc = f"{s.id}{covers}: {s.scenario} -> {s.expected}"
-        doc = doc.replace("\\", "/").replace('"', "'")
-        lines += [
-            "",
-            f"def test_{name}() -> None:",
-            f'    """{doc}"""',
-            f'    pytest.skip("scenario {s.id} awaits its implementation")',
-            "",
-        ]
-    return "\n".join(lines)
+        targets = [r.strip() for r in requirement.split(",") if r.strip() in reqs] or list(reqs)
+        doc = f"{sid}: {said}".replace("\\", "/").replace('"', "'")
+        lines += ["", "", f"def test_{name}() -> None:", f'    """{doc}"""']
+        lines += [f"    assert meets({rid!r}), {rid!r}" for rid in targets]
+    return "\n".join(lines) + "\n"
