@@ -97,6 +97,13 @@ def _from_summary(run_dir: Path) -> dict[str, Any] | None:
         "workers": summary.get("workers"),
         "counts": summary.get("totals") or {},
         "details": details_of(summary.get("items")),
+        "produced": [
+            {"id": row.get("id"), "status": row.get("status"), "result": row["outputs"]["summary"]}
+            for row in summary.get("items") or []
+            if isinstance(row, dict)
+            and isinstance(row.get("outputs"), dict)
+            and row["outputs"].get("summary")
+        ],
         "running": [],
         "usage": {"calls": usage.get("calls"), "cost_usd": usage.get("cost_usd")}
         if usage
@@ -165,6 +172,7 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         "items": state.get("items", sum(counts.values())),
         "counts": counts,
         "details": state.get("details") or {},
+        "produced": state.get("produced") or [],
         "running": running,
         "keys": state.get("keys") or [],
         "usage": state.get("usage"),
@@ -231,6 +239,10 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
             for r in data["running"]
         ]
         lines += ["  " + line for line in _table(rows, ("item", "attempt", "for", "key"))]
+    if data.get("produced"):
+        lines += ["", "produced"]
+        rows = [(str(p["id"]), str(p["status"]), str(p["result"])) for p in data["produced"]]
+        lines += ["  " + line for line in _table(rows, ("item", "status", "result"))]
     if data["keys"]:
         lines += ["", "keys"]
         rows = [

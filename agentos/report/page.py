@@ -104,11 +104,19 @@ def _usage_cell(usage: Any) -> tuple[str, str]:
     return _e(calls or ""), _e(cost_text)
 
 
+def _result(row: dict[str, Any]) -> str:
+    outputs = row.get("outputs")
+    return str(outputs.get("summary") or "") if isinstance(outputs, dict) else ""
+
+
 def _items_table(record: RunRecord) -> str:
+    # what items produced (a branch, its commit and diffstat), when the workflow says
+    produced = any(_result(row) for row in record.items())
     head = (
         "<tr><th>item</th><th>title</th><th>status</th><th class=num>attempts</th>"
         "<th class=num>seconds</th><th>key</th><th class=num>calls</th><th class=num>cost</th>"
-        "<th>error</th></tr>"
+        + ("<th>result</th>" if produced else "")
+        + "<th>error</th></tr>"
     )
     rows = []
     for n, row in enumerate(record.items()):
@@ -135,7 +143,8 @@ def _items_table(record: RunRecord) -> str:
             f"{calls or '-'}</td>"
             f"<td class=num data-v={cost_value if isinstance(cost_value, (int, float)) else -1}>"
             f"{cost or '-'}</td>"
-            f"<td>{error}</td></tr>"
+            + (f"<td>{_e(_result(row))}</td>" if produced else "")
+            + f"<td>{error}</td></tr>"
         )
     return (
         f'<table class="sortable" id="items"><thead>{head}</thead>'

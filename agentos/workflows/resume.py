@@ -58,6 +58,7 @@ class EarlierItem:
     source: str = ""
     status: str = ""  # the last attempt's
     detail: str = ""  # how it ended when done ("Draft")
+    outputs: dict[str, str] = field(default_factory=dict)  # what it produced, last said
     #: what its attempts spent: it counts toward the run's --budget when the run is resumed
     usage: UsageLog = field(default_factory=UsageLog)
 
@@ -98,6 +99,8 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         entry.key_label = record.get("key_label") or entry.key_label
         if "usage" in record:
             entry.usage.merge(UsageLog.from_json(record["usage"]))
+        if isinstance(record.get("outputs"), dict):
+            entry.outputs = {str(k): str(v) for k, v in record["outputs"].items()}
         entry.status = str(record.get("status") or entry.status)
         if record.get("status") == DONE:
             entry.done, entry.error = True, ""
@@ -214,6 +217,7 @@ def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> li
             "earlier_pass": True,
             "seq": item.seq,
             "detail": before.detail if before.done else "",
+            "outputs": before.outputs or None,
             "usage": before.usage.total.to_json() if before.usage.total.calls else None,
         }
         for item, before in done_before

@@ -49,6 +49,7 @@ def summary_data(
             "earlier_pass": False,
             "seq": s.item.seq,
             "detail": s.detail,
+            "outputs": s.outputs or None,
             "usage": item_usage(s.id) if item_usage is not None else None,
         }
         for s in states
@@ -112,6 +113,8 @@ def render_summary(data: dict[str, Any]) -> str:
         note = f"  ({hidden} more rows in {Path(data['run_dir']) / 'summary.json'})"
     usage = data.get("usage") or {}
     spent = bool(usage.get("calls"))
+    # what items produced (a branch and its commit), when a workflow says
+    produced = any((i.get("outputs") or {}).get("summary") for i in shown)
     rows = [
         (
             i["id"],
@@ -119,12 +122,14 @@ def render_summary(data: dict[str, Any]) -> str:
             str(i["attempts"]),
             f"{i['seconds']:.1f}",
             *(_usage_cells(i.get("usage")) if spent else ()),
+            *(((i.get("outputs") or {}).get("summary", ""),) if produced else ()),
             (i["error"] or "")[:80],
         )
         for i in shown
     ]
     headers: tuple[str, ...] = ("item", "status", "attempts", "seconds")
-    headers += ("tokens", "cost", "error") if spent else ("error",)
+    headers += ("tokens", "cost") if spent else ()
+    headers += ("result", "error") if produced else ("error",)
     right = frozenset({2, 3, 4, 5}) if spent else frozenset({2, 3})
     lines = _table(rows, headers, right=right) if rows else []
     if note:

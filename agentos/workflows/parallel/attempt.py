@@ -91,6 +91,7 @@ class AttemptResult:
     command: str = ""
     refusal: str = ""  # the kind of "no" when rate limited (governor.signals)
     detail: str = ""  # how a done item ended, in a word ("Draft"): ItemContext.detail
+    outputs: dict[str, str] | None = None  # what the item produced: ItemContext.outputs
     #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
     waits: dict[str, float] | None = None
     #: the attempt's model calls (ItemContext.record_usage, the CLI usage file); None: none
@@ -176,6 +177,7 @@ def run_attempt(
             result.exit_code = result.exit_code or ctx.last_command.returncode
         result.waits = dict(ctx.waits) or None
         result.detail = ctx.detail if result.status == DONE else ""
+        result.outputs = {k: ctx.redact(str(v)) for k, v in ctx.outputs.items()} or None
     except Interrupted as exc:
         _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:  # the claim or the capture failed: infrastructure, not the item

@@ -117,6 +117,10 @@ _OUTCOME = {
 }
 
 
+#: at most this many items' results in state.json (the rest are in summary.json at the end)
+MAX_PRODUCED = 200
+
+
 class Batch:
     def __init__(
         self,
@@ -418,12 +422,20 @@ class Batch:
         total = self.account.total().total
         budget = self.account.budget
         details: dict[str, int] = {}  # what workflows said of done items ("Draft")
+        produced: list[
+            dict[str, str]
+        ] = []  # what they made (a branch and its commit), when they say
         for state in self.scheduler.states:
             if state.detail and state.status == DONE:
                 details[state.detail] = details.get(state.detail, 0) + 1
+            if state.outputs.get("summary") and len(produced) < MAX_PRODUCED:
+                produced.append(
+                    {"id": state.id, "status": state.status, "result": state.outputs["summary"]}
+                )
         data: dict[str, Any] = {
             "phase": "done" if final is not None else phase,
             "details": details,
+            "produced": produced,
             "workers": self.settings.workers or 1,
             "items": len(self.scheduler.states),
             "counts": {k: v for k, v in counts.items() if v},

@@ -200,6 +200,8 @@ class Journal:
             entry["refusal"] = result.refusal
         if result.detail:
             entry["detail"] = result.detail
+        if result.outputs:
+            entry["outputs"] = result.outputs
         if result.waits:
             entry["waits"] = result.waits  # seconds waited for keys, by reason
         if result.usage:

@@ -52,6 +52,7 @@ class ItemState:
         "failures",
         "item",
         "key_label",
+        "outputs",
         "rate_limit_waits",
         "retry_delay",
         "seconds",
@@ -69,6 +70,7 @@ class ItemState:
         self.seconds = 0.0
         self.error = ""
         self.detail = ""  # how a done item ended ("Draft"), from its last attempt
+        self.outputs: dict[str, str] = {}  # what it produced, from its last attempt that said
         self.key_label: str | None = None
 
     @property
@@ -159,6 +161,8 @@ class Scheduler:
         self.running.pop(state.id, None)
         state.seconds += result.runtime
         state.key_label = result.key_label or state.key_label
+        if result.outputs:
+            state.outputs = result.outputs
         if result.status == DONE:
             state.status, state.error, state.detail = DONE, "", result.detail
             return True
