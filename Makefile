@@ -5,18 +5,24 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# Workflow knobs: make run-requirements PARALLEL=4 [REPO=path] [AGENT=spec] [DRY_RUN=1] [ARGS=...]
+# Workflow knobs: make run-requirements PARALLEL=4 [REPO=path AGENT=spec] [DRY_RUN=1] [ARGS=...]
+# The demo (no REPO) runs the offline `mock` agent; a REPO of yours needs AGENT (claude:sonnet,
+# gemini:gemini-2.5-flash, ...): no agent is a default outside the demo.
 PARALLEL ?=
 REPO     ?=
-AGENT    ?= mock
+AGENT    ?=
 DRY_RUN  ?=
 DEMO_SRC := examples/demo-repo
 DEMO_DIR ?= build/demo-repo
 
-RUN_REPO := $(if $(REPO),$(REPO),$(DEMO_DIR))
-RUN_ENV  := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
-ARGS     ?=
+RUN_REPO  := $(if $(REPO),$(REPO),$(DEMO_DIR))
+RUN_AGENT := $(if $(AGENT),$(AGENT),$(if $(REPO),,mock))
+RUN_ENV   := $(if $(REPO),,AGENTOS_MOCK_LATENCY=$${AGENTOS_MOCK_LATENCY:-1})
+ARGS      ?=
 RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run) $(ARGS)
+# the virtualenv's python (with pytest) first on PATH: the implement workflow runs the
+# repository's tests (`python -m pytest -q` for the demo) in each item's worktree
+RUN_PATH  := PATH=$(abspath $(BIN)):$$PATH
 
 .PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke profile clean
 
@@ -74,20 +80,28 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check agentos scripts tests bench
 	$(BIN)/mypy
 
-$(DEMO_DIR):
+# The demo repository: a copy of examples/demo-repo made a git repository of its own (implement
+# works on branches), with a committer of its own so that a machine without a git identity runs it.
+DEMO_GIT := git -C $(DEMO_DIR) -c init.defaultBranch=main
+
+$(DEMO_DIR)/.git:
 	@mkdir -p build
-	cp -R $(DEMO_SRC) $(DEMO_DIR)
+	@test -d $(DEMO_DIR) || cp -R $(DEMO_SRC) $(DEMO_DIR)
+	$(DEMO_GIT) init -q
+	$(DEMO_GIT) config user.name "agentos demo"
+	$(DEMO_GIT) config user.email "demo@agentos.invalid"
+	$(DEMO_GIT) add -A
+	$(DEMO_GIT) commit -q -m "The notes demo repository"
 
 demo-reset:
 	rm -rf $(DEMO_DIR)
-	@mkdir -p build
-	cp -R $(DEMO_SRC) $(DEMO_DIR)
+	@$(MAKE) --no-print-directory $(DEMO_DIR)/.git
 
-run-requirements: $(STAMP) $(if $(REPO),,$(DEMO_DIR))
-	$(RUN_ENV) $(BIN)/python scripts/run_requirements_workflow.py --repo $(RUN_REPO) --drafter $(AGENT) $(RUN_FLAGS)
+run-requirements: $(STAMP) $(if $(REPO),,$(DEMO_DIR)/.git)
+	$(RUN_ENV) $(BIN)/python scripts/run_requirements_workflow.py --repo $(RUN_REPO) $(if $(RUN_AGENT),--drafter $(RUN_AGENT)) $(RUN_FLAGS)
 
-run-implement: $(STAMP) $(if $(REPO),,$(DEMO_DIR))
-	$(RUN_ENV) $(BIN)/python scripts/run_implement_from_lld.py --repo $(RUN_REPO) --implementer $(AGENT) $(RUN_FLAGS)
+run-implement: $(STAMP) $(if $(REPO),,$(DEMO_DIR)/.git)
+	$(RUN_ENV) $(RUN_PATH) $(BIN)/python scripts/run_implement_from_lld.py --repo $(RUN_REPO) $(if $(RUN_AGENT),--implementer $(RUN_AGENT)) $(RUN_FLAGS)
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,bench]' --config-settings editable_mode=compat

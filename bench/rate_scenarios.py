@@ -433,8 +433,9 @@ def _record(
     total = stats["total"]
     successes = sim.successes()
     first = sim.first_request_at()
-    drafts = repo / "docs" / "lld" / "drafts"
-    done = len(list(drafts.glob("*.md"))) if drafts.is_dir() else 0
+    # an approved LLD lands in docs/lld/active, a Draft in docs/lld/drafts; one per brief
+    briefs = {p.name for p in (repo / "ideas" / "active").glob("*.md")}
+    done = len({p.name for p in (repo / "docs" / "lld").glob("*/*.md")} & briefs)
     all_done = done == scenario.briefs
     tokens_per_call = _tokens_per_call(successes)
     capacity = sim.ideal_seconds(scenario.calls, tokens_per_call, bursts=False)

@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
-"""Turn approved LLDs (<repo>/docs/lld/active/*.md) into implementation bundles
-(<repo>/docs/implementations/<id>/).
+"""Implement approved LLDs (<repo>/docs/lld/active/*.md): one verified branch per LLD.
 
-    python scripts/run_implement_from_lld.py --repo R [--parallel 4] [--dry-run] [--implementer X]
+    python scripts/run_implement_from_lld.py --repo R --implementer SPEC [--parallel 4] [--dry-run]
 
 Thin on purpose: the implement workflow is two callbacks, `collect_items` (one item per pending
-approved LLD) and `execute_item` (prompt the agent, write the bundle), in
+approved LLD) and `execute_item` (a worktree, the agent, the tests, a commit), in
 agentos/workflows/implement/. The shared runner owns everything else. Same as `agentos implement`.
 """
 

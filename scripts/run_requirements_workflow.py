@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Turn issue briefs (<repo>/ideas/active/*.md) into reviewed LLDs (<repo>/docs/lld/drafts/).
+"""Turn issue briefs (<repo>/ideas/active/*.md) into reviewed LLDs: approved ones in
+<repo>/docs/lld/active/, Drafts in <repo>/docs/lld/drafts/.
 
-    python scripts/run_requirements_workflow.py --repo R [--parallel 4] [--dry-run] [--drafter SPEC]
+    python scripts/run_requirements_workflow.py --repo R --drafter SPEC [--parallel 4] [--dry-run]
 
 Thin on purpose: the requirements workflow is two callbacks, `collect_items` (one item per pending
 brief) and `execute_item` (draft, review, write the LLD), in agentos/workflows/requirements/. The

@@ -52,6 +52,8 @@ def become_subreaper() -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()
+    for name, agent in SUITE_AGENTS.items():  # for the runs in this process (CliRunner)
+        os.environ[name] = agent
     # A suite started in the background by a non-interactive shell (`make test &`, nohup in a
     # script) inherits SIGINT ignored, and so would every agentos it starts: agentos keeps an
     # ignored SIGINT ignored, as a background job should, and every Ctrl+C test would fail. The
@@ -198,10 +200,34 @@ def clean_env(**extra: str) -> dict[str, str]:
         if not k.startswith("AGENTOS_") and k not in ("NO_COLOR", "PYTEST_CURRENT_TEST")
     }
     env["PYTHONUNBUFFERED"] = "1"
+    # this virtualenv first, as for a user who activated theirs: its python has pytest, which
+    # the implement workflow finds and runs in the demo's worktrees
+    env["PATH"] = os.pathsep.join([os.path.dirname(PYTHON), env.get("PATH", os.defpath)])
     env[SCOPE_ENV] = _scope  # marks every process the test starts as this test's
     env[STATE_ENV] = _state_dir
+    env.update(SUITE_AGENTS)
     env.update(extra)
     return env
+
+
+#: The suite's agents unless a test names others: the workflows have no default agent, and the
+#: offline mock is what most tests drive them with. Tests of the refusal remove these.
+SUITE_AGENTS = {"AGENTOS_DRAFTER": "mock", "AGENTOS_IMPLEMENTER": "mock"}
+
+
+def git_repo(path: Path, *, branch: str = "main") -> Path:
+    """Make `path` (a folder of files) a git repository whose one commit holds them all, with a
+    committer of its own (the test machine may have no git identity)."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+
+    git("-c", f"init.defaultBranch={branch}", "init", "-q")
+    git("config", "user.name", "agentos tests")
+    git("config", "user.email", "tests@agentos.invalid")
+    git("add", "-A")
+    git("commit", "-q", "--allow-empty", "-m", "the repository under test")
+    return path
 
 
 def run(

@@ -395,7 +395,7 @@ def test_simulated_429s_cool_keys_and_the_batch_still_completes(workdir: Path) -
     ]
     assert any(r["status"] == "rate_limited" for r in records)
     assert "rate limited; cooling for 0.2 s" in done.stderr
-    assert len(list((repo / "docs/lld/drafts").glob("*.md"))) == 6
+    assert len(list((repo / "docs/lld/active").glob("*.md"))) == 6
 
 
 def test_items_see_only_their_leased_key_not_every_key(workdir: Path) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agentos.agents import AgentRequest, resolve_agent
+from agentos.agents.base import ToolPolicy
 from agentos.agents.mock import MockAgent
 from agentos.errors import ConfigError, RateLimited
 from agentos.workflows import lld
-from agentos.workflows.implement.bundle import parse_answer
+from agentos.workflows.implement.answer import parse_answer
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.context import ItemContext
 
@@ -104,3 +107,33 @@ def test_agent_specs() -> None:
         resolve_agent("cmd:", "--drafter")
     with pytest.raises(ConfigError, match="cannot parse the command line"):
         resolve_agent("cmd:claude 'unclosed", "--drafter")
+
+
+def test_implement_with_tools_writes_a_change_whose_tests_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As an agent with tools, the mock writes into its working directory; the tests it writes
+    pass there, and AGENTOS_MOCK_FAIL_FIRST=1 makes its first round fail one of them."""
+    text = (
+        Path(__file__).parent.parent / "examples/demo-repo/docs/lld/active/LLD-102.md"
+    ).read_text()
+
+    def implement(where: Path, **inputs: str) -> subprocess.CompletedProcess[str]:
+        where.mkdir()
+        request = AgentRequest(
+            "implement", "(prompt)", {"lld": text, "item_id": "lld-102", "mode": "tools", **inputs},
+            cwd=str(where), tools=ToolPolicy.EDIT,
+        )  # fmt: skip
+        said = MockAgent().run(request, ctx(tmp_path))
+        assert said.startswith("Implemented lld-102: wrote ")
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+            cwd=where, capture_output=True, text=True,
+        )  # fmt: skip
+
+    assert implement(tmp_path / "whole").stdout.splitlines()[-1].startswith("3 passed")
+    monkeypatch.setenv("AGENTOS_MOCK_FAIL_FIRST", "1")
+    first = implement(tmp_path / "first")
+    assert first.returncode == 1 and "1 failed, 2 passed" in first.stdout
+    fixed = implement(tmp_path / "fixed", problem="The tests failed ...")
+    assert fixed.returncode == 0

@@ -86,7 +86,7 @@ def test_one_key_rate_limited_one_revoked_the_batch_completes_on_the_third(
             cwd=repo,
         )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(list((repo / "docs" / "lld" / "drafts").glob("*.md"))) == 4
+    assert len(list((repo / "docs" / "lld" / "active").glob("*.md"))) == 4
     assert (
         "key-2 rejected by the provider (HTTP 401: Incorrect API key provided: [key-2]); "
         "not used again this run" in done.stderr
@@ -122,7 +122,7 @@ def test_streamed_answers_are_prefixed_line_by_line(tmp_path: Path) -> None:
         assert "# LLD: Served over HTTP" in streamed
         assert "| `src/served.py` | everything |" in streamed  # whole lines, though tokens split
         assert "APPROVED" in streamed
-    lld = (repo / "docs" / "lld" / "drafts" / "idea-0.md").read_text()
+    lld = (repo / "docs" / "lld" / "active" / "idea-0.md").read_text()
     assert "Status: Approved" in lld and "## 6. Definition of done" in lld
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentos.workflows.runner import effective_workers
-from conftest import REPO, agentos_argv, run
+from conftest import REPO, agentos_argv, git_repo, run
 
 
 @pytest.mark.parametrize(
@@ -40,15 +40,18 @@ printf '### src/a.py\\n```python\\nA = 1\\n```\\n\\n### src/b.py\\n```python\\nB
 def test_implement_counts_the_files_it_wrote(tmp_path: Path, answer: str, said: str) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "examples" / "demo-repo", repo)
+    git_repo(repo)
     agent = tmp_path / "agent.sh"
     agent.write_text(answer)
     agent.chmod(0o755)
     done = run(
-        agentos_argv("implement", "--repo", str(repo), "--implementer", f"cmd:{agent}"), cwd=repo
-    )
+        agentos_argv("implement", "--repo", str(repo), "--implementer", f"cmd:{agent}",
+                     "--test-cmd", "true"),
+        cwd=repo,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    wrote = [line for line in done.stderr.splitlines() if line.startswith("wrote ")]
-    assert wrote and all(line.endswith(f"/ ({said} and REPORT.md)") for line in wrote), wrote
+    wrote = [line for line in done.stderr.splitlines() if line.startswith("iteration 1: wrote ")]
+    assert wrote and all(line.endswith(f" {said} from the answer") for line in wrote), wrote
 
 
 def test_verbose_start_line_counts_right(tmp_path: Path) -> None:

@@ -48,5 +48,5 @@ def test_a_tiny_scenario_runs_end_to_end_and_reports_its_record(tmp_path: Path) 
     table = rate_scenarios.markdown({scenario.id: record})
     assert "| scenario | ideal s | elapsed s | efficiency | with bursts | 429s per call |" in table
     assert "| (a) one key, high limit: 1 key, 600 RPM, 600000 TPM; 2 briefs |" in table
-    lld = tmp_path / "one_key" / "repo" / "docs" / "lld" / "drafts" / "001-archive.md"
+    lld = tmp_path / "one_key" / "repo" / "docs" / "lld" / "active" / "001-archive.md"
     assert "Status: Approved" in lld.read_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from agentos.workflows import lld
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.context import ItemContext
 from agentos.workflows.requirements.verdict import verdict
-from conftest import REPO, agentos_argv, clean_env, run
+from conftest import REPO, agentos_argv, clean_env, git_repo, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -64,7 +65,7 @@ def lld_id(name: str) -> str:
 def repo(tmp_path: Path) -> Path:
     copy = tmp_path / "real-repo"
     shutil.copytree(FIXTURE, copy)
-    return copy
+    return git_repo(copy)  # implement works on branches
 
 
 def agent_script(tmp_path: Path, name: str, body: str) -> str:
@@ -209,28 +210,31 @@ def test_dry_run_lists_exactly_the_approved_llds_and_names_the_rest(repo: Path) 
         "agentos: 4 LLDs in docs/lld/active not Approved, left alone: Draft: LLD-021.md, "
         "LLD-022.md; PENDING: LLD-023.md; no status: LLD-026.md"
     )
-    assert done.stderr.splitlines() == [conflicts, rest]
+    plan = "agentos: warning: no test command found (pytest, npm or make test): items will end "
+    assert done.stderr.splitlines()[:2] == [conflicts, rest]
+    assert done.stderr.splitlines()[2].startswith(plan)
     assert not (repo / ".agentos").exists()
 
 
-def test_bundles_hold_the_files_table_and_a_test_per_scenario(repo: Path) -> None:
+def test_branches_hold_the_files_table_and_a_test_per_scenario(repo: Path) -> None:
     done = run(agentos_argv("implement", "--repo", str(repo), "-j", "3"), cwd=repo)
     assert done.returncode == 0, done.stderr
     assert "left alone, header and footer disagree" in done.stderr  # the run says it too
+    assert "6 items: 6 done (6 unverified)" in done.stderr  # the repository has no tests
     for name, (files, _, scenario_ids) in APPROVED.items():
-        bundle = repo / "docs/implementations" / lld_id(name)
-        written = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
-        test_file = f"tests/test_{lld_id(name).replace('-', '_')}.py"
-        assert written == sorted({*files, test_file, "REPORT.md"}), name
-        tests = re.findall(r"^def (test_\w+)", (bundle / test_file).read_text(), re.MULTILINE)
+        branch = f"agentos/{lld_id(name)}"
+        written = git_out(repo, "diff", "--name-only", "HEAD", branch).split()
+        tests_at = next((f for f in files if "test" in f), None)
+        test_file = tests_at or f"tests/test_{lld_id(name).replace('-', '_')}.py"
+        assert written == sorted({*files, test_file}), name
+        text = git_out(repo, "show", f"{branch}:{test_file}")
+        tests = re.findall(r"^def (test_\w+)", text, re.MULTILINE)
         assert [t.split("_")[1] for t in tests] == [s.lower() for s in scenario_ids], name
-        report = (bundle / "REPORT.md").read_text()
-        assert f"## Tests ({len(scenario_ids)})" in report and "## Notes" not in report
     again = run(agentos_argv("implement", "--repo", str(repo)), cwd=repo)
     assert again.returncode == 0 and again.stdout == "Nothing to process\n"
     assert (
-        "every approved LLD in docs/lld/active (6) has a bundle in docs/implementations: "
-        "nothing to do; to start over: --force redoes them"
+        "every approved LLD in docs/lld/active (6) has a verified branch (agentos/<id>): "
+        "nothing to do; --force implements them again on fresh branches"
     ) in again.stderr
 
 
@@ -261,6 +265,8 @@ def test_an_answer_without_files_is_a_failed_attempt(
             f"cmd:{script}",
             "--retry-backoff",
             "0",
+            "--edits",
+            "text",
         ),
         cwd=repo,
     )
@@ -268,7 +274,7 @@ def test_an_answer_without_files_is_a_failed_attempt(
     assert "[agentos] lld-19 failed: " in done.stderr and why in done.stderr
     assert "Traceback" not in done.stderr
     assert [r["status"] for r in journal(repo)] == ["failed", "failed"]  # --retries 1
-    assert not (repo / "docs/implementations").exists()
+    assert git_out(repo, "rev-list", "HEAD..agentos/lld-19") == ""  # nothing committed
 
 
 # ---- requirements on a real repository
@@ -289,16 +295,20 @@ def test_a_draft_says_so_and_a_rerun_can_redo_the_drafts(repo: Path) -> None:
     again = run(argv, cwd=repo)
     assert again.returncode == 0 and again.stdout == "Nothing to process\n"
     assert again.stderr == (
-        "agentos: every brief in ideas/active has an LLD in docs/lld/drafts (1 Approved; 1 Draft: "
-        "brief-city-watch): nothing to do; to start over: --redo-drafts drafts the Drafts again, "
-        "--force redoes every brief (the bundled demo: make demo-reset)\n"
+        "agentos: every brief in ideas/active has an LLD in docs/lld/active or docs/lld/drafts "
+        "(1 Approved; 1 Draft: brief-city-watch): nothing to do; to start over: --redo-drafts "
+        "drafts the Drafts again, --force redoes every brief (the bundled demo: make "
+        "demo-reset)\n"
     )
-    approved_before = (repo / "docs/lld/drafts/offline-maps.md").read_text()
+    assert "Status: Draft" in (repo / "docs/lld/drafts/city-watch.md").read_text()
+    approved_before = (repo / "docs/lld/active/offline-maps.md").read_text()
     redo = run(agentos_argv("requirements", "--repo", str(repo), "--redo-drafts"), cwd=repo)
     assert redo.returncode == 0, redo.stderr
     assert "1 item: 1 done (1 Approved)" in redo.stderr  # the Draft only, and now approved
-    assert "Status: Approved" in (repo / "docs/lld/drafts/city-watch.md").read_text()
-    assert (repo / "docs/lld/drafts/offline-maps.md").read_text() == approved_before
+    # approved, it moved to where implement takes it
+    assert "Status: Approved" in (repo / "docs/lld/active/city-watch.md").read_text()
+    assert not (repo / "docs/lld/drafts/city-watch.md").exists()
+    assert (repo / "docs/lld/active/offline-maps.md").read_text() == approved_before
 
 
 @pytest.mark.parametrize(
@@ -329,6 +339,7 @@ def test_a_drafter_answer_without_lld_structure_is_a_failed_attempt(
     assert sorted({r["status"] for r in journal(repo)}) == ["failed"]
     assert len(journal(repo)) == 4  # two briefs, two attempts each
     assert not (repo / "docs/lld/drafts").exists()
+    assert not (repo / "docs/lld/active/city-watch.md").exists()
 
 
 DRAFT_WITH_CHAT = """Sure! Here is the LLD you asked for:
@@ -479,7 +490,14 @@ def test_a_key_in_an_answer_reaches_no_file(repo: Path, tmp_path: Path, mode: li
     leak = "sed \"s/@KEY@/$AGENTOS_API_KEY/g\" <<'EOF'\n{}EOF\n"
     drafter = agent_script(tmp_path, "drafter.sh", leak.format(LEAKY_DRAFT))
     reviewer = agent_script(tmp_path, "reviewer.sh", leak.format("REVISE: stop printing @KEY@\n"))
-    implementer = agent_script(tmp_path, "implementer.sh", leak.format(LEAKY_FILES))
+    implementer = agent_script(
+        tmp_path,
+        "implementer.sh",
+        # one item's agent edits with its own "tools" (the shell), the others answer with files
+        'if [ "$AGENTOS_ITEM_ID" = lld-20 ]; then mkdir -p src\n'
+        '  echo "TOKEN = \\"$AGENTOS_API_KEY\\"" > src/direct.py; exit 0; fi\n'
+        + leak.format(LEAKY_FILES),
+    )
     common = ["--repo", str(repo), "--credentials-file", str(keys), *mode]
     first = run(
         agentos_argv(
@@ -499,7 +517,9 @@ def test_a_key_in_an_answer_reaches_no_file(repo: Path, tmp_path: Path, mode: li
     assert second.returncode == 0, second.stderr
     draft = (repo / "docs/lld/drafts/city-watch.md").read_text()
     assert "AGENTOS_API_KEY=[key-1]" in draft and "stop printing [key-1]" in draft
-    assert 'API_KEY = "[key-1]"' in (repo / "docs/implementations/lld-19/src/leak.py").read_text()
+    assert git_out(repo, "show", "agentos/lld-19:src/leak.py") == 'API_KEY = "[key-1]"\n'
+    # an agent that writes a key into a file with its own tools: redacted before the commit
+    assert 'TOKEN = "[key-1]"' in git_out(repo, "show", "agentos/lld-20:src/direct.py")
     written = [p for p in repo.rglob("*") if p.is_file()]
     assert any("items" in p.parts and p.name == "draft.md" for p in written)  # the audit trail
     for path in written:
@@ -529,3 +549,9 @@ def test_the_agents_stderr_tail_reaches_the_summary(repo: Path, tmp_path: Path) 
     assert summary_items(repo)["brief-city-watch"]["error"] == cause
     table_row = next(line for line in done.stderr.splitlines() if line.startswith("brief-city"))
     assert table_row.endswith(cause)
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout

@@ -102,6 +102,9 @@ def test_resume_refuses_another_runs_directory(workdir: Path) -> None:
     assert other_workflow.returncode == 2
     assert "workflow 'run' there, 'requirements' now" in other_workflow.stderr
     assert not list((repo / "docs" / "lld").glob("drafts/*.md"))  # nothing ran
+    assert sorted((repo / "docs" / "lld" / "active").iterdir()) == sorted(
+        (REPO / "examples" / "demo-repo" / "docs" / "lld" / "active").iterdir()
+    )
 
     both = run(
         run_items(workdir, "--resume", str(run_dir), "--run-dir", str(workdir / "y")), cwd=workdir
@@ -120,17 +123,16 @@ def test_resume_keeps_earlier_audit_trails(workdir: Path) -> None:
     shutil.copytree(REPO / "examples" / "demo-repo", repo)
     argv = agentos_argv("requirements", "--repo", str(repo), "-j", "2", "--grace", "0")
     live = Live(argv, repo, env=clean_env(AGENTOS_MOCK_LATENCY="0.3"))
-    live.wait_for("] wrote docs/lld/drafts/", stream="err")
+    live.wait_for("] wrote docs/lld/", stream="err")
     live.interrupt(signal.SIGINT)
     assert live.finish(timeout=60).returncode == 130
     run_dir = only_run_dir(repo)
-    drafts = repo / "docs" / "lld" / "drafts"
+    written = {p.name for p in (repo / "docs" / "lld").glob("*/*.md")}
     cut_short = {
         r["item"]
         for r in journal(run_dir)
         # an item interrupted after its LLD was written is not pending any more: not rerun
-        if r["status"] == "interrupted"
-        and not (drafts / f"{r['item'].removeprefix('brief-')}.md").exists()
+        if r["status"] == "interrupted" and f"{r['item'].removeprefix('brief-')}.md" not in written
     }
     assert cut_short, "the grace of 0 s interrupts the item that was running beside the done one"
     trails = {i: attempt_dirs(run_dir / "items" / i) for i in cut_short}

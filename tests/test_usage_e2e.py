@@ -157,10 +157,10 @@ def test_a_budget_smaller_than_the_batch_stops_it_at_the_right_point(tmp_path: P
         f"items not started; rerun with --resume {run_dir} and a higher --budget to continue"
     )
     # nothing half-written: a whole LLD for each brief done, none for the others
-    drafts = sorted((repo / "docs" / "lld" / "drafts").glob("idea-*.md"))
+    drafts = sorted((repo / "docs" / "lld").glob("*/idea-*.md"))
     assert len(drafts) == finished
     assert all(d.read_text().rstrip().endswith("both scenarios pass") for d in drafts)
-    assert not list((repo / "docs" / "lld" / "drafts").glob(".*"))  # no temp file left
+    assert not list((repo / "docs" / "lld").glob("*/.*"))  # no temp file left
 
     # --resume counts what was spent: with the same budget, nothing more starts
     with ProviderSim([Org("acme"), Org("side")], KEYS, latency=0.02) as sim:

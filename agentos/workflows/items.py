@@ -42,7 +42,9 @@ class Item:
 class Option:
     """A workflow's own command-line option, as data, so that workflow modules need no click.
 
-    `kind` is one of "str", "int", "float", "path", "flag"."""
+    `kind` is one of "str", "int", "float", "path", "flag", "choice" (one of `choices`).
+    `multiple`: the option may be given more than once (a tuple of values). `envvar`: an
+    environment variable that gives the value when the option is not given."""
 
     flags: tuple[str, ...]
     dest: str
@@ -50,6 +52,9 @@ class Option:
     kind: str = "str"
     default: Any = None
     metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    multiple: bool = False
+    envvar: str | None = None
 
 
 CollectItems = Callable[[Any], Sequence[Item]]

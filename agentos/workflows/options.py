@@ -392,14 +392,18 @@ def workflow_params(options: tuple[Option, ...]) -> list[click.Parameter]:
         elif opt.kind == "flag":
             params.append(click.Option([*opt.flags, opt.dest], is_flag=True, help=opt.help))
         else:
+            kind = click.Choice(opt.choices) if opt.kind == "choice" else _KINDS[opt.kind]
             params.append(
                 click.Option(
                     [*opt.flags, opt.dest],
-                    type=_KINDS[opt.kind],
+                    type=kind,
                     default=opt.default,
-                    show_default=opt.default is not None,
+                    show_default=opt.default is not None and opt.default != (),
                     metavar=opt.metavar,
                     help=opt.help,
+                    multiple=opt.multiple,
+                    envvar=opt.envvar,
+                    show_envvar=opt.envvar is not None,
                 )
             )
     return params

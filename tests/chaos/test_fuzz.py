@@ -1,6 +1,6 @@
 """Hypothesis-driven fuzzing of everything a user (or an agent) hands agentos: item ids, key
 files, briefs, LLDs, agent answers, command lines. The promises: no traceback for user input,
-never a file written outside its bundle, errors of one line.
+never a file written outside the worktree it is meant for, errors of one line.
 
 Derandomised (a fixed seed per test), so CI is repeatable; `--hypothesis-seed` explores more.
 """
@@ -23,7 +23,8 @@ from agentos.errors import ConfigError, ItemError
 from agentos.workflows import lld
 from agentos.workflows.implement import ImplementConfig
 from agentos.workflows.implement import execute_item as implement_item
-from agentos.workflows.implement.bundle import parse_answer, write_bundle
+from agentos.workflows.implement.answer import parse_answer, write_files
+from agentos.workflows.implement.git import Repository
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.context import ItemContext
 from agentos.workflows.parallel.credentials import load_credentials
@@ -32,7 +33,7 @@ from agentos.workflows.requirements import RequirementsConfig
 from agentos.workflows.requirements import execute_item as requirements_item
 from agentos.workflows.runner import configure_logging
 from chaos_helpers import TALLY
-from conftest import agentos_argv, run
+from conftest import agentos_argv, git_repo, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -90,7 +91,7 @@ answer_parts = st.lists(
 
 @FUZZ
 @given(answer_parts, st.text(max_size=200))
-def test_agent_answers_never_write_outside_the_bundle(parts: list, noise: str) -> None:  # type: ignore[type-arg]
+def test_agent_answers_never_write_outside_the_worktree(parts: list, noise: str) -> None:  # type: ignore[type-arg]
     TALLY["fuzz examples"] += 1
     answer = (
         noise
@@ -106,17 +107,17 @@ def test_agent_answers_never_write_outside_the_bundle(parts: list, noise: str) -
         assert one_line(str(exc))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "docs" / "implementations"
-        target = root / "lld-1"
+        target = Path(tmp) / "worktree"
+        target.mkdir()
+        (target / "elsewhere").symlink_to(tmp)  # a symlink a repository may hold
         try:
-            write_bundle(target, files, "# report\n")
+            write_files(target, files)
         except ItemError as exc:
             assert one_line(str(exc))
-            assert not target.exists()
             return
         written = [p for p in Path(tmp).rglob("*") if p.is_file()]
         assert all(p.resolve().is_relative_to(target.resolve()) for p in written), written
-        assert (target / "REPORT.md").read_text() == "# report\n"
+        assert len(written) == len({f.path for f in files})
 
 
 @FUZZ
@@ -168,31 +169,49 @@ def test_any_brief_gives_a_whole_lld_or_a_clear_failure(data: bytes) -> None:
             assert one_line(str(exc))
             assert not (repo / "docs").exists()
             return
-        text = (repo / "docs" / "lld" / "drafts" / "b.md").read_text()
+        written = [p for p in (repo / "docs").rglob("*") if p.is_file()]
+        assert [p.relative_to(repo).as_posix() for p in written] in (
+            ["docs/lld/active/b.md"],
+            ["docs/lld/drafts/b.md"],
+        )
+        text = written[0].read_text()
         assert text.startswith("# ") and "## 6. Definition of done" in text
-        assert [p.name for p in (repo / "docs" / "lld" / "drafts").iterdir()] == ["b.md"]
 
 
 @SLOW_FUZZ
 @given(st.one_of(st.binary(max_size=800), st.text(max_size=800).map(str.encode)))
-def test_any_lld_gives_a_bundle_inside_its_folder_or_a_clear_failure(data: bytes) -> None:
+def test_any_lld_gives_a_commit_on_its_branch_or_a_clear_failure(data: bytes) -> None:
     TALLY["fuzz examples"] += 1
     with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp)
+        repo = Path(tmp) / "repo"
         (repo / "docs" / "lld" / "active").mkdir(parents=True)
         source = repo / "docs" / "lld" / "active" / "LLD-1.md"
         source.write_bytes(b"Status: Approved\n" + data)
-        config = ImplementConfig(repo, MockAgent(), False)
+        git_repo(repo)
+        head = _git(repo, "rev-parse", "HEAD")
+        repository = Repository.open(repo, "HEAD")
+        config = ImplementConfig(repo.resolve(), MockAgent(), False, repository, tests=None)
+        item = Item("lld-1", data={"path": str(source), "source": "docs/lld/active/LLD-1.md",
+                                   "branch": "agentos/lld-1", "blob": ""})  # fmt: skip
         try:
-            implement_item(Item("lld-1", data={"path": str(source)}), context(repo, config))
+            implement_item(item, context(Path(tmp), config))
         except ItemError as exc:
             assert one_line(str(exc))
             return
-        bundle = repo / "docs" / "implementations" / "lld-1"
-        assert (bundle / "REPORT.md").exists()
-        for path in repo.rglob("*"):
-            if path.is_file() and "implementations" in path.parts:
-                assert path.resolve().is_relative_to(bundle.resolve())
+        finally:
+            assert _git(repo, "rev-parse", "HEAD") == head  # the checkout never moves
+            assert _git(repo, "status", "--porcelain") == ""
+        changed = _git(repo, "diff", "--name-only", head, "agentos/lld-1").splitlines()
+        assert changed and all(not p.startswith((".git/", ".agentos/")) for p in changed)
+        assert not (repo / ".agentos" / "worktrees" / "lld-1").exists()
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 OPTION_VALUES = st.sampled_from(

@@ -1,5 +1,12 @@
-"""The implement workflow: approved LLDs (`docs/lld/active/*.md`) → implementation bundles
-(`docs/implementations/<id>/`: the files the agent wrote, and a REPORT.md), one item per LLD.
+"""The implement workflow: approved LLDs (`docs/lld/active/*.md`) → one branch per LLD with a
+commit whose tests pass, one item per LLD.
+
+    base (--base, default HEAD)                the user's checkout is never touched
+      └─ worktree <top>/.agentos/worktrees/<id> on branch agentos/<id>     (made in the worker)
+           agent edits there (its tools, under a stated policy) or answers with files (text)
+           tests (--test-cmd, or detected) ── fail → their tail to the agent, ≤ --max-iterations
+           commit (trailers: LLD, run, agent, attempts, cost, tests) ── --push REMOTE
+      done: worktree removed, branch kept      failed: worktree kept for a look
 
 The workflow is its two callbacks, `collect_items` and `execute_item`; the shared runner does the
 rest.
@@ -7,6 +14,7 @@ rest.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,46 +25,213 @@ from agentos.agents import (
     agent_models,
     key_mode,
     keyless_agents,
-    resolve_agent,
+    require_agent,
 )
+from agentos.agents.base import ToolPolicy
+from agentos.errors import UsageError
+from agentos.workflows.implement import tests_gate
 from agentos.workflows.implement.collect import collect_items
 from agentos.workflows.implement.execute import execute_item
+from agentos.workflows.implement.git import WORKTREES, Repository
+from agentos.workflows.implement.tests_gate import TestCommand
 from agentos.workflows.inputs import repo_path
-from agentos.workflows.items import Option, Workflow
+from agentos.workflows.items import Item, Option, Workflow
+
+log = logging.getLogger("agentos")
+
+#: `--edits`: how the agent changes files
+EDITS_TOOLS = "tools"
+EDITS_TEXT = "text"
 
 
 @dataclass(frozen=True)
 class ImplementConfig:
-    repo: Path
+    repo: Path  # where --repo points (the LLDs are under it)
     implementer: Agent
     force: bool
+    repository: Repository
+    tests: TestCommand | None
+    test_timeout: float = 600.0
+    max_iterations: int = 3
+    #: EDIT: an agent that can edit does, under agentos's policy; NONE: every agent answers
+    #: with files, which agentos writes
+    policy: ToolPolicy = ToolPolicy.EDIT
+    allow: tuple[str, ...] = ()
+    require_red: bool = False
+    push: str | None = None
+
+    @property
+    def edits_with_tools(self) -> bool:
+        return self.policy is ToolPolicy.EDIT and self.implementer.edits_files
 
 
 def make_config(
-    repo: Path, implementer: str, force: bool, api_base: str | None = None
+    repo: Path,
+    implementer: str | None,
+    force: bool,
+    base: str = "HEAD",
+    test_cmd: str | None = None,
+    test_timeout: float = 600.0,
+    max_iterations: int = 3,
+    edits: str = EDITS_TOOLS,
+    allow_tool: tuple[str, ...] = (),
+    require_red: bool = False,
+    push: str | None = None,
+    api_base: str | None = None,
 ) -> ImplementConfig:
-    agent = resolve_agent(implementer, "--implementer", api_base)
-    return ImplementConfig(repo_path(repo), agent, force)
+    if max_iterations < 1:
+        raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
+    if test_timeout <= 0:
+        raise UsageError(f"--test-timeout must be more than 0 (got {test_timeout:g})")
+    agent = require_agent(implementer, "--implementer", "AGENTOS_IMPLEMENTER", api_base)
+    folder = repo_path(repo)
+    repository = Repository.open(folder, base)
+    repository.check_identity()
+    if push:
+        repository.check_remote(push)
+    if test_cmd is not None and not test_cmd.strip():
+        raise UsageError("--test-cmd is empty: give the command that runs the tests")
+    tests = TestCommand(test_cmd, "--test-cmd") if test_cmd else tests_gate.detect(repository)
+    policy = ToolPolicy.EDIT if edits == EDITS_TOOLS else ToolPolicy.NONE
+    config = ImplementConfig(
+        repo=folder,
+        implementer=agent,
+        force=force,
+        repository=repository,
+        tests=tests,
+        test_timeout=test_timeout,
+        max_iterations=max_iterations,
+        policy=policy,
+        allow=tuple(allow_tool),
+        require_red=require_red,
+        push=push,
+    )
+    if config.require_red and config.tests is None:
+        raise UsageError("--require-red needs tests to run: give --test-cmd")
+    return config
+
+
+def say_plan(config: ImplementConfig) -> None:
+    """What a run with items to do will do, said once before it starts."""
+    repository = config.repository
+    base = f"{repository.base_name} ({repository.base[:10]})"
+    if repository.dirty:
+        log.info(
+            "%s has uncommitted changes; the branches start from %s without them",
+            repository.top,
+            base,
+        )
+    if config.tests is None:
+        log.warning(
+            "no test command found (pytest, npm or make test): items will end 'done "
+            "(unverified)'; --test-cmd CMD gives the repository's"
+        )
+    else:
+        log.info("tests: %s (%s)", config.tests.line, config.tests.source)
+    how = (
+        f"{config.implementer.spec} edits with its tools (files in its worktree, and only "
+        "the test command in its shell)"
+        if config.edits_with_tools
+        else f"{config.implementer.spec} answers with files, agentos writes them"
+    )
+    log.debug("branches from %s in %s; %s", base, WORKTREES, how)
+
+
+def announced(config: ImplementConfig, items: list[Item]) -> list[Item]:
+    if items:
+        say_plan(config)
+    return items
 
 
 WORKFLOW = Workflow(
     name="implement",
-    summary="Turn approved LLDs (<repo>/docs/lld/active/*.md) into implementation bundles "
-    "(<repo>/docs/implementations/<id>/).",
-    epilog="Agents: " + AGENT_HELP + ". The agent answers with files as '### path' + fenced "
-    "block pairs; unsafe paths fail the item and nothing is written.",
-    collect_items=collect_items,
+    summary="Implement approved LLDs (<repo>/docs/lld/active/*.md): one branch per LLD "
+    "(agentos/<id>), made in its own git worktree, committed once the repository's tests pass.",
+    epilog="Agents: "
+    + AGENT_HELP
+    + ". With --edits tools (the default), Claude Code and Gemini CLI edit their worktree "
+    "with their own tools: files under it, and no shell command but the test command "
+    "(--allow-tool adds Claude Code permission rules). HTTP and llm agents, and every agent "
+    "with --edits text, answer with '### path' + fenced block pairs, which agentos writes into "
+    "the worktree. Done items' worktrees are removed, failed ones are kept for a look; the "
+    "branches stay for review and merge.",
+    collect_items=lambda config: announced(config, collect_items(config)),
     execute_item=execute_item,
     options=(
         Option(("--repo",), "repo", "The repository to work in.", kind="path", default=Path(".")),
         Option(
             ("--implementer",),
             "implementer",
-            "Agent that writes the code.",
-            default="mock",
+            "Agent that writes the code (required; see below).",
             metavar="SPEC",
+            envvar="AGENTOS_IMPLEMENTER",
         ),
-        Option(("--force",), "force", "Redo LLDs that already have a bundle.", kind="flag"),
+        Option(
+            ("--base",),
+            "base",
+            "Commit the branches start from (uncommitted changes are not included).",
+            default="HEAD",
+            metavar="REF",
+        ),
+        Option(
+            ("--test-cmd",),
+            "test_cmd",
+            "Shell command that runs the repository's tests in a worktree [default: found: "
+            "pytest, npm test or make test].",
+            metavar="CMD",
+        ),
+        Option(
+            ("--test-timeout",),
+            "test_timeout",
+            "Time limit of one run of the tests.",
+            kind="float",
+            default=600.0,
+            metavar="SECONDS",
+        ),
+        Option(
+            ("--max-iterations",),
+            "max_iterations",
+            "Agent/test rounds per attempt: failing tests go back to the agent.",
+            kind="int",
+            default=3,
+            metavar="N",
+        ),
+        Option(
+            ("--edits",),
+            "edits",
+            "How the agent changes files: 'tools' (agents with tools edit their worktree under "
+            "agentos's permission policy) or 'text' (every agent answers with files).",
+            kind="choice",
+            choices=(EDITS_TOOLS, EDITS_TEXT),
+            default=EDITS_TOOLS,
+        ),
+        Option(
+            ("--allow-tool",),
+            "allow_tool",
+            "Another Claude Code permission rule for editing agents, e.g. 'Bash(npm install:*)' "
+            "(repeatable).",
+            metavar="RULE",
+            multiple=True,
+            default=(),
+        ),
+        Option(
+            ("--require-red",),
+            "require_red",
+            "New test files must fail on the base (red) before they pass on the branch (green).",
+            kind="flag",
+        ),
+        Option(
+            ("--push",),
+            "push",
+            "Push each verified branch to this remote.",
+            metavar="REMOTE",
+        ),
+        Option(
+            ("--force",),
+            "force",
+            "Implement LLDs whose branch is verified again, on a fresh branch.",
+            kind="flag",
+        ),
         API_BASE_OPTION,
     ),
     make_config=make_config,

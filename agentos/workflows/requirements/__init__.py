@@ -1,5 +1,7 @@
-"""The requirements workflow: issue briefs (`ideas/active/*.md`) → low-level designs
-(`docs/lld/drafts/<slug>.md`), drafted and reviewed by agents, one item per brief.
+"""The requirements workflow: issue briefs (`ideas/active/*.md`) → low-level designs, drafted and
+reviewed by agents, one item per brief: an approved LLD lands in `docs/lld/active/<slug>.md`,
+where the implement workflow takes it; one still a Draft in `docs/lld/drafts/<slug>.md`. The
+agents may read the repository (a read-only tool policy) and change nothing in it.
 
 The workflow is its two callbacks, `collect_items` and `execute_item`; the shared runner does the
 rest (options, dry-run, parallel workers, keys, output, Ctrl+C, summary).
@@ -17,6 +19,7 @@ from agentos.agents import (
     agent_models,
     key_mode,
     keyless_agents,
+    require_agent,
     resolve_agent,
 )
 from agentos.errors import UsageError
@@ -38,7 +41,7 @@ class RequirementsConfig:
 
 def make_config(
     repo: Path,
-    drafter: str,
+    drafter: str | None,
     reviewer: str | None,
     max_iterations: int,
     force: bool,
@@ -47,7 +50,7 @@ def make_config(
 ) -> RequirementsConfig:
     if max_iterations < 1:
         raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
-    drafting = resolve_agent(drafter, "--drafter", api_base)
+    drafting = require_agent(drafter, "--drafter", "AGENTOS_DRAFTER", api_base)
     reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
     return RequirementsConfig(
         repo_path(repo), drafting, reviewing, max_iterations, force, redo_drafts
@@ -56,8 +59,9 @@ def make_config(
 
 WORKFLOW = Workflow(
     name="requirements",
-    summary="Turn issue briefs (<repo>/ideas/active/*.md) into reviewed low-level designs "
-    "(<repo>/docs/lld/drafts/<slug>.md).",
+    summary="Turn issue briefs (<repo>/ideas/active/*.md) into reviewed low-level designs: "
+    "approved ones in <repo>/docs/lld/active/<slug>.md (where implement takes them), Drafts in "
+    "<repo>/docs/lld/drafts/<slug>.md.",
     epilog="Agents: " + AGENT_HELP + ". Each brief is drafted, reviewed (APPROVED or REVISE on "
     "the first line, a checked '[x] APPROVED' box or a 'Verdict: ...' line) and redrafted up to "
     "--max-iterations times; an LLD still not approved is written as a Draft, and the summary "
@@ -67,7 +71,11 @@ WORKFLOW = Workflow(
     options=(
         Option(("--repo",), "repo", "The repository to work in.", kind="path", default=Path(".")),
         Option(
-            ("--drafter",), "drafter", "Agent that writes the LLD.", default="mock", metavar="SPEC"
+            ("--drafter",),
+            "drafter",
+            "Agent that writes the LLD (required; see below).",
+            metavar="SPEC",
+            envvar="AGENTOS_DRAFTER",
         ),
         Option(
             ("--reviewer",),

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from agentos.workflows.requirements import RequirementsConfig
 
 BRIEFS = "ideas/active"
+#: where an LLD lands: approved, where the implement workflow takes it; a Draft, beside
+APPROVED_LLDS = "docs/lld/active"
 DRAFTS = "docs/lld/drafts"
 #: how a rerun starts over, said when it has nothing to do
 START_OVER = (
@@ -35,20 +37,26 @@ def brief_id(name: str) -> str | None:
 
 
 def collect_items(config: RequirementsConfig) -> list[Item]:
-    """Pending briefs: those without `docs/lld/drafts/<slug>.md`, those whose LLD is still a
-    Draft with --redo-drafts, all of them with --force."""
+    """Pending briefs: those without an LLD (`docs/lld/active/<slug>.md` once approved,
+    `docs/lld/drafts/<slug>.md` while a Draft), those whose LLD is still a Draft with
+    --redo-drafts, all of them with --force."""
     folder = config.repo / BRIEFS
     names = markdown_files(folder, config.repo, "briefs")
+    active = set() if config.force else names_in(config.repo / APPROVED_LLDS)
     existing = set() if config.force else names_in(config.repo / DRAFTS)
     items = []
     approved = 0
     drafts: list[str] = []
     for item_id, name in name_items(names, brief_id, BRIEFS):
         slug = item_id.removeprefix("brief-")
-        if f"{slug}.md" in existing:
-            if lld.approval(read_head(config.repo / DRAFTS / f"{slug}.md") or "").approved:
-                approved += 1
-                continue
+        lld_name = f"{slug}.md"
+        if (
+            lld_name in active
+            and lld.approval(read_head(config.repo / APPROVED_LLDS / lld_name) or "").approved
+        ):
+            approved += 1
+            continue
+        if lld_name in existing or lld_name in active:
             drafts.append(item_id)
             if not config.redo_drafts:
                 continue
@@ -68,8 +76,9 @@ def collect_items(config: RequirementsConfig) -> list[Item]:
         if drafts:
             counts.append(f"{len(drafts)} Draft: {', '.join(drafts)}")
         log.info(
-            "every brief in %s has an LLD in %s (%s): nothing to do; to start over: %s",
+            "every brief in %s has an LLD in %s or %s (%s): nothing to do; to start over: %s",
             BRIEFS,
+            APPROVED_LLDS,
             DRAFTS,
             "; ".join(counts),
             START_OVER,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentos.agents import AgentRequest
+from agentos.agents.base import ToolPolicy
 from agentos.errors import ItemError
 from agentos.workflows import lld
 from agentos.workflows.inputs import read_text
@@ -21,7 +22,7 @@ from agentos.workflows.items import Item
 from agentos.workflows.parallel.context import ItemContext
 from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.requirements import prompts
-from agentos.workflows.requirements.collect import DRAFTS
+from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS
 from agentos.workflows.requirements.verdict import APPROVED, verdict
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
                     "iteration": str(iteration),
                 },
                 cwd=str(config.repo),
+                tools=ToolPolicy.READ,  # it may look at the code; it edits nothing
             ),
             ctx,
         )
@@ -80,6 +82,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
                         "iteration": str(iteration),
                     },
                     cwd=str(config.repo),
+                    tools=ToolPolicy.READ,
                 ),
                 ctx,
             )
@@ -92,10 +95,13 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
         if found == APPROVED:
             approved = True
             break
-    target = config.repo / DRAFTS / f"{slug}.md"
+    # approved: where `agentos implement` takes it; a Draft stays beside, out of its way
+    target = config.repo / (APPROVED_LLDS if approved else DRAFTS) / f"{slug}.md"
     text = _final(draft, title, brief_path, config, iteration, approved, review)
     try:
         atomic_write_text(target, ctx.redact(text))
+        if approved:  # a Draft of an earlier run (--redo-drafts) is now approved
+            (config.repo / DRAFTS / f"{slug}.md").unlink(missing_ok=True)
     except OSError as exc:
         raise ItemError(f"cannot write {target.relative_to(config.repo)}: {exc.strerror}") from None
     outcome = "Approved" if approved else "Draft"
