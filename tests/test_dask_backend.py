@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -356,9 +357,11 @@ def test_an_unreachable_scheduler_is_one_line_and_leaves_nothing(tmp_path: Path)
 
 
 @contextlib.contextmanager
-def separate_cluster(tmp_path: Path) -> Iterator[str]:
+def separate_cluster(tmp_path: Path, hidden: Path | None = None) -> Iterator[str]:
     """A scheduler and a worker started apart from agentos, as on another machine: they have an
-    environment of their own, and nothing of agentos's reaches them by inheritance."""
+    environment of their own, and nothing of agentos's reaches them by inheritance. `hidden`: a
+    folder the worker does not see (an empty filesystem mounted over it in a mount namespace of
+    its own), as a machine that does not share it."""
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = Live(
         [
@@ -375,8 +378,13 @@ def separate_cluster(tmp_path: Path) -> Iterator[str]:
         ],
         tmp_path,
     )
+    apart: list[str] = []
+    if hidden is not None:
+        apart = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 f'mount -t tmpfs none "{hidden}" && exec "$@"', "sh"]  # fmt: skip
     worker = Live(
         [
+            *apart,
             PYTHON,
             "-m",
             "distributed.cli.dask_worker",
@@ -568,3 +576,29 @@ def test_http_agents_take_keys_per_call_from_the_actor(tmp_path: Path) -> None:
     )
     assert summary["keys"][0]["calls"] == 8  # every call was granted by the key actor
     assert "sk-dask-call" not in done.stdout + done.stderr
+
+
+def test_implement_on_a_cluster_needs_workers_that_see_the_repository(tmp_path: Path) -> None:
+    """Worktrees are made where the workers run: a worker that does not see the repository at
+    its path (another machine, no shared filesystem) is refused before any item runs; one that
+    does implements the LLD on its branch."""
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a mount namespace here (unshare --mount)")
+    from test_implement import make_repo
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    repo = make_repo(shared, {"LLD-1.md": "One"})
+    argv = ["implement", "--repo", str(repo), "--backend", "dask", "-j", "1", "--test-cmd", "true"]
+    with separate_cluster(tmp_path, hidden=shared) as address:
+        blind = run(agentos_argv(*argv, "--scheduler", address), cwd=tmp_path, timeout=120)
+    assert blind.returncode == 2, blind.stderr[-2000:]
+    assert "1 Dask worker (tcp://127.0.0.1:" in blind.stderr
+    assert f"cannot see {repo} at that path" in blind.stderr
+    assert blind.stderr.splitlines()[-1].startswith("agentos: error: 1 Dask worker")
+    assert "Traceback" not in blind.stderr and not (repo / ".agentos" / "runs").exists()
+    with separate_cluster(tmp_path) as address:
+        done = run(agentos_argv(*argv, "--scheduler", address), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 item: 1 done (1 verified)" in done.stderr
+    assert list((repo / ".agentos").glob(".shared-check-*")) == []

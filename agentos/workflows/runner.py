@@ -230,6 +230,11 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         # a missing extra, an unreachable --scheduler, a key in a forwarded variable: set-up
         # errors, before anything is created (the connection is kept for the run)
         dask_setup = prepare_dask(options, credentials, warn=log.warning)
+        workspace = workflow.workspace(config) if workflow.workspace is not None else None
+        if dask_setup.client is not None and workspace is not None:
+            from agentos.workflows.parallel.dask_backend import check_shared_folders
+
+            check_shared_folders(dask_setup.client, [workspace])
     else:
         dask_setup = None
     run_path = options.resume or options.run_dir or default_run_dir(workflow.name)

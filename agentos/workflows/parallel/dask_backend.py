@@ -47,13 +47,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentos.errors import ConfigError, KeyServerLost, UsageError
 from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult
 from agentos.workflows.parallel.controller import Controller, ExecutorPlan, Running
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, KeyConfig, Lease
-from agentos.workflows.parallel.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv
+from agentos.workflows.parallel.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv, sees_markers
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged
 from agentos.workflows.parallel.scheduler import ItemState
 from agentos.workflows.parallel.shutdown import spawn_guard
@@ -177,6 +178,45 @@ def prepare_dask(
     )
     client = connect_scheduler(options.scheduler) if options.scheduler else None
     return DaskSetup(options.scheduler, client, env)
+
+
+def check_shared_folders(client: Any, folders: list[Path]) -> None:
+    """Every worker of `--scheduler` must see `folders` (the workspace an item writes into: an
+    LLD, a git worktree) at the same path as this machine, or its items would write elsewhere or
+    fail one by one: a marker file written here must be read there. A ConfigError (exit 2)
+    names the workers that do not, before any item runs."""
+    token = os.urandom(8).hex()
+    markers: list[Path] = []
+    try:
+        for folder in folders:
+            own = folder / ".agentos"
+            own.mkdir(exist_ok=True)
+            if own.is_symlink():
+                raise ConfigError(f"{own} is a symlink; agentos will not write through it")
+            marker = own / f".shared-check-{token}"
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(token)
+            markers.append(marker)
+        try:
+            seen: dict[str, list[bool]] = client.run(sees_markers, [str(m) for m in markers], token)
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot ask the Dask workers whether they see {folders[0]}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+    finally:
+        for marker in markers:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+    blind = sorted(worker for worker, found in seen.items() if not all(found))
+    if blind:
+        raise ConfigError(
+            f"{len(blind)} Dask worker{'s' if len(blind) != 1 else ''} ({', '.join(blind[:3])}) "
+            f"cannot see {', '.join(map(str, folders))} at that path: items there would work on "
+            "another copy or fail; mount it at the same path on every worker (a shared "
+            "filesystem), or run with --backend loky"
+        )
 
 
 class ActorKeys:

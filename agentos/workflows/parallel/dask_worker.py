@@ -355,3 +355,16 @@ def child_main() -> None:
 
 if __name__ == "__main__":
     child_main()
+
+
+def sees_markers(markers: list[str], token: str) -> list[bool]:
+    """On a worker (`Client.run`): whether each marker file exists here holding `token`, i.e.
+    whether this machine sees the folder it is in as the client's does."""
+    found = []
+    for path in markers:
+        try:
+            with open(path, encoding="utf-8") as f:
+                found.append(f.read() == token)
+        except OSError:
+            found.append(False)
+    return found
