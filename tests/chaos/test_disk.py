@@ -47,14 +47,14 @@ def slow_run(repo: Path, tmp_path: Path) -> Live:
 def test_output_folder_replaced_by_a_file_mid_run(tmp_path: Path) -> None:
     repo = briefs_repo(tmp_path, count=8)
     live = slow_run(repo, tmp_path)
-    live.wait_for("] wrote docs/lld/drafts/", stream="err", count=2)
-    drafts = repo / "docs" / "lld" / "drafts"
+    live.wait_for("] wrote docs/lld/active/", stream="err", count=2)
+    drafts = repo / "docs" / "lld" / "active"
     shutil.rmtree(drafts)
     drafts.write_text("not a folder any more\n")
     done = live.finish(timeout=60)
     TALLY["disk cases"] += 1
     assert done.returncode == 1
-    assert "cannot write docs/lld/drafts/" in done.stderr
+    assert "cannot write docs/lld/active/" in done.stderr
     assert "File exists" in done.stderr or "Not a directory" in done.stderr  # the OS's word
     assert "Traceback" not in done.stderr
     assert not [p for p in (repo / "docs").rglob(".*")]  # no temporary files anywhere
@@ -64,9 +64,9 @@ def test_output_folder_replaced_by_a_file_mid_run(tmp_path: Path) -> None:
 
 def test_output_folder_turns_read_only_mid_run(tmp_path: Path) -> None:
     repo = briefs_repo(tmp_path, count=8)
-    drafts = repo / "docs" / "lld" / "drafts"
+    drafts = repo / "docs" / "lld" / "active"
     live = slow_run(repo, tmp_path)
-    live.wait_for("] wrote docs/lld/drafts/", stream="err", count=2)
+    live.wait_for("] wrote docs/lld/active/", stream="err", count=2)
     locked = subprocess.run(["chattr", "+i", str(drafts)], capture_output=True).returncode == 0
     if not locked:
         drafts.chmod(0o555)
@@ -89,7 +89,7 @@ def test_output_folder_turns_read_only_mid_run(tmp_path: Path) -> None:
 def test_input_folder_vanishes_mid_run(tmp_path: Path) -> None:
     repo = briefs_repo(tmp_path, count=8)
     live = slow_run(repo, tmp_path)
-    live.wait_for("] wrote docs/lld/drafts/", stream="err", count=1)
+    live.wait_for("] wrote docs/lld/active/", stream="err", count=1)
     shutil.rmtree(repo / "ideas")
     done = live.finish(timeout=60)
     TALLY["disk cases"] += 1
@@ -150,8 +150,8 @@ def remove_while_written(path: Path) -> None:
 def test_sigint_while_the_disk_is_failing(tmp_path: Path) -> None:
     repo = briefs_repo(tmp_path, count=8)
     live = slow_run(repo, tmp_path)
-    live.wait_for("] wrote docs/lld/drafts/", stream="err", count=1)
-    drafts = repo / "docs" / "lld" / "drafts"
+    live.wait_for("] wrote docs/lld/active/", stream="err", count=1)
+    drafts = repo / "docs" / "lld" / "active"
     shutil.rmtree(drafts)
     drafts.write_text("x")
     live.interrupt(signal.SIGINT)
