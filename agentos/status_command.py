@@ -9,6 +9,7 @@ summary: killed, or its machine went down.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import click
 
 from agentos.errors import ConfigError
+from agentos.text import plural
 from agentos.usage.record import money
 from agentos.workflows.options import _PATH
 from agentos.workflows.parallel.batch import countdown
@@ -140,7 +142,13 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         elif now - heartbeat > STALE_REMOTE:
             said += f" (no heartbeat for {duration(now - heartbeat)} from {state.get('host')})"
     elapsed = (ended if ended is not None else now) - started
-    counts: dict[str, int] = state.get("counts") or {}
+    counts: dict[str, int] = dict(state.get("counts") or {})
+    if said == GONE:
+        # nothing runs or waits under a parent that is gone: what the state file last said
+        # was running was cut off with it, and what waited will not run (as a summary says)
+        for was, now_is in (("running", "interrupted"), ("pending", "not run")):
+            if counts.get(was):
+                counts[now_is] = counts.get(now_is, 0) + counts.pop(was)
     finished = sum(counts.get(s, 0) for s in ("done", "failed", "timeout"))
     rate = finished / (elapsed / 60) if finished and elapsed > 0 else None
     left = counts.get("pending", 0) + counts.get("running", 0)
@@ -157,7 +165,8 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         "host": state.get("host"),
         "started": started,
         "heartbeat": heartbeat,
-        "elapsed": round(elapsed, 1),
+        # down to a tenth: shown in whole seconds, it must never pass "started N s ago"
+        "elapsed": math.floor(elapsed * 10) / 10,
         "state": said,
         "phase": phase if said != GONE else "gone",
         "parent_alive": alive,
@@ -196,8 +205,8 @@ def _spend(usage: dict[str, Any] | None) -> str | None:
     if usage.get("budget_usd") is not None:
         said += f" of {money(usage['budget_usd'])}"
     if usage.get("calls"):
-        said += f" ({usage['calls']} calls"
-        said += f", {usage['tokens']:,} tokens)" if usage.get("tokens") else ")"
+        said += f" ({plural(usage['calls'], 'call')}"
+        said += f", {plural(usage['tokens'], 'token')})" if usage.get("tokens") else ")"
     return said
 
 
@@ -336,11 +345,12 @@ def _list_runs(root: Path, as_json: bool) -> None:
 def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
     """Print the status; True once the run is over. `lines`: JSON one object per line (what
     a script reading a watch wants)."""
-    data = status_data(path)
+    now = time.time()  # one clock for the figures and their rendering: "started 4s ago, 4s"
+    data = status_data(path, now)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=None if lines else 2))
     else:
-        click.echo("\n".join(render(data)))
+        click.echo("\n".join(render(data, now)))
     sys.stdout.flush()
     return data.get("phase") in (DONE, "gone")
 

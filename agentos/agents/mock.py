@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ItemError, RateLimited
+from agentos.text import plural
 from agentos.usage.prices import ModelRef
 from agentos.workflows import lld
 from agentos.workflows.parallel.context import ItemContext
@@ -77,7 +78,7 @@ class MockAgent(Agent):
         brief, title = inputs["brief"], inputs["title"]
         settle = bool(inputs.get("review"))
         bullets = _bullets(brief)
-        ctx.log(f"mock draft: read the brief ({len(bullets)} bullet points)")
+        ctx.log(f"mock draft: read the brief ({plural(len(bullets), 'bullet point')})")
         reqs: list[tuple[str, str, bool]] = []  # id, text, has a scenario
         for n, bullet in enumerate(bullets or [title], start=1):
             question = _QUESTION.match(bullet)
@@ -96,8 +97,8 @@ class MockAgent(Agent):
             _context(brief, title),
             "",
             "## 2. Proposed changes",
-            f"Implement the brief in {len(files)} file(s); each requirement below maps to one "
-            "test scenario.",
+            f"Implement the brief in {plural(len(files), 'file')}; each requirement below maps "
+            "to one test scenario.",
             "",
             "| File | Change |",
             "|---|---|",
@@ -129,7 +130,10 @@ class MockAgent(Agent):
             "- [ ] Every requirement is implemented and its scenario passes.",
             "- [ ] Documentation updated.",
         ]
-        ctx.log(f"mock draft: {len(reqs)} requirements, {scenario_no} test scenarios")
+        ctx.log(
+            f"mock draft: {plural(len(reqs), 'requirement')}, "
+            f"{plural(scenario_no, 'test scenario')}"
+        )
         return "\n".join(out) + "\n"
 
     # -- review
@@ -151,7 +155,7 @@ class MockAgent(Agent):
                 + "\n".join(f"- {p}" for p in problems)
                 + "\n\nGive every requirement one scenario in '4. Test scenarios'.\n"
             )
-        ctx.log(f"mock review: APPROVED ({len(reqs)} requirements, all covered)")
+        ctx.log(f"mock review: APPROVED ({plural(len(reqs), 'requirement')}, all covered)")
         return f"APPROVED\n\nEvery requirement ({len(reqs)}) has a test scenario.\n"
 
     # -- implement
@@ -161,7 +165,10 @@ class MockAgent(Agent):
         files = [f for f in lld.files_changed(text) or [] if _PATH_ONLY.fullmatch(f.path)]
         scenarios = lld.scenarios(text)
         reqs = dict(lld.requirements(text))
-        ctx.log(f"mock implement: {len(files)} file(s) to scaffold, {len(scenarios)} scenario(s)")
+        ctx.log(
+            f"mock implement: {plural(len(files), 'file')} to scaffold, "
+            f"{plural(len(scenarios), 'scenario')}"
+        )
         parts = [f"Implementation bundle for {item}: {lld.title_of(text, item)}.", ""]
         test_path = f"tests/test_{_module(item)}.py"
         for change in files:

@@ -52,6 +52,7 @@ from agentos.governor.signals import (
     classify_http,
     retry_after,
 )
+from agentos.text import plural
 from agentos.usage.prices import ModelRef
 from agentos.workflows.parallel.context import ItemContext
 
@@ -156,7 +157,7 @@ class OpenAIAgent(Agent):
                     raise CredentialRejected(refused.refusal.detail) from None
                 if refusals > MAX_CALL_REFUSALS:
                     raise RateLimited(
-                        f"refused {refusals} times in a row: {refused.refusal.detail}",
+                        f"refused {plural(refusals, 'time')} in a row: {refused.refusal.detail}",
                         refused.refusal.wait,
                         kind=refused.refusal.kind,
                     ) from None

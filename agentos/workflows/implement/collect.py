@@ -12,6 +12,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from agentos.text import plural
 from agentos.workflows import lld
 from agentos.workflows.inputs import markdown_files, name_items, read_head
 from agentos.workflows.items import Item
@@ -85,19 +86,16 @@ def collect_items(config: ImplementConfig) -> list[Item]:
 def _report_left_alone(conflicts: list[str], others: dict[str, list[str]]) -> None:
     if conflicts:
         log.warning(
-            "%d LLD%s in %s left alone, header and footer disagree about approval (make them "
-            "agree): %s",
-            len(conflicts),
-            "s" if len(conflicts) != 1 else "",
+            "%s in %s left alone, header and footer disagree about approval (make them agree): %s",
+            plural(len(conflicts), "LLD"),
             ACTIVE,
             "; ".join(conflicts),
         )
     if others:
         count = sum(len(names) for names in others.values())
         log.info(
-            "%d LLD%s in %s not Approved, left alone: %s",
-            count,
-            "s" if count != 1 else "",
+            "%s in %s not Approved, left alone: %s",
+            plural(count, "LLD"),
             ACTIVE,
             "; ".join(f"{status}: {', '.join(names)}" for status, names in others.items()),
         )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from agentos.agents import AgentRequest
 from agentos.errors import ItemError
+from agentos.text import plural
 from agentos.workflows import lld
 from agentos.workflows.implement.bundle import BundleFile, parse_answer, write_bundle
 from agentos.workflows.implement.collect import BUNDLES
@@ -74,8 +75,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     target = config.repo / BUNDLES / item.id
     report = _report(item, source, text, files, config, ctx, time.monotonic() - started)
     write_bundle(target, files, ctx.redact(report))
-    n = len(files)
-    written = f"{n} file{'s' if n != 1 else ''} and REPORT.md"
+    written = f"{plural(len(files), 'file')} and REPORT.md"
     ctx.log(f"wrote {target.relative_to(config.repo)}/ ({written})")
 
 
