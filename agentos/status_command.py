@@ -21,7 +21,7 @@ import click
 from agentos.errors import ConfigError
 from agentos.text import plural
 from agentos.usage.record import money
-from agentos.workflows.options import _PATH
+from agentos.workflows.options import _PATH, Number
 from agentos.workflows.parallel.batch import countdown
 from agentos.workflows.parallel.process_tree import pid_alive
 from agentos.workflows.parallel.run_state import DONE, read_state
@@ -292,7 +292,7 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
     "--watch",
-    type=click.FloatRange(min=0.2),
+    type=Number(min=0.2),
     is_flag=False,
     flag_value=2.0,
     default=None,
