@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
 
 ELLIPSIS = "…"
@@ -51,6 +50,8 @@ def char_width(char: str) -> int:
         return 1  # the soft hyphen is drawn by terminals
     if 0x1160 <= code <= 0x11FF or 0x200B <= code <= 0x200F or 0x2060 <= code <= 0x2064:
         return 0  # Hangul medial vowels and final consonants; zero-width spaces and joiners
+    import unicodedata  # here: workers import this module for `plural` and never measure
+
     if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
         return 0
     if unicodedata.east_asian_width(char) in ("W", "F"):
@@ -80,6 +81,8 @@ def cell(text: str) -> str:
     text = _WHITESPACE.sub(" ", text).strip()
     if text.isascii() and text.isprintable():
         return text
+    import unicodedata
+
     return "".join(
         _escaped(c) if c in _BIDI or unicodedata.category(c) in ("Cc", "Cs") else c for c in text
     )
