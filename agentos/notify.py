@@ -148,7 +148,7 @@ def check_urls(urls: Sequence[str]) -> Notifier | None:
     try:
         import apprise
     except ImportError:
-        raise UsageError("--notify needs apprise: pip install 'agentos[notify]'") from None
+        raise UsageError("--notify needs apprise: pip install 'agentos-batch[notify]'") from None
     # apprise logs an unknown URL in full; its records must not reach a handler that prints
     logging.getLogger("apprise").propagate = False
     for n, url in enumerate(urls, start=1):

@@ -28,7 +28,7 @@ key goes in the Authorization header and nowhere else. How answers map:
 An item that holds a leased key (a workflow that mixes this agent with a CLI agent) is paced on
 that key, and a refusal of that key ends the attempt the way a CLI agent's would.
 
-httpx is an optional dependency: `pip install 'agentos[http]'`.
+httpx is an optional dependency: `pip install 'agentos-batch[http]'`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _require_httpx() -> Any:
         import httpx
     except ImportError:
         raise ConfigError(
-            "the openai: agent needs httpx; install it with: pip install 'agentos[http]'"
+            "the openai: agent needs httpx; install it with: pip install 'agentos-batch[http]'"
         ) from None
     return httpx
 

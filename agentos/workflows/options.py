@@ -297,7 +297,7 @@ _SHARED: list[Callable[[F], F]] = [
         default="loky",
         show_default=True,
         help="Where items run: loky worker processes on this machine, or a Dask cluster "
-        "(needs 'agentos[dask]').",
+        "(needs 'agentos-batch[dask]').",
     ),
     click.option(
         "--scheduler",
@@ -401,7 +401,7 @@ _SHARED: list[Callable[[F], F]] = [
         metavar="URL",
         envvar="AGENTOS_NOTIFY",
         help="When the run ends, however it ends, send its summary to this apprise URL "
-        "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos[notify]'). "
+        "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos-batch[notify]'). "
         "URLs carry tokens: agentos never prints them; AGENTOS_NOTIFY (URLs separated by "
         "spaces) keeps them off the command line, where other users' `ps` sees them.",
     ),

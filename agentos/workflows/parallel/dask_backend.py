@@ -34,7 +34,7 @@ worker and told which keys the running items hold (at most MAX_ACTOR_RESTARTS ti
 stops like the loky backend does when its key server dies). Cooldowns in force at that moment
 are forgotten: the provider will say so again.
 
-`distributed` is an optional dependency: `pip install 'agentos[dask]'`.
+`distributed` is an optional dependency: `pip install 'agentos-batch[dask]'`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def require_distributed() -> Any:
     except ImportError:
         raise ConfigError(
             "--backend dask needs the distributed package; install it with: "
-            "pip install 'agentos[dask]'"
+            "pip install 'agentos-batch[dask]'"
         ) from None
     return distributed
 
