@@ -190,9 +190,9 @@ def counts_text(counts: dict[str, int], details: dict[str, int] | None = None) -
     order = [s for s in _COUNT_ORDER if counts.get(s)] + sorted(
         s for s in counts if s not in _COUNT_ORDER and counts[s]
     )
-    parts = [f"{counts[s]} {s}" for s in order]
+    parts = [f"{counts[s]:,} {s}" for s in order]
     if details and counts.get("done"):
-        said = ", ".join(f"{n} {d}" for d, n in details.items())
+        said = ", ".join(f"{n:,} {d}" for d, n in details.items())
         parts[order.index("done")] += f" ({said})"
     return ", ".join(parts) or "none"
 

@@ -392,3 +392,10 @@ def test_logs_without_a_run_dir_reads_the_latest_run(workdir: Path) -> None:
     )
     nothing = run(agentos_argv("logs"), cwd=workdir)
     assert nothing.returncode == 2 and nothing.stderr.startswith("agentos: error: which item?")
+
+
+def test_counts_read_as_the_summary_line_has_them() -> None:
+    from agentos.status_command import counts_text
+
+    said = counts_text({"done": 4970, "failed": 30}, {"Approved": 4970})
+    assert said == "4,970 done (4,970 Approved), 30 failed"
