@@ -24,12 +24,14 @@ RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run)
 # repository's tests (`python -m pytest -q` for the demo) in each item's worktree
 RUN_PATH  := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke profile clean
+.PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke profile dist clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[dev]' --config-settings editable_mode=compat
+	@# a virtualenv made before the distribution was renamed holds it under its old name
+	@$(BIN)/python -m pip uninstall -q -y agentos 2>/dev/null || true
+	$(BIN)/python -m pip install -q -e '.[dev]'
 	@# byte-compile now: an editable install has no .pyc files, and with PYTHONDONTWRITEBYTECODE
 	@# set every agentos process (and every worker) would compile its modules on each start
 	$(BIN)/python -m compileall -q agentos scripts
@@ -104,7 +106,7 @@ run-implement: $(STAMP) $(if $(REPO),,$(DEMO_DIR)/.git)
 	$(RUN_ENV) $(RUN_PATH) $(BIN)/python scripts/run_implement_from_lld.py --repo $(RUN_REPO) $(if $(RUN_AGENT),--implementer $(RUN_AGENT)) $(RUN_FLAGS)
 
 $(VENV)/.bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,bench]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
 bench: $(VENV)/.bench
@@ -115,6 +117,10 @@ profile: $(VENV)/.bench
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench --smoke
+
+# the sdist and the wheel, into dist/ (what `pip install agentos-batch` would fetch)
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

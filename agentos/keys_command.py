@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from agentos.governor import parked
+from agentos.text import plural
 from agentos.workflows.options import _PATH
 from agentos.workflows.parallel.credentials import KeyConfig, load_keys, make_credentials
 from agentos.workflows.summary import _table
@@ -47,7 +48,7 @@ def key_rows(configs: list[KeyConfig], now: float | None = None) -> list[tuple[s
             state = "ok"
         last = note.get("last_run")
         used = (
-            f"{note.get('calls', 0)} calls, {note.get('leases', 0)} items, "
+            f"{plural(note.get('calls', 0), 'call')}, {plural(note.get('leases', 0), 'item')}, "
             + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(last))
             if isinstance(last, (int, float))
             else "never"

@@ -1,4 +1,5 @@
-"""`agentos logs RUN_DIR ITEM [-f]`: one item's output, as its log in the run directory has it.
+"""`agentos logs [RUN_DIR] ITEM [-f]`: one item's output, as its log in the run directory has it
+(the latest run under ./.agentos/runs without RUN_DIR, as `status` and `report` do).
 
 Each attempt's part of `logs/<id>.log` starts with a `==> <id> attempt N, started ... <==` line
 the parent writes. `-f` follows the file (as `tail -f` does) until the journal records the item's
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from agentos.errors import ConfigError
-from agentos.status_command import GONE, resolve_run_dir, status_data
+from agentos.errors import ConfigError, UsageError
+from agentos.status_command import GONE, is_run_dir, resolve_run_dir, status_data
 from agentos.workflows.options import _PATH
 from agentos.workflows.parallel.journal import read_journal
 
@@ -66,14 +67,33 @@ def _run_over(run_dir: Path) -> bool:
     return data.get("phase") == "done" or data.get("state") == GONE
 
 
+def _where(words: tuple[str, ...]) -> tuple[Path | None, str]:
+    """(RUN_DIR or None, ITEM) from `[RUN_DIR] ITEM`."""
+    if len(words) == 2:
+        return Path(words[0]), words[1]
+    if len(words) == 1 and "/" in words[0] and is_run_dir(Path(words[0])):
+        # a run directory and no item: the id is what is missing, not the run
+        raise UsageError(f"which item? agentos logs {words[0]} ITEM")
+    if len(words) == 1:
+        return None, words[0]
+    raise UsageError(
+        f"expected [RUN_DIR] ITEM, got {len(words)} arguments"
+        if words
+        else "which item? agentos logs [RUN_DIR] ITEM"
+    )
+
+
 @click.command(name="logs", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run_dir", type=_PATH)
-@click.argument("item")
+@click.argument("words", nargs=-1, metavar="[RUN_DIR] ITEM")
 @click.option("-f", "--follow", is_flag=True, help="Follow the log until the item is finished.")
-def command(run_dir: Path, item: str, follow: bool) -> None:
+def command(words: tuple[str, ...], follow: bool) -> None:
     """Print one item's log (every attempt, each after a header line); with -f, follow it until
-    the item's final status is in the journal or Ctrl+C."""
-    run_dir = resolve_run_dir(run_dir)
+    the item's final status is in the journal or Ctrl+C. RUN_DIR defaults to the latest run under
+    ./.agentos/runs."""
+    where, item = _where(words)
+    if where is not None:
+        where = _PATH.convert(str(where), None, None)
+    run_dir = resolve_run_dir(where)
     if "/" in item or item in ("", ".", ".."):
         raise ConfigError(f"{item!r} is not an item id")
     if not _known(run_dir, item):

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from agentos.errors import AgentosError, UsageError
+from agentos.text import plural
 from agentos.usage.record import Tally, cost_text
 
 SEND_TIMEOUT = 5.0  # seconds for all receivers together: a slow one must not hold the exit
@@ -147,7 +148,7 @@ def check_urls(urls: Sequence[str]) -> Notifier | None:
     try:
         import apprise
     except ImportError:
-        raise UsageError("--notify needs apprise: pip install 'agentos[notify]'") from None
+        raise UsageError("--notify needs apprise: pip install 'agentos-batch[notify]'") from None
     # apprise logs an unknown URL in full; its records must not reach a handler that prints
     logging.getLogger("apprise").propagate = False
     for n, url in enumerate(urls, start=1):
@@ -190,7 +191,9 @@ def message(data: dict[str, Any], summary_line: str, fatal: Exception | None) ->
     ]
     usage = data.get("usage") or {}
     if usage.get("calls"):
-        lines.append(f"spend: {cost_text(Tally.from_json(usage))} ({usage['calls']} calls)")
+        lines.append(
+            f"spend: {cost_text(Tally.from_json(usage))} ({plural(usage['calls'], 'call')})"
+        )
     # absolute, with the host: the message is read on another machine, hours later
     lines.append(f"run dir: {Path(data['run_dir']).resolve()} on {socket.gethostname()}")
     lines.append(f"exit code: {data['exit_code']}")

@@ -27,7 +27,9 @@ def command(run_dir: Path | None, output: Path | None) -> None:
     try:
         from agentos.report.page import render
     except ImportError:
-        raise UsageError("agentos report needs plotly: pip install 'agentos[report]'") from None
+        raise UsageError(
+            "agentos report needs plotly: pip install 'agentos-batch[report]'"
+        ) from None
     from agentos.report.data import RunRecord
 
     run_dir = resolve_run_dir(run_dir)

@@ -9,6 +9,7 @@ summary: killed, or its machine went down.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 import time
@@ -18,8 +19,9 @@ from typing import Any
 import click
 
 from agentos.errors import ConfigError
+from agentos.text import plural
 from agentos.usage.record import money
-from agentos.workflows.options import _PATH
+from agentos.workflows.options import _PATH, Number
 from agentos.workflows.parallel.batch import countdown
 from agentos.workflows.parallel.process_tree import pid_alive
 from agentos.workflows.parallel.run_state import DONE, read_state
@@ -147,7 +149,13 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         elif now - heartbeat > STALE_REMOTE:
             said += f" (no heartbeat for {duration(now - heartbeat)} from {state.get('host')})"
     elapsed = (ended if ended is not None else now) - started
-    counts: dict[str, int] = state.get("counts") or {}
+    counts: dict[str, int] = dict(state.get("counts") or {})
+    if said == GONE:
+        # nothing runs or waits under a parent that is gone: what the state file last said
+        # was running was cut off with it, and what waited will not run (as a summary says)
+        for was, now_is in (("running", "interrupted"), ("pending", "not run")):
+            if counts.get(was):
+                counts[now_is] = counts.get(now_is, 0) + counts.pop(was)
     finished = sum(counts.get(s, 0) for s in ("done", "failed", "timeout"))
     rate = finished / (elapsed / 60) if finished and elapsed > 0 else None
     left = counts.get("pending", 0) + counts.get("running", 0)
@@ -164,7 +172,8 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         "host": state.get("host"),
         "started": started,
         "heartbeat": heartbeat,
-        "elapsed": round(elapsed, 1),
+        # down to a tenth: shown in whole seconds, it must never pass "started N s ago"
+        "elapsed": math.floor(elapsed * 10) / 10,
         "state": said,
         "phase": phase if said != GONE else "gone",
         "parent_alive": alive,
@@ -189,9 +198,9 @@ def counts_text(counts: dict[str, int], details: dict[str, int] | None = None) -
     order = [s for s in _COUNT_ORDER if counts.get(s)] + sorted(
         s for s in counts if s not in _COUNT_ORDER and counts[s]
     )
-    parts = [f"{counts[s]} {s}" for s in order]
+    parts = [f"{counts[s]:,} {s}" for s in order]
     if details and counts.get("done"):
-        said = ", ".join(f"{n} {d}" for d, n in details.items())
+        said = ", ".join(f"{n:,} {d}" for d, n in details.items())
         parts[order.index("done")] += f" ({said})"
     return ", ".join(parts) or "none"
 
@@ -204,8 +213,8 @@ def _spend(usage: dict[str, Any] | None) -> str | None:
     if usage.get("budget_usd") is not None:
         said += f" of {money(usage['budget_usd'])}"
     if usage.get("calls"):
-        said += f" ({usage['calls']} calls"
-        said += f", {usage['tokens']:,} tokens)" if usage.get("tokens") else ")"
+        said += f" ({plural(usage['calls'], 'call')}"
+        said += f", {plural(usage['tokens'], 'token')})" if usage.get("tokens") else ")"
     return said
 
 
@@ -295,7 +304,7 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
     "--watch",
-    type=click.FloatRange(min=0.2),
+    type=Number(min=0.2),
     is_flag=False,
     flag_value=2.0,
     default=None,
@@ -348,11 +357,12 @@ def _list_runs(root: Path, as_json: bool) -> None:
 def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
     """Print the status; True once the run is over. `lines`: JSON one object per line (what
     a script reading a watch wants)."""
-    data = status_data(path)
+    now = time.time()  # one clock for the figures and their rendering: "started 4s ago, 4s"
+    data = status_data(path, now)
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=None if lines else 2))
     else:
-        click.echo("\n".join(render(data)))
+        click.echo("\n".join(render(data, now)))
     sys.stdout.flush()
     return data.get("phase") in (DONE, "gone")
 

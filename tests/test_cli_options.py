@@ -55,10 +55,13 @@ def test_parallel_dry_run_lists_pending_items(
     ("args", "message"),
     [
         (["--parallel"], "requires an argument"),
-        (["--parallel", "abc"], "'abc' is not a valid integer"),
-        (["--parallel", "0"], "0 is not in the range x>=1"),
-        (["--parallel", "-1"], "-1 is not in the range x>=1"),
-        (["-j", "1.5"], "'1.5' is not a valid integer"),
+        (["--parallel", "abc"], "expected a whole number (at least 1), got 'abc'"),
+        (["--parallel", "0"], "expected a whole number (at least 1), got 0"),
+        (["--parallel", "-1"], "expected a whole number (at least 1), got -1"),
+        (["-j", "1.5"], "expected a whole number (at least 1), got 1.5"),
+        (["--timeout", "soon"], "expected a number (at least 0), got 'soon'"),
+        (["--timeout", "nan"], "expected a number (at least 0), got nan"),
+        (["--budget", "0"], "expected a number (more than 0), got 0"),
         (["--grace", "-1"], "--grace"),
         (["--credential-env", "1BAD"], "not a valid environment variable name"),
         (["--rate-limit-pattern", "(unclosed"], "not a valid regular expression"),
@@ -85,17 +88,37 @@ def test_bad_options_are_usage_errors(
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("requirements", "--max-iterations", "three"), "expected a whole number, got 'three'"),
+        (("status", "--watch", "0.1"), "expected a number (at least 0.2), got 0.1"),
+    ],
+)
+def test_every_number_option_says_what_it_expects(
+    runner: CliRunner, args: tuple[str, ...], message: str
+) -> None:
+    result = invoke(runner, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and "valid integer" not in result.stderr
+
+
+def test_help_states_the_range_in_words(runner: CliRunner) -> None:
+    shown = " ".join(invoke(runner, "run", "--help").stdout.split())
+    assert "[at least 1]" in shown and "x>=" not in shown
+
+
+@pytest.mark.parametrize(
     ("argv", "stderr"),
     [
         (
             agentos_argv("run", "--parallel", "0", "--", "echo"),
-            "agentos: error: Invalid value for '--parallel' / '-j': 0 is not in the range x>=1; "
-            "see 'agentos run --help'\n",
+            "agentos: error: Invalid value for '--parallel' / '-j': expected a whole number "
+            "(at least 1), got 0; see 'agentos run --help'\n",
         ),
         (
             agentos_argv("run", "-j", "abc", "--", "echo"),
-            "agentos: error: Invalid value for '--parallel' / '-j': 'abc' is not a valid integer "
-            "range; see 'agentos run --help'\n",
+            "agentos: error: Invalid value for '--parallel' / '-j': expected a whole number "
+            "(at least 1), got 'abc'; see 'agentos run --help'\n",
         ),
         (
             agentos_argv("run", "--parallell", "2", "--", "echo"),
@@ -117,13 +140,13 @@ def test_bad_options_are_usage_errors(
         ),
         (
             script_argv("run_requirements_workflow.py", "--parallel", "0"),
-            "agentos: error: Invalid value for '--parallel' / '-j': 0 is not in the range x>=1; "
-            "see 'run_requirements_workflow.py --help'\n",
+            "agentos: error: Invalid value for '--parallel' / '-j': expected a whole number "
+            "(at least 1), got 0; see 'run_requirements_workflow.py --help'\n",
         ),
         (
             script_argv("run_implement_from_lld.py", "-j", "abc"),
-            "agentos: error: Invalid value for '--parallel' / '-j': 'abc' is not a valid integer "
-            "range; see 'run_implement_from_lld.py --help'\n",
+            "agentos: error: Invalid value for '--parallel' / '-j': expected a whole number "
+            "(at least 1), got 'abc'; see 'run_implement_from_lld.py --help'\n",
         ),
     ],
     ids=["zero", "abc", "typo", "missing-value", "implement", "command", "script", "script-abc"],
@@ -140,8 +163,8 @@ def test_click_usage_errors_in_process_are_the_same_line(runner: CliRunner) -> N
     result = invoke(runner, "run", "-j", "0", "--", "echo")
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == (
-        "agentos: error: Invalid value for '--parallel' / '-j': 0 is not in the range x>=1; "
-        "see 'agentos run --help'\n"
+        "agentos: error: Invalid value for '--parallel' / '-j': expected a whole number "
+        "(at least 1), got 0; see 'agentos run --help'\n"
     )
 
 

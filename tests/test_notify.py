@@ -226,7 +226,7 @@ def test_a_notify_value_without_a_scheme_is_not_echoed(workdir: Path) -> None:
 
 def test_a_missing_apprise_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "apprise", None)  # import apprise now raises ImportError
-    with pytest.raises(UsageError, match=r"pip install 'agentos\[notify\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'agentos-batch\[notify\]'"):
         check_urls(["json://localhost/"])
     assert check_urls([]) is None  # without --notify apprise is not needed
 

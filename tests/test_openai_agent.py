@@ -218,7 +218,7 @@ def test_missing_httpx_is_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigError) as caught:
         resolve_agent("openai:m", "--drafter")
     assert caught.value.message == (
-        "the openai: agent needs httpx; install it with: pip install 'agentos[http]'"
+        "the openai: agent needs httpx; install it with: pip install 'agentos-batch[http]'"
     )
 
 

@@ -69,3 +69,58 @@ def test_workers_capped_by_key_slots(caplog: pytest.LogCaptureFixture) -> None:
         "using 3 workers: the 2 keys allow 3 items at once (asked for 8; raise slots= or "
         "--key-slots for more)"
     ]
+
+
+def test_one_call_and_one_token_in_status() -> None:
+    from agentos.status_command import _spend
+
+    assert _spend({"calls": 1, "tokens": 1, "cost_usd": 0.5}) == "$0.50 (1 call, 1 token)"
+    assert _spend({"calls": 2, "tokens": 1200, "cost_usd": 0.5}) == "$0.50 (2 calls, 1,200 tokens)"
+
+
+def test_one_call_in_the_notification() -> None:
+    from agentos.notify import message
+
+    data = {
+        "command": "run",
+        "exit_code": 0,
+        "totals": {"done": 1},
+        "seconds": 1.0,
+        "run_dir": "runs/x",
+        "usage": {"calls": 1, "cost_usd": 0.01},
+    }
+    _, body = message(data, "1 item: 1 done", None)
+    assert "spend: $0.01 (1 call)" in body.splitlines()
+
+
+def test_one_call_of_unknown_usage_breaks_an_item_cap() -> None:
+    from agentos.usage.budget import ItemLimits, OverBudget
+    from agentos.usage.record import Call, Tally
+
+    spent = Tally()
+    spent.add(Call("m"), None)
+    with pytest.raises(OverBudget, match=r": 1 call reported no usage$"):
+        ItemLimits(tokens=100).check(spent)
+    with pytest.raises(OverBudget, match=r": 1 call of unknown cost$"):
+        ItemLimits(usd=1.0).check(spent)
+
+
+def test_rate_limited_once_is_one_time() -> None:
+    from agentos.workflows.items import Item
+    from agentos.workflows.parallel.attempt import RATE_LIMITED, AttemptResult
+    from agentos.workflows.parallel.scheduler import Scheduler
+
+    scheduler = Scheduler([Item("a", "a", "x")], max_rate_limit_waits=0)
+    state = scheduler.states[0]
+    attempt = scheduler.start(state)
+    result = AttemptResult("a", attempt, RATE_LIMITED, started=0.0, runtime=0.1, error="429")
+    assert scheduler.finish(state, result)
+    assert state.error.startswith("rate limited 1 time (--max-rate-limit-waits 0)")
+
+
+def test_a_budget_stop_counts_items_not_started() -> None:
+    from agentos.usage.budget import BudgetReached, RunBudget
+
+    reached = BudgetReached(RunBudget(1.0))
+    reached.not_started = 1
+    assert "1 item not started" in reached.format_message()

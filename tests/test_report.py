@@ -222,7 +222,7 @@ def test_without_plotly_the_error_names_the_extra(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert (
         done.stderr.strip()
-        == "agentos: error: agentos report needs plotly: pip install 'agentos[report]'"
+        == "agentos: error: agentos report needs plotly: pip install 'agentos-batch[report]'"
     )
 
 

@@ -60,7 +60,7 @@ def test_a_changed_input_list_resumes_the_same_work(workdir: Path, parallel: tup
     assert rows["b"]["attempts"] == 2
     b_attempts = [(r["attempt"], r["status"]) for r in journal(run_dir) if r["item"] == "item-2"]
     assert b_attempts == [(1, "failed"), (2, "done")]
-    assert "4 items: 4 done (2 of them in an earlier pass)" in again.stderr
+    assert "4 items: 4 done (2 in an earlier pass)" in again.stderr
     log = (run_dir / "logs" / "item-2.log").read_text()
     assert "failing b" in log and "ran b" in log  # both passes in the one item's log
 

@@ -75,7 +75,7 @@ def test_first_sigint_drains_running_items_then_exits_130(workdir: Path) -> None
     ran = sorted(line.split()[0] for line in again.stdout.splitlines() if " start " in line)
     first_done = sorted(f"[{k}]" for k, v in result.items() if v == "done")
     assert len(ran) == 5 and not set(ran) & set(first_done)
-    assert "8 items: 8 done (3 of them in an earlier pass)" in again.stderr
+    assert "8 items: 8 done (3 in an earlier pass)" in again.stderr
 
 
 def test_double_sigint_terminates_within_three_seconds(workdir: Path) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -168,7 +170,11 @@ def test_status_of_a_parent_killed_with_sigkill(workdir: Path) -> None:
     assert data["state"] == "ended without a summary (parent gone)"
     assert data["phase"] == "gone" and data["parent_alive"] is False
     assert data["running"] == [] and data["eta_seconds"] is None
-    assert "state     ended without a summary (parent gone)" in status(workdir).stdout
+    # nothing runs under a dead parent: what was running was cut off, what waited never ran
+    assert data["counts"] == {"interrupted": 1, "not run": 1}
+    shown = status(workdir).stdout
+    assert "state     ended without a summary (parent gone)" in shown
+    assert "items     2: 1 interrupted, 1 not run" in shown and "running" not in shown
     assert "(parent gone)" in status(workdir, "--runs").stdout
 
     # the item the dead parent had started is ours to end
@@ -330,3 +336,66 @@ def test_status_says_what_the_workflow_said_of_done_items(tmp_path: Path) -> Non
         page = run(agentos_argv("report", "-o", "-"), cwd=tmp_path).stdout
         assert f"<h1>agentos requirements: {said}</h1>" in page
         assert "done (Draft)" in page  # the items table too
+
+
+def _state_dir(tmp_path: Path, **state: Any) -> Path:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "state.json").write_text(json.dumps(state))
+    return run_dir
+
+
+def test_started_ago_and_elapsed_agree_while_running(tmp_path: Path) -> None:
+    """A run 3.96 s old read "started 3s ago" beside "elapsed 4s": the elapsed time was rounded
+    to a tenth (4.0) and then cut to whole seconds, the start only cut."""
+    from agentos.status_command import render, status_data
+
+    run_dir = _state_dir(
+        tmp_path,
+        command="run",
+        pid=os.getpid(),  # alive: this test
+        host=socket.gethostname(),
+        started=1000.0,
+        heartbeat=1003.5,
+        phase="running",
+        counts={"running": 1},
+    )
+    now = 1003.96
+    lines = render(status_data(run_dir, now), now)
+    assert any(line.startswith("started ") and line.endswith("(3s ago)") for line in lines)
+    assert "elapsed   3s" in lines
+
+
+def test_logs_without_a_run_dir_reads_the_latest_run(workdir: Path) -> None:
+    items = items_file(workdir / "items.txt", ["first"])
+    assert (
+        run(agentos_argv("run", "--items", str(items), "--", "echo", "{}"), cwd=workdir).returncode
+        == 0
+    )
+    items_file(workdir / "items.txt", ["second"])
+    assert (
+        run(agentos_argv("run", "--items", str(items), "--", "echo", "{}"), cwd=workdir).returncode
+        == 0
+    )
+    runs = sorted((workdir / ".agentos" / "runs").iterdir())
+    assert len(runs) == 2
+
+    latest = run(agentos_argv("logs", "item-1"), cwd=workdir)
+    assert latest.returncode == 0, latest.stderr
+    assert latest.stdout.splitlines()[1:] == ["second"]
+    earlier = run(agentos_argv("logs", str(runs[0]), "item-1"), cwd=workdir)
+    assert earlier.stdout.splitlines()[1:] == ["first"]
+
+    forgot = run(agentos_argv("logs", str(runs[0])), cwd=workdir)
+    assert forgot.returncode == 2 and forgot.stderr == (
+        f"agentos: error: which item? agentos logs {runs[0]} ITEM\n"
+    )
+    nothing = run(agentos_argv("logs"), cwd=workdir)
+    assert nothing.returncode == 2 and nothing.stderr.startswith("agentos: error: which item?")
+
+
+def test_counts_read_as_the_summary_line_has_them() -> None:
+    from agentos.status_command import counts_text
+
+    said = counts_text({"done": 4970, "failed": 30}, {"Approved": 4970})
+    assert said == "4,970 done (4,970 Approved), 30 failed"

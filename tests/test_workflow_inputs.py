@@ -95,7 +95,7 @@ def test_file_names_without_a_valid_id_are_skipped_with_one_warning(tmp_path: Pa
     assert done.returncode == 0
     warnings = [line for line in done.stderr.splitlines() if "warning" in line]
     assert warnings == [
-        f"agentos: warning: skipped 3 file(s) whose names give no valid item id: ---.md, "
+        f"agentos: warning: skipped 3 files whose names give no valid item id: ---.md, "
         f"{'x' * 80}.md, ідея.md"
     ]
     assert done.stdout.splitlines()[-1] == "1 pending item"

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ItemError, RateLimited
+from agentos.text import plural
 from agentos.usage.prices import ModelRef
 from agentos.workflows import lld
 from agentos.workflows.parallel.context import ItemContext
@@ -83,7 +84,7 @@ class MockAgent(Agent):
         brief, title = inputs["brief"], inputs["title"]
         settle = bool(inputs.get("review"))
         bullets = _bullets(brief)
-        ctx.log(f"mock draft: read the brief ({len(bullets)} bullet points)")
+        ctx.log(f"mock draft: read the brief ({plural(len(bullets), 'bullet point')})")
         reqs: list[tuple[str, str, bool]] = []  # id, text, has a scenario
         for n, bullet in enumerate(bullets or [title], start=1):
             question = _QUESTION.match(bullet)
@@ -102,8 +103,8 @@ class MockAgent(Agent):
             _context(brief, title),
             "",
             "## 2. Proposed changes",
-            f"Implement the brief in {len(files)} file(s); each requirement below maps to one "
-            "test scenario.",
+            f"Implement the brief in {plural(len(files), 'file')}; each requirement below maps "
+            "to one test scenario.",
             "",
             "| File | Change |",
             "|---|---|",
@@ -135,7 +136,10 @@ class MockAgent(Agent):
             "- [ ] Every requirement is implemented and its scenario passes.",
             "- [ ] Documentation updated.",
         ]
-        ctx.log(f"mock draft: {len(reqs)} requirements, {scenario_no} test scenarios")
+        ctx.log(
+            f"mock draft: {plural(len(reqs), 'requirement')}, "
+            f"{plural(scenario_no, 'test scenario')}"
+        )
         return "\n".join(out) + "\n"
 
     # -- review
@@ -157,7 +161,7 @@ class MockAgent(Agent):
                 + "\n".join(f"- {p}" for p in problems)
                 + "\n\nGive every requirement one scenario in '4. Test scenarios'.\n"
             )
-        ctx.log(f"mock review: APPROVED ({len(reqs)} requirements, all covered)")
+        ctx.log(f"mock review: APPROVED ({plural(len(reqs), 'requirement')}, all covered)")
         return f"APPROVED\n\nEvery requirement ({len(reqs)}) has a test scenario.\n"
 
     # -- implement
@@ -169,8 +173,9 @@ class MockAgent(Agent):
         partial = _env_float("AGENTOS_MOCK_FAIL_FIRST") > 0 and not inputs.get("problem")
         files = implementation(text, item, partial=partial)
         ctx.log(
-            f"mock implement: {len(files)} file(s), "
-            f"{len(lld.scenarios(text))} scenario(s){' (leaving one out)' if partial else ''}"
+            f"mock implement: {plural(len(files), 'file')}, "
+            f"{plural(len(lld.scenarios(text)), 'scenario')}"
+            f"{' (leaving one out)' if partial else ''}"
         )
         if inputs.get("mode") == "tools" and request.cwd:
             # an agent with tools: it writes into its working directory itself, never through

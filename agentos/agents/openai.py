@@ -28,7 +28,7 @@ key goes in the Authorization header and nowhere else. How answers map:
 An item that holds a leased key (a workflow that mixes this agent with a CLI agent) is paced on
 that key, and a refusal of that key ends the attempt the way a CLI agent's would.
 
-httpx is an optional dependency: `pip install 'agentos[http]'`.
+httpx is an optional dependency: `pip install 'agentos-batch[http]'`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from agentos.governor.signals import (
     classify_http,
     retry_after,
 )
+from agentos.text import plural
 from agentos.usage.prices import ModelRef
 from agentos.workflows.parallel.context import ItemContext
 
@@ -71,7 +72,7 @@ def _require_httpx() -> Any:
         import httpx
     except ImportError:
         raise ConfigError(
-            "the openai: agent needs httpx; install it with: pip install 'agentos[http]'"
+            "the openai: agent needs httpx; install it with: pip install 'agentos-batch[http]'"
         ) from None
     return httpx
 
@@ -156,7 +157,7 @@ class OpenAIAgent(Agent):
                     raise CredentialRejected(refused.refusal.detail) from None
                 if refusals > MAX_CALL_REFUSALS:
                     raise RateLimited(
-                        f"refused {refusals} times in a row: {refused.refusal.detail}",
+                        f"refused {plural(refusals, 'time')} in a row: {refused.refusal.detail}",
                         refused.refusal.wait,
                         kind=refused.refusal.kind,
                     ) from None

@@ -21,6 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from agentos.errors import AgentosError, ItemError
+from agentos.text import plural
 from agentos.usage.record import Tally, count, money
 
 START = "start"
@@ -49,7 +50,7 @@ class ItemLimits:
             if spent.unmetered_calls:
                 raise OverBudget(
                     f"cannot keep to --item-tokens {self.tokens}: "
-                    f"{spent.unmetered_calls} call(s) reported no usage"
+                    f"{plural(spent.unmetered_calls, 'call')} reported no usage"
                 )
             if spent.tokens > self.tokens:
                 raise OverBudget(
@@ -59,7 +60,7 @@ class ItemLimits:
             if spent.unpriced_calls:
                 raise OverBudget(
                     f"cannot keep to --item-budget {money(self.usd)}: "
-                    f"{spent.unpriced_calls} call(s) of unknown cost"
+                    f"{plural(spent.unpriced_calls, 'call')} of unknown cost"
                 )
             if spent.cost_usd > self.usd:
                 raise OverBudget(f"over budget: {money(spent.cost_usd)} of {money(self.usd)}")
@@ -78,7 +79,7 @@ class BudgetReached(AgentosError):
     def format_message(self) -> str:
         budget = self.budget
         spent = f"{money(budget.spent)} of {money(budget.limit)} spent"
-        items = f"{self.not_started} item{'s' if self.not_started != 1 else ''} not started"
+        items = f"{plural(self.not_started, 'item')} not started"
         rerun = (
             f"rerun with --resume {self.resume_dir} and a higher --budget to continue"
             if self.resume_dir

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agentos.errors import ConfigError, ItemError
+from agentos.text import plural
 from agentos.workflows.parallel.sanitize import id_problem
 
 log = logging.getLogger("agentos")
@@ -68,8 +69,8 @@ def name_items(
             named.append((item_id, name))
     if skipped:
         log.warning(
-            "skipped %d file(s) whose names give no valid item id: %s",
-            len(skipped),
+            "skipped %s whose names give no valid item id: %s",
+            plural(len(skipped), "file"),
             ", ".join(sorted(skipped)),
         )
     seen: dict[str, str] = {}

@@ -139,11 +139,59 @@ class _SafePath(click.Path):
 
 _PATH = _SafePath(path_type=Path)
 
+
+class _Bounded:
+    """A number option whose error says what it expects: `expected a whole number (at least
+    1), got 'abc'` rather than click's `'abc' is not a valid integer range`."""
+
+    noun = "a number"
+    min: Any
+    min_open: bool
+
+    def bound(self) -> str:
+        if self.min is None:
+            return ""
+        return f"more than {self.min:g}" if self.min_open else f"at least {self.min:g}"
+
+    def expected(self) -> str:
+        bound = self.bound()
+        return f"{self.noun} ({bound})" if bound else self.noun
+
+    def _describe_range(self) -> str:  # click's range in --help: [default: 60.0; at least 0]
+        return self.bound()
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = super().convert(value, param, ctx)  # type: ignore[misc]
+        except click.BadParameter:
+            number = None
+        if number is None or number != number:  # not a number at all, or out of range; NaN
+            got = value if _numeric(value) else repr(value)
+            self.fail(f"expected {self.expected()}, got {got}", param, ctx)  # type: ignore[attr-defined]
+        return number
+
+
+def _numeric(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class WholeNumber(_Bounded, click.IntRange):
+    noun = "a whole number"
+
+
+class Number(_Bounded, click.FloatRange):
+    noun = "a number"
+
+
 _SHARED: list[Callable[[F], F]] = [
     click.option(
         "--parallel",
         "-j",
-        type=click.IntRange(min=1),
+        type=WholeNumber(min=1),
         default=None,
         metavar="N",
         help="Run N items at once in worker processes (at most 10). Without it items run "
@@ -172,7 +220,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--grace",
-        type=click.FloatRange(min=0),
+        type=Number(min=0),
         default=60.0,
         show_default=True,
         metavar="SECONDS",
@@ -181,7 +229,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--timeout",
-        type=click.FloatRange(min=0),
+        type=Number(min=0),
         default=1800.0,
         show_default=True,
         metavar="SECONDS",
@@ -189,7 +237,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--retries",
-        type=click.IntRange(min=0),
+        type=WholeNumber(min=0),
         default=1,
         show_default=True,
         metavar="N",
@@ -197,7 +245,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--retry-backoff",
-        type=click.FloatRange(min=0),
+        type=Number(min=0),
         default=2.0,
         show_default=True,
         metavar="SECONDS",
@@ -220,7 +268,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--max-rate-limit-waits",
-        type=click.IntRange(min=0),
+        type=WholeNumber(min=0),
         default=20,
         show_default=True,
         metavar="N",
@@ -236,7 +284,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--rate-limit-cooldown",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Number(min=0, min_open=True),
         default=BASE_COOLDOWN,
         show_default=True,
         metavar="SECONDS",
@@ -249,7 +297,7 @@ _SHARED: list[Callable[[F], F]] = [
         default="loky",
         show_default=True,
         help="Where items run: loky worker processes on this machine, or a Dask cluster "
-        "(needs 'agentos[dask]').",
+        "(needs 'agentos-batch[dask]').",
     ),
     click.option(
         "--scheduler",
@@ -277,7 +325,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--key-rpm",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Number(min=0, min_open=True),
         default=None,
         metavar="N",
         help="Requests per minute of each key group that states none [default: learned from "
@@ -285,21 +333,21 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--key-tpm",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Number(min=0, min_open=True),
         default=None,
         metavar="N",
         help="Tokens per minute of each key group that states none [default: learned].",
     ),
     click.option(
         "--key-rpd",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Number(min=0, min_open=True),
         default=None,
         metavar="N",
         help="Requests per day of each key group that states none [default: no daily limit].",
     ),
     click.option(
         "--key-slots",
-        type=click.IntRange(min=1),
+        type=WholeNumber(min=1),
         default=1,
         show_default=True,
         metavar="N",
@@ -308,7 +356,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--max-key-wait",
-        type=click.FloatRange(min=0),
+        type=Number(min=0),
         default=900.0,
         show_default=True,
         metavar="SECONDS",
@@ -317,7 +365,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--budget",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Number(min=0, min_open=True),
         default=None,
         metavar="USD",
         help="Spend at most this on the run: an item starts only if its estimated cost still "
@@ -326,7 +374,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--item-budget",
-        type=click.FloatRange(min=0, min_open=True),
+        type=Number(min=0, min_open=True),
         default=None,
         metavar="USD",
         help="Spend at most this per item: an item over it fails at its next model call and "
@@ -334,7 +382,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--item-tokens",
-        type=click.IntRange(min=1),
+        type=WholeNumber(min=1),
         default=None,
         metavar="N",
         help="At most N tokens (input + output) per item, as --item-budget.",
@@ -353,7 +401,7 @@ _SHARED: list[Callable[[F], F]] = [
         metavar="URL",
         envvar="AGENTOS_NOTIFY",
         help="When the run ends, however it ends, send its summary to this apprise URL "
-        "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos[notify]'). "
+        "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos-batch[notify]'). "
         "URLs carry tokens: agentos never prints them; AGENTOS_NOTIFY (URLs separated by "
         "spaces) keeps them off the command line, where other users' `ps` sees them.",
     ),
@@ -371,8 +419,8 @@ def runner_options(f: F) -> F:
 
 _KINDS: dict[str, Any] = {
     "str": str,
-    "int": int,
-    "float": float,
+    "int": WholeNumber(),
+    "float": Number(),
     "path": _PATH,
 }
 

@@ -35,7 +35,7 @@ from typing import Any
 from agentos.errors import ConfigError
 from agentos.usage.record import UsageLog
 from agentos.workflows.items import Item
-from agentos.workflows.parallel.attempt import DONE
+from agentos.workflows.parallel.attempt import DONE, RATE_LIMITED, REJECTED
 from agentos.workflows.parallel.journal import read_journal, read_manifest
 from agentos.workflows.run_about import ABOUT_FIELDS
 
@@ -48,7 +48,8 @@ class EarlierItem:
 
     key: str
     id: str
-    attempts: int = 0
+    attempts: int = 0  # the highest attempt number
+    tries: int = 0  # the attempts that counted (see ItemState.tries); the rest were requeued
     seconds: float = 0.0
     done: bool = False
     key_label: str | None = None
@@ -93,6 +94,8 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         attempt = record.get("attempt")
         if isinstance(attempt, int):
             entry.attempts = max(entry.attempts, attempt)
+        if record.get("status") not in (RATE_LIMITED, REJECTED) or record.get("final"):
+            entry.tries += 1
         runtime = record.get("runtime")
         if isinstance(runtime, (int, float)):
             entry.seconds += float(runtime)
@@ -153,6 +156,8 @@ class ResumePlan:
     #: attempt that wrote it was cut short before it was journaled as done)
     done_before: list[tuple[Item, EarlierItem]]
     attempts_before: dict[str, int]  # id -> attempts made in earlier passes
+    #: id -> how many of those were queued again, uncounted (refused, bystanders)
+    requeues_before: dict[str, int] = field(default_factory=dict)
     #: id -> what the earlier passes' attempts of a pending item spent
     usage_before: dict[str, UsageLog] = field(default_factory=dict)
 
@@ -176,6 +181,7 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
                 plan.done_before.append((item, before))
                 continue
             plan.attempts_before[item.id] = before.attempts
+            plan.requeues_before[item.id] = before.attempts - before.tries
             plan.usage_before[item.id] = before.usage
         elif item.id in used or item.id in assigned:
             item = dataclasses.replace(item, id=_fresh_id(item.id, used | assigned), key=key)
@@ -210,7 +216,8 @@ def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> li
             "title": item.title,
             "source": item.source,
             "status": DONE if before.done else before.status,
-            "attempts": before.attempts,
+            "attempts": before.tries,
+            "requeues": before.attempts - before.tries,
             "seconds": round(before.seconds, 3),
             "key": before.key_label,
             "error": "" if before.done else before.error,

@@ -37,6 +37,7 @@ from agentos.errors import (
     KeysExhausted,
     UsageError,
 )
+from agentos.text import plural
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
 from agentos.usage.prices import ModelRef, PriceBook
@@ -141,10 +142,6 @@ def check_items(items: list[Item]) -> list[Item]:
 MAX_WORKERS = 10  # the hard cap; WorkerPool enforces it too
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def effective_workers(requested: int, n_slots: int, n_items: int, n_keys: int | None = None) -> int:
     """Workers for a run: at most MAX_WORKERS, at most the items, and, when each item leases a
     key, at most the keys' slots (`n_slots`, over `n_keys` keys; 0: keys do not cap)."""
@@ -160,11 +157,10 @@ def effective_workers(requested: int, n_slots: int, n_items: int, n_keys: int | 
             log.info("%s: only %d %s configured (asked for %d)", using, n_keys, were, requested)
         else:
             log.info(
-                "%s: the %s allow %d items at once (asked for %d; raise slots= or --key-slots "
-                "for more)",
+                "%s: the %s allow %s at once (asked for %d; raise slots= or --key-slots for more)",
                 using,
                 plural(n_keys, "key"),
-                n_slots,
+                plural(n_slots, "item"),
                 requested,
             )
         workers = n_slots
@@ -192,10 +188,9 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         if earlier.corrupt_lines:
             lines = ", ".join(map(str, earlier.corrupt_lines[:5]))
             log.warning(
-                "%s: skipped %d line%s that %s not a record (line %s: a write cut short)",
+                "%s: skipped %s that %s not a record (line %s: a write cut short)",
                 options.resume / "journal.jsonl",
-                len(earlier.corrupt_lines),
-                "s" if len(earlier.corrupt_lines) != 1 else "",
+                plural(len(earlier.corrupt_lines), "line"),
                 "are" if len(earlier.corrupt_lines) != 1 else "is",
                 lines,
             )
@@ -474,6 +469,7 @@ def _execute(
                 progress=bool(workers),
                 shutdown=shutdown,
                 attempts_before=resume.attempts_before if resume is not None else None,
+                requeues_before=resume.requeues_before if resume is not None else None,
                 account=account,
             )
             batch.progress.set_note("spend", account.progress_note())

@@ -7,13 +7,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentos.text import cell, clip, display_width, ljust, plural, rjust
 from agentos.usage.record import Tally, cost_text, count, money
 from agentos.workflows.items import Item
-from agentos.workflows.parallel.attempt import DONE
+from agentos.workflows.parallel.attempt import DONE, FAILED, INTERRUPTED, TIMEOUT
 from agentos.workflows.parallel.journal import atomic_write_text
-from agentos.workflows.parallel.scheduler import ItemState
+from agentos.workflows.parallel.scheduler import NOT_RUN, ItemState
 
 MAX_TABLE_ROWS = 30
+TITLE_WIDTH = 60
 
 
 def summary_data(
@@ -42,7 +44,8 @@ def summary_data(
             "title": s.item.title,
             "source": s.item.source,
             "status": s.status,
-            "attempts": s.attempts,
+            "attempts": s.tries,
+            "requeues": s.requeues,
             "seconds": round(s.seconds, 3),
             "key": s.key_label,
             "error": s.error,
@@ -90,29 +93,58 @@ def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
 def _table(
     rows: Sequence[Sequence[str]], headers: Sequence[str], right: frozenset[int] = frozenset()
 ) -> list[str]:
-    """Plain aligned columns, two spaces apart; columns in `right` are right-aligned."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    """Plain aligned columns, two spaces apart, in display columns (a CJK character takes two);
+    columns in `right` are right-aligned. Every cell is made one safe line (`text.cell`)."""
+    table = [[cell(c) for c in row] for row in (headers, *rows)]
+    widths = [max(display_width(r[i]) for r in table) for i in range(len(headers))]
 
     def fmt(row: Sequence[str]) -> str:
         cells = [
-            c.rjust(w) if i in right else c.ljust(w)
+            rjust(c, w) if i in right else ljust(c, w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
         return "  ".join(cells).rstrip()
 
-    return [fmt(headers), *(fmt(r) for r in rows)]
+    return [fmt(row) for row in table]
+
+
+#: the order rows are listed in when not all fit: what needs a look first
+_LOOK_FIRST = (FAILED, TIMEOUT, INTERRUPTED)
+ERROR_WIDTH = 80
+
+
+def _rows_to_show(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row when they fit; else MAX_TABLE_ROWS of them, failures first (failed, timed
+    out, interrupted, then any other status, not run, done), each kind in input order."""
+    if len(items) <= MAX_TABLE_ROWS:
+        return items
+
+    def rank(row: dict[str, Any]) -> int:
+        status = row["status"]
+        if status in _LOOK_FIRST:
+            return _LOOK_FIRST.index(status)
+        return {NOT_RUN: len(_LOOK_FIRST) + 1, DONE: len(_LOOK_FIRST) + 2}.get(
+            status, len(_LOOK_FIRST)
+        )
+
+    order = sorted(range(len(items)), key=lambda n: (rank(items[n]), n))
+    return [items[n] for n in order[:MAX_TABLE_ROWS]]
+
+
+def _counted(rows: list[dict[str, Any]]) -> str:
+    """`4,970 done, 2 failed`: how many rows have each status."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return ", ".join(f"{n:,} {status}" for status, n in counts.items())
 
 
 def render_summary(data: dict[str, Any]) -> str:
     items = data["items"]
-    shown = items
-    note = ""
-    if len(items) > MAX_TABLE_ROWS:
-        shown = [i for i in items if i["status"] != DONE][:MAX_TABLE_ROWS]
-        hidden = len(items) - len(shown)
-        note = f"  ({hidden} more rows in {Path(data['run_dir']) / 'summary.json'})"
+    shown = _rows_to_show(items)
     usage = data.get("usage") or {}
     spent = bool(usage.get("calls"))
+    requeued = any(i.get("requeues") for i in shown)
     # what items produced (a branch and its commit), when a workflow says
     produced = any((i.get("outputs") or {}).get("summary") for i in shown)
     rows = [
@@ -120,39 +152,61 @@ def render_summary(data: dict[str, Any]) -> str:
             i["id"],
             _status_cell(i),
             str(i["attempts"]),
+            *((str(i.get("requeues") or ""),) if requeued else ()),
             f"{i['seconds']:.1f}",
             *(_usage_cells(i.get("usage")) if spent else ()),
-            *(((i.get("outputs") or {}).get("summary", ""),) if produced else ()),
-            (i["error"] or "")[:80],
+            *((cell((i.get("outputs") or {}).get("summary", "")),) if produced else ()),
+            clip(cell(i["error"] or ""), ERROR_WIDTH),
         )
         for i in shown
     ]
-    headers: tuple[str, ...] = ("item", "status", "attempts", "seconds")
-    headers += ("tokens", "cost") if spent else ()
+    headers: tuple[str, ...] = ("item", "status", "attempts")
+    headers += ("requeued",) if requeued else ()
+    headers += ("seconds", "tokens", "cost") if spent else ("seconds",)
     headers += ("result", "error") if produced else ("error",)
-    right = frozenset({2, 3, 4, 5}) if spent else frozenset({2, 3})
+    right = frozenset(
+        n for n, h in enumerate(headers) if h not in ("item", "status", "result", "error")
+    )
     lines = _table(rows, headers, right=right) if rows else []
-    if note:
-        lines.append(note)
+    if len(shown) < len(items):
+        ids = {id(row) for row in shown}
+        hidden = [row for row in items if id(row) not in ids]
+        where = Path(data["run_dir"]) / "summary.json"
+        lines.append(
+            f"  ... {plural(len(hidden), 'more row')} ({_counted(hidden)}) in {where}"
+            + ("; failures are listed first" if shown[0]["status"] != DONE else "")
+        )
     lines += _usage_lines(usage)
+    lines.append(_totals_line(data))
+    return "\n".join(lines)
+
+
+def _totals_line(data: dict[str, Any]) -> str:
+    """`12 items: 9 done (7 Approved, 2 Draft; 3 in an earlier pass), 3 failed in 4.2 s; ...`"""
+    items = data["items"]
     totals = data["totals"]
-    order = ["done", "failed", "timeout", "interrupted", "not run"]
-    parts = [f"{totals[k]} {k}" for k in order if totals.get(k)]
-    details: dict[str, int] = {}
-    for i in items:
-        if i.get("detail"):
-            details[i["detail"]] = details.get(i["detail"], 0) + 1
-    if details and parts and parts[0].endswith(" done"):
-        parts[0] += " (" + ", ".join(f"{n} {d}" for d, n in details.items()) + ")"
-    parts += [f"{v} {k}" for k, v in totals.items() if k not in order]
-    line = f"{len(items)} item{'s' if len(items) != 1 else ''}: {', '.join(parts)}"
-    if data.get("skipped_already_done"):
-        line += f" ({data['skipped_already_done']} of them in an earlier pass)"
+    order = [DONE, FAILED, TIMEOUT, INTERRUPTED, NOT_RUN]
+    parts = [f"{totals[k]:,} {k}" for k in order if totals.get(k)]
+    parts += [f"{v:,} {k}" for k, v in totals.items() if k not in order and v]
+    done = totals.get(DONE, 0)
+    if done:
+        details: dict[str, int] = {}
+        for i in items:
+            if i["status"] == DONE and i.get("detail"):
+                details[i["detail"]] = details.get(i["detail"], 0) + 1
+        notes = [", ".join(f"{n:,} {d}" for d, n in details.items())] if details else []
+        earlier = data.get("skipped_already_done") or 0
+        if earlier and earlier >= done:
+            parts[0] += " in an earlier pass"
+        elif earlier:
+            notes.append(f"{earlier:,} in an earlier pass")
+        if notes:
+            parts[0] += f" ({'; '.join(notes)})"
+    line = f"{plural(len(items), 'item')}: {', '.join(parts) or 'none'}"
     line += f" in {data['seconds']:.1f} s; run dir: {data['run_dir']}"
     if data.get("interrupted_by"):
         line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"
-    lines.append(line)
-    return "\n".join(lines)
+    return line
 
 
 def _usage_cells(usage: dict[str, Any] | None) -> tuple[str, str]:
@@ -170,15 +224,14 @@ def _usage_lines(usage: dict[str, Any]) -> list[str]:
     if not usage.get("calls"):
         return []
     tally = Tally.from_json(usage)
-    calls = f"{count(tally.calls)} call{'s' if tally.calls != 1 else ''}"
+    calls = plural(tally.calls, "call")
     cached = f" ({count(tally.cached_tokens)} cached)" if tally.cached_tokens else ""
     line = (
         f"usage: {calls}, {count(tally.input_tokens)} in{cached} + "
         f"{count(tally.output_tokens)} out tokens, {cost_text(tally)}"
     )
     if tally.unmetered_calls:
-        n = tally.unmetered_calls
-        line += f" ({n} call{'s' if n != 1 else ''} reported no token counts)"
+        line += f" ({plural(tally.unmetered_calls, 'call')} reported no token counts)"
     budget = usage.get("budget") or {}
     if budget.get("limit_usd") is not None:
         line += f" of --budget {money(budget['limit_usd'])}"
@@ -187,7 +240,8 @@ def _usage_lines(usage: dict[str, Any]) -> list[str]:
         split = usage.get(name) or {}
         if len(split) > 1:
             parts = [
-                f"{label} {cost_text(Tally.from_json(part))} ({count(part.get('calls', 0))} calls)"
+                f"{label} {cost_text(Tally.from_json(part))} "
+                f"({plural(part.get('calls', 0), 'call')})"
                 for label, part in split.items()
             ]
             lines.append(f"  {name.replace('_', ' ')}: {', '.join(parts)}")
@@ -209,8 +263,9 @@ def _status_cell(row: dict[str, Any]) -> str:
 
 
 def render_dry_run(items: list[Item], skipped: int) -> str:
-    lines = _table([(i.id, i.title[:60], i.source) for i in items], ("id", "title", "source"))
-    tail = f"{len(items)} pending item{'s' if len(items) != 1 else ''}"
+    rows = [(i.id, clip(cell(i.title), TITLE_WIDTH), i.source) for i in items]
+    lines = _table(rows, ("id", "title", "source"))
+    tail = f"{plural(len(items), 'pending item')}"
     if skipped:
-        tail += f" ({skipped} already done)"
+        tail += f" ({skipped:,} already done)"
     return "\n".join([*lines, tail])

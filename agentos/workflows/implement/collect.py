@@ -20,6 +20,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from agentos.text import plural
 from agentos.workflows import lld
 from agentos.workflows.implement import git
 from agentos.workflows.inputs import markdown_files, name_items, read_head, slugify
@@ -173,19 +174,16 @@ def _branch_for(
 def _report_left_alone(conflicts: list[str], others: dict[str, list[str]]) -> None:
     if conflicts:
         log.warning(
-            "%d LLD%s in %s left alone, header and footer disagree about approval (make them "
-            "agree): %s",
-            len(conflicts),
-            "s" if len(conflicts) != 1 else "",
+            "%s in %s left alone, header and footer disagree about approval (make them agree): %s",
+            plural(len(conflicts), "LLD"),
             ACTIVE,
             "; ".join(conflicts),
         )
     if others:
         count = sum(len(names) for names in others.values())
         log.info(
-            "%d LLD%s in %s not Approved, left alone: %s",
-            count,
-            "s" if count != 1 else "",
+            "%s in %s not Approved, left alone: %s",
+            plural(count, "LLD"),
             ACTIVE,
             "; ".join(f"{status}: {', '.join(names)}" for status, names in others.items()),
         )

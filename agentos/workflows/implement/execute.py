@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from agentos.agents import AgentRequest
 from agentos.agents.base import ToolPolicy
 from agentos.errors import ItemError
+from agentos.text import plural
 from agentos.usage.record import cost_text
 from agentos.workflows.implement import git
 from agentos.workflows.implement.answer import (
@@ -134,8 +135,8 @@ class Attempt:
                 continue
             return run, red_green, iteration
         raise ItemError(
-            f"{_last_problem(problem)} after {config.max_iterations} iteration"
-            f"{'s' if config.max_iterations != 1 else ''} (worktree kept: "
+            f"{_last_problem(problem)} after {plural(config.max_iterations, 'iteration')} "
+            "(worktree kept: "
             f"{self.ctx.outputs['worktree']})"
         )
 
@@ -180,10 +181,8 @@ class Attempt:
             files = parse_answer(answer)
             if files:
                 write_files(self.workdir, files)
-                n = len(files)
-                ctx.log(
-                    f"iteration {iteration}: wrote {n} file{'s' if n != 1 else ''} from the answer"
-                )
+                wrote = plural(len(files), "file")
+                ctx.log(f"iteration {iteration}: wrote {wrote} from the answer")
                 after = git.snapshot(self.path, step)
             elif not tools:
                 raise ItemError(_no_files(answer))
@@ -242,7 +241,7 @@ class Attempt:
             worktrees.remove(name)
         found = GREEN_ON_BASE if run.passed else RED_GREEN
         self.ctx.log(f"new test files ({len(new)}): {found}")
-        return f"{found} ({len(new)} new test file{'s' if len(new) != 1 else ''})"
+        return f"{found} ({plural(len(new), 'new test file')})"
 
 
 def _failed_tests(command: TestCommand, run: TestRun, iteration: int, limit: int) -> str:
@@ -295,7 +294,7 @@ def commit_message(
     source = item.data["source"]
     body = (
         f"From the approved LLD {source}, by {config.implementer.spec} in "
-        f"{iterations} iteration{'s' if iterations != 1 else ''}."
+        f"{plural(iterations, 'iteration')}."
     )
     trailers = {
         LLD_TRAILER: source,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentos.errors import ConfigError, ItemError
+from agentos.text import plural
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 
 #: agentos's folder in a repository, and what it holds
@@ -376,7 +377,7 @@ def diffstat(worktree: Path, base: str, tree: str) -> str:
         added += int(plus) if plus.isdigit() else 0
         removed += int(minus) if minus.isdigit() else 0
     files = len(numbers)
-    return f"{files} file{'s' if files != 1 else ''} +{added} -{removed}"
+    return f"{plural(files, 'file')} +{added} -{removed}"
 
 
 def commit(worktree: Path, message: str) -> str:

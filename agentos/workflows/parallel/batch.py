@@ -134,6 +134,7 @@ class Batch:
         progress: bool = True,
         shutdown: ShutdownState | None = None,
         attempts_before: dict[str, int] | None = None,
+        requeues_before: dict[str, int] | None = None,
         account: RunAccount | None = None,
     ) -> None:
         self.settings = settings
@@ -145,6 +146,7 @@ class Batch:
             max_rate_limit_waits=settings.max_rate_limit_waits,
             backoff_base=settings.retry_backoff,
             attempts_before=attempts_before,
+            requeues_before=requeues_before,
         )
         self.journal = journal
         self.terminal = terminal

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.errors import AgentosError, KeyServerLost, KeysExhausted
+from agentos.text import plural
 from agentos.usage.budget import BudgetReached
 from agentos.workflows.parallel.attempt import AttemptSpec
 from agentos.workflows.parallel.batch import Batch
@@ -208,5 +209,6 @@ class Controller(ABC):
     def _say(self, template: str, tail: str) -> None:
         n = sum(1 for run in self.inflight.values() if self.started(run))
         if n:
-            items = f"{n} running item{'s' if n != 1 else ''}"
-            self.batch.terminal.message(template.format(items) + tail, force=True)
+            self.batch.terminal.message(
+                template.format(plural(n, "running item")) + tail, force=True
+            )

@@ -34,7 +34,7 @@ worker and told which keys the running items hold (at most MAX_ACTOR_RESTARTS ti
 stops like the loky backend does when its key server dies). Cooldowns in force at that moment
 are forgotten: the provider will say so again.
 
-`distributed` is an optional dependency: `pip install 'agentos[dask]'`.
+`distributed` is an optional dependency: `pip install 'agentos-batch[dask]'`.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentos.errors import ConfigError, KeyServerLost, UsageError
+from agentos.text import plural
 from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult
 from agentos.workflows.parallel.controller import Controller, ExecutorPlan, Running
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, KeyConfig, Lease
@@ -91,7 +92,7 @@ def require_distributed() -> Any:
     except ImportError:
         raise ConfigError(
             "--backend dask needs the distributed package; install it with: "
-            "pip install 'agentos[dask]'"
+            "pip install 'agentos-batch[dask]'"
         ) from None
     return distributed
 
@@ -212,7 +213,7 @@ def check_shared_folders(client: Any, folders: list[Path]) -> None:
     blind = sorted(worker for worker, found in seen.items() if not all(found))
     if blind:
         raise ConfigError(
-            f"{len(blind)} Dask worker{'s' if len(blind) != 1 else ''} ({', '.join(blind[:3])}) "
+            f"{plural(len(blind), 'Dask worker')} ({', '.join(blind[:3])}) "
             f"cannot see {', '.join(map(str, folders))} at that path: items there would work on "
             "another copy or fail; mount it at the same path on every worker (a shared "
             "filesystem), or run with --backend loky"

@@ -51,6 +51,7 @@ from concurrent.futures.process import BrokenProcessPool  # loky's errors subcla
 from typing import Any
 
 from agentos.errors import PoolBroken
+from agentos.text import plural
 from agentos.workflows.parallel.attempt import (
     FAILED,
     INTERRUPTED,
@@ -389,7 +390,8 @@ class ParallelRun(Controller):
             return
         self.rebuilds += 1
         if self.rebuilds > MAX_REBUILDS:
-            reason = f"the worker pool broke {self.rebuilds} times (last: {_first_line(exc)})"
+            broke = plural(self.rebuilds, "time")
+            reason = f"the worker pool broke {broke} (last: {_first_line(exc)})"
             self.batch.scheduler.fail_waiting(reason)
             raise PoolBroken(
                 f"{reason}; stopping. Check the items' memory use, or run "

@@ -22,6 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 
+from agentos.text import plural
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import (
     DONE,
@@ -54,6 +55,7 @@ class ItemState:
         "key_label",
         "outputs",
         "rate_limit_waits",
+        "requeues",
         "retry_delay",
         "seconds",
     )
@@ -63,7 +65,8 @@ class ItemState:
         self._counts = counts if counts is not None else Counter()
         self._status = PENDING
         self._counts[PENDING] += 1
-        self.attempts = 0  # attempts started, including ones that did not count
+        self.attempts = 0  # attempts started (the attempt number), including requeued ones
+        self.requeues = 0  # attempts that ended queued again, uncounted: refused, bystander
         self.failures = 0  # attempts that counted against --retries
         self.rate_limit_waits = 0
         self.retry_delay = 0.0  # the backoff before the pending retry
@@ -87,6 +90,12 @@ class ItemState:
     def id(self) -> str:
         return self.item.id
 
+    @property
+    def tries(self) -> int:
+        """The attempts that count: those that ended the item or counted against --retries,
+        not the ones queued again because a key was refused or the pool broke under them."""
+        return self.attempts - self.requeues
+
 
 class Scheduler:
     def __init__(
@@ -98,14 +107,19 @@ class Scheduler:
         backoff_base: float = 2.0,
         backoff_cap: float = 60.0,
         attempts_before: Mapping[str, int] | None = None,
+        requeues_before: Mapping[str, int] | None = None,
     ) -> None:
         """`attempts_before`: attempts an earlier pass made (--resume), by item id; attempt
-        numbers continue from there, so earlier attempts' records are never overwritten."""
+        numbers continue from there, so earlier attempts' records are never overwritten.
+        `requeues_before`: how many of them were queued again, uncounted."""
         self._counts: Counter[str] = Counter()
         self.states = [ItemState(item, self._counts) for item in items]
         if attempts_before:
             for state in self.states:
                 state.attempts = attempts_before.get(state.id, 0)
+        if requeues_before:
+            for state in self.states:
+                state.requeues = requeues_before.get(state.id, 0)
         self.retries = retries
         self.max_rate_limit_waits = max_rate_limit_waits
         self.backoff_base = backoff_base
@@ -173,11 +187,12 @@ class Scheduler:
                 if state.rate_limit_waits > self.max_rate_limit_waits:
                     state.status = FAILED
                     state.error = (
-                        f"rate limited {state.rate_limit_waits} times "
+                        f"rate limited {plural(state.rate_limit_waits, 'time')} "
                         f"(--max-rate-limit-waits {self.max_rate_limit_waits}): "
                         f"{result.error}"
                     )
                     return True
+            state.requeues += 1
             if rate_limit_wait > 0:
                 state.retry_delay = rate_limit_wait
                 self._requeue_later(state, rate_limit_wait)
@@ -207,6 +222,7 @@ class Scheduler:
     def bystander(self, state: ItemState) -> None:
         """The pool broke while this item ran elsewhere: run it again, uncounted."""
         self.running.pop(state.id, None)
+        state.requeues += 1
         self._requeue_front(state)
 
     def stop_waiting(self) -> list[ItemState]:

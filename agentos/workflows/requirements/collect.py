@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from agentos.text import plural
 from agentos.workflows import lld
 from agentos.workflows.inputs import (
     first_heading,
@@ -85,10 +86,8 @@ def collect_items(config: RequirementsConfig) -> list[Item]:
         )
     elif drafts and not config.redo_drafts:
         log.info(
-            "%d brief%s ended as a Draft LLD in %s and %s left alone: %s; --redo-drafts "
-            "drafts them again",
-            len(drafts),
-            "s" if len(drafts) != 1 else "",
+            "%s ended as a Draft LLD in %s and %s left alone: %s; --redo-drafts drafts them again",
+            plural(len(drafts), "brief"),
             DRAFTS,
             "are" if len(drafts) != 1 else "is",
             ", ".join(drafts),
