@@ -700,7 +700,8 @@ def scale(sizes: Sizes, work: Path) -> dict[str, Any]:
     dry = interleaved(
         {
             "dry-run": lambda: timed(
-                agentos("requirements", "--repo", str(repo), "--dry-run"), env=env
+                agentos("requirements", "--repo", str(repo), "--drafter", "mock", "--dry-run"),
+                env=env,
             )
         },
         max(1, min(sizes.runs, 3)),

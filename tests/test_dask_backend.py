@@ -395,6 +395,7 @@ def separate_cluster(tmp_path: Path, hidden: Path | None = None) -> Iterator[str
             "--nthreads",
             "1",
             "--no-dashboard",
+            "--no-nanny",  # one process less to start on a busy machine
         ],
         tmp_path,
     )
