@@ -25,7 +25,7 @@ from pathlib import Path
 from agentos.errors import ConfigError, ItemError, UsageError
 from agentos.workflows.items import Item, Option, Workflow
 from agentos.workflows.parallel.context import ItemContext
-from agentos.workflows.parallel.sanitize import sanitize_id
+from agentos.workflows.parallel.sanitize import fresh_id, sanitize_id
 
 try:  # hashlib's sha256 without loading OpenSSL, which cost every `agentos run` ~5 ms of start-up
     from _sha256 import sha256  # Python 3.10, 3.11
@@ -80,7 +80,20 @@ def _read_lines(path: Path | None) -> tuple[list[str], str]:
         raise ConfigError(
             f"items file {name} contains NUL bytes; it must be text with one item per line"
         )
-    return data.decode("utf-8", errors="surrogateescape").splitlines(), name
+    return split_lines(data), name
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def split_lines(data: bytes) -> list[str]:
+    """Lines as `wc -l` counts them: split on `\\n` only (a `\\r`, `\\x1c` or U+2028 inside a
+    line is part of the item, as in GNU parallel), a CRLF line ending and a leading UTF-8
+    byte-order mark dropped, bytes that are not UTF-8 carried (surrogateescape)."""
+    lines = data.removeprefix(BOM).split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline that ends the last line starts no item
+    return [line.removesuffix(b"\r").decode("utf-8", errors="surrogateescape") for line in lines]
 
 
 def substitute(argv: tuple[str, ...], item: str) -> list[str]:
@@ -100,11 +113,12 @@ def item_key(argv: list[str]) -> str:
 def collect_items(config: CommandConfig) -> list[Item]:
     lines, name = _read_lines(config.items_path)
     items = []
+    named = _ids_from_lines(lines) if config.id_from_item else {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         shown = line.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-        item_id = sanitize_id(shown) if config.id_from_item else f"item-{number}"
+        item_id = named[number] if config.id_from_item else f"item-{number}"
         argv = substitute(config.argv, line)
         items.append(
             Item(
@@ -117,6 +131,25 @@ def collect_items(config: CommandConfig) -> list[Item]:
             )
         )
     return items
+
+
+def _ids_from_lines(lines: list[str]) -> dict[int, str]:
+    """--id-from-item: line number -> id. Lines that make the same id (`a b` and `a/b`, a line
+    given twice) keep it apart: the first has it, the next ones `<id>.2`, `<id>.3`..., never an
+    id that another line makes by itself."""
+    wanted = {
+        number: sanitize_id(line) for number, line in enumerate(lines, start=1) if line.strip()
+    }
+    taken = set(wanted.values())
+    given: set[str] = set()
+    ids: dict[int, str] = {}
+    for number, item_id in wanted.items():
+        if item_id in given:
+            item_id = fresh_id(item_id, taken)
+            taken.add(item_id)
+        given.add(item_id)
+        ids[number] = item_id
+    return ids
 
 
 def execute_command(item: Item, ctx: ItemContext) -> None:

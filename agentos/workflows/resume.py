@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,8 @@ from agentos.usage.record import UsageLog
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE
 from agentos.workflows.parallel.journal import read_journal, read_manifest
+from agentos.workflows.parallel.sanitize import fresh_id
 from agentos.workflows.run_about import ABOUT_FIELDS
-
-_NUMBERED = re.compile(r"(.*?)(?:\.(\d+))?")
 
 
 @dataclass
@@ -175,7 +173,7 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
             plan.attempts_before[item.id] = before.attempts
             plan.usage_before[item.id] = before.usage
         elif item.id in used or item.id in assigned:
-            item = dataclasses.replace(item, id=_fresh_id(item.id, used | assigned), key=key)
+            item = dataclasses.replace(item, id=fresh_id(item.id, used | assigned), key=key)
         assigned.add(item.id)
         plan.pending.append(item)
     listed = {item.key for item, _ in plan.done_before} | {item.key for item in plan.pending}
@@ -184,19 +182,6 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
             gone = Item(before.id, before.title, before.source, seq=before.seq, key=before.key)
             plan.done_before.append((gone, before))
     return plan
-
-
-def _fresh_id(item_id: str, taken: set[str]) -> str:
-    """`item-3` → `item-3.2`, `item-3.3`, ...: an id that no earlier work used."""
-    match = _NUMBERED.fullmatch(item_id)
-    stem = match.group(1) if match else item_id
-    n = 2
-    while True:
-        suffix = f".{n}"
-        candidate = stem[: 64 - len(suffix)] + suffix
-        if candidate not in taken:
-            return candidate
-        n += 1
 
 
 def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> list[dict[str, Any]]:

@@ -590,7 +590,9 @@ def _finish(
         )
     rendered = render_summary(data)
     if not options.quiet:
-        print(rendered, file=sys.stderr, flush=True)
+        # bytes of an item that were not UTF-8 show as the terminal shows them in its output
+        shown = rendered.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        print(shown, file=sys.stderr, flush=True)
     if notifier is not None:
         # after summary.json, so a receiver that looks at the run directory finds it; still
         # under the signal handlers, so a Ctrl+C now cannot cut the sending into a traceback

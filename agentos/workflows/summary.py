@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from agentos.usage.record import Tally, cost_text, count, money
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE
-from agentos.workflows.parallel.journal import atomic_write_text
+from agentos.workflows.parallel.journal import atomic_write_text, json_text
 from agentos.workflows.parallel.scheduler import ItemState
 
 MAX_TABLE_ROWS = 30
@@ -80,8 +79,8 @@ def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
     """Indented, but one item per line: json's indenting encoder is pure Python and took over a
     second for 4 000 items, the compact one is C."""
     head = {k: v for k, v in data.items() if k != "items"}
-    text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]
-    rows = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in data["items"])
+    text = json_text(head, indent=2)[:-2]
+    rows = ",\n    ".join(json_text(item) for item in data["items"])
     text += f',\n  "items": [\n    {rows}\n  ]\n}}\n' if rows else ',\n  "items": []\n}\n'
     atomic_write_text(run_dir / "summary.json", text)
 
