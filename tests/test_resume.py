@@ -91,8 +91,8 @@ def test_resume_refuses_another_runs_directory(workdir: Path) -> None:
     )
     assert other_command.returncode == 2
     assert other_command.stderr.count("\n") == 1
-    assert "belongs to another run (command line" in other_command.stderr
-    assert "'true' now" in other_command.stderr
+    assert "it was started with other values (the command 'sh -c" in other_command.stderr
+    assert "'true' now); drop the command to resume it as it was started" in other_command.stderr
 
     repo = workdir / "repo"
     shutil.copytree(REPO / "examples" / "demo-repo", repo)
@@ -100,7 +100,9 @@ def test_resume_refuses_another_runs_directory(workdir: Path) -> None:
         agentos_argv("requirements", "--repo", str(repo), "--resume", str(run_dir)), cwd=workdir
     )
     assert other_workflow.returncode == 2
-    assert "workflow 'run' there, 'requirements' now" in other_workflow.stderr
+    assert "it is a run of `agentos run`, not of `agentos requirements`; resume it with: " in (
+        other_workflow.stderr
+    )
     assert not list((repo / "docs" / "lld").glob("drafts/*.md"))  # nothing ran
 
     both = run(

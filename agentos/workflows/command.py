@@ -19,12 +19,14 @@ import os
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from agentos.errors import ConfigError, ItemError, UsageError
-from agentos.workflows.items import Item, Option, Workflow
+from agentos.workflows.items import Item, OnResume, Option, Workflow
 from agentos.workflows.parallel.context import ItemContext
+from agentos.workflows.parallel.journal import atomic_write_bytes
 from agentos.workflows.parallel.sanitize import fresh_id, sanitize_id
 
 try:  # hashlib's sha256 without loading OpenSSL, which cost every `agentos run` ~5 ms of start-up
@@ -38,11 +40,21 @@ except ImportError:  # pragma: no cover - Python 3.12+ renamed it; a build may l
 PLACEHOLDER = "{}"
 
 
+#: a copy of the items a run read from stdin, in its run directory: what a resume reads
+STDIN_COPY = "items-from-stdin.txt"
+
+
 @dataclass(frozen=True)
 class CommandConfig:
     items_path: Path | None
     id_from_item: bool
     argv: tuple[str, ...]
+    #: the items read from stdin (no --items, or `--items -`), kept for the run directory
+    stdin: bytes | None = field(default=None, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # workers get the config with every attempt's spec: not the whole input with it
+        return (CommandConfig, (self.items_path, self.id_from_item, self.argv))
 
 
 def make_config(items: Path | None, id_from_item: bool, command: tuple[str, ...]) -> CommandConfig:
@@ -55,14 +67,30 @@ def make_config(items: Path | None, id_from_item: bool, command: tuple[str, ...]
         if os.sep in program and os.path.isfile(program):
             raise ConfigError(f"{program} is not executable; run: chmod +x {program}")
         raise ConfigError(f"command not found: {program}; check the name or give a path to it")
-    return CommandConfig(items, id_from_item, tuple(command))
+    stdin = _read_stdin() if items is None or str(items) == "-" else None
+    return CommandConfig(items, id_from_item, tuple(command), stdin)
 
 
-def _read_lines(path: Path | None) -> tuple[list[str], str]:
-    if path is None or str(path) == "-":
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("no items: pass --items FILE, or pipe one item per line on stdin")
-        data = sys.stdin.buffer.read()
+def _read_stdin() -> bytes:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no items: pass --items FILE, or pipe one item per line on stdin")
+    return sys.stdin.buffer.read()
+
+
+def keep_stdin(config: CommandConfig, run_dir: Path) -> dict[str, Any]:
+    """Items read from stdin cannot be read again: a copy in the run directory is what a
+    resume reads (`--items -` reads stdin again)."""
+    if config.stdin is None:
+        return {}
+    path = run_dir / STDIN_COPY
+    atomic_write_bytes(path, config.stdin, 0o600)
+    return {"items": os.path.abspath(path)}
+
+
+def _read_lines(config: CommandConfig) -> tuple[list[str], str]:
+    path = config.items_path
+    if config.stdin is not None or path is None or str(path) == "-":
+        data = config.stdin if config.stdin is not None else _read_stdin()
         name = "stdin"
     else:
         try:
@@ -111,7 +139,7 @@ def item_key(argv: list[str]) -> str:
 
 
 def collect_items(config: CommandConfig) -> list[Item]:
-    lines, name = _read_lines(config.items_path)
+    lines, name = _read_lines(config)
     items = []
     named = _ids_from_lines(lines) if config.id_from_item else {}
     for number, line in enumerate(lines, start=1):
@@ -179,6 +207,8 @@ WORKFLOW = Workflow(
             "File with one item per line ('-' or absent: stdin).",
             kind="path",
             metavar="FILE",
+            # the work is matched by what each line is: a resume may read a changed list
+            on_resume=OnResume.CHANGE,
         ),
         Option(
             ("--id-from-item",),
@@ -190,4 +220,5 @@ WORKFLOW = Workflow(
     ),
     make_config=make_config,
     identity=lambda config: {"command line": shlex.join(config.argv)},
+    kept_inputs=keep_stdin,
 )

@@ -39,6 +39,9 @@ from agentos.workflows.parallel.journal import read_journal, read_manifest
 from agentos.workflows.parallel.sanitize import fresh_id
 from agentos.workflows.run_about import ABOUT_FIELDS
 
+#: run.json entries of agentos.workflows.recorded: the options, compared there per option
+RECORDED = ("params", "cwd")
+
 
 @dataclass
 class EarlierItem:
@@ -115,13 +118,13 @@ def _earlier_summary_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
     """Refuse to resume `run_dir` with a run that is not the one it was made for."""
-    if not (run_dir / "journal.jsonl").is_file():
-        raise ConfigError(
-            f"{run_dir} is not an agentos run directory (no journal.jsonl); "
-            "pass the directory a previous run printed"
-        )
     recorded = read_manifest(run_dir)
     if recorded is None:
+        if not (run_dir / "journal.jsonl").is_file():
+            raise ConfigError(
+                f"{run_dir} is not an agentos run directory (no journal.jsonl); "
+                "pass the directory a previous run printed"
+            )
         return  # made by an agentos that wrote no run.json: nothing to compare
     differences = [
         f"{name} {recorded.get(name)!r} there, {value!r} now"
@@ -131,7 +134,7 @@ def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
     differences += [
         f"{name} {recorded[name]!r} there, none now"
         for name in recorded
-        if name not in identity and name not in ("agentos", "created", *ABOUT_FIELDS)
+        if name not in identity and name not in ("agentos", "created", *ABOUT_FIELDS, *RECORDED)
     ]
     if differences:
         raise ConfigError(

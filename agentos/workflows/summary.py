@@ -31,6 +31,7 @@ def summary_data(
     earlier: list[dict[str, Any]] | None = None,
     usage: dict[str, Any] | None = None,
     item_usage: Callable[[str], dict[str, Any] | None] | None = None,
+    resume_command: str | None = None,
 ) -> dict[str, Any]:
     """`earlier`: rows of the items an earlier pass finished (--resume); the summary covers every
     item of the run, in input order. `usage`: the run's (agentos.usage.account); `item_usage`:
@@ -71,6 +72,7 @@ def summary_data(
         "totals": totals,
         "keys": keys or [],
         "usage": usage,
+        "resume_command": resume_command,
         "items": rows,
     }
 
@@ -144,7 +146,9 @@ def render_summary(data: dict[str, Any]) -> str:
         line += f" ({data['skipped_already_done']} of them in an earlier pass)"
     line += f" in {data['seconds']:.1f} s; run dir: {data['run_dir']}"
     if data.get("interrupted_by"):
-        line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"
+        line += f"; stopped by {data['interrupted_by']}"
+        resume = data.get("resume_command") or f"--resume {data['run_dir']}"
+        line += f"; to resume: {resume}"
     lines.append(line)
     return "\n".join(lines)
 

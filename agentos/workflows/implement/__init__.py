@@ -53,6 +53,7 @@ WORKFLOW = Workflow(
             ("--implementer",),
             "implementer",
             "Agent that writes the code.",
+            kind="agent",
             default="mock",
             metavar="SPEC",
         ),

@@ -14,7 +14,8 @@
       items/<id>/     each item's private state (audit trails, scratch files)
       usage/          what CLI agents reported of their model calls, one file per attempt
                       ($AGENTOS_USAGE_FILE, agentos.usage.report)
-      run.json        what the run is (workflow, workspace, command line), for --resume
+      run.json        what the run is (workflow, workspace, command line) and every option it
+                      was started with, for --resume (agentos.workflows.recorded)
       .lock           held while a run uses the directory
 
 Resume (`--resume RUN_DIR`, see `agentos.workflows.resume`) skips every item whose journal has a
@@ -279,13 +280,30 @@ MANIFEST = "run.json"
 
 
 def write_manifest(
-    run_dir: Path, identity: dict[str, str], about: dict[str, Any] | None = None
+    run_dir: Path,
+    identity: dict[str, str],
+    about: dict[str, Any] | None = None,
+    invocation: dict[str, Any] | None = None,
 ) -> None:
     """`identity`: what `--resume` compares; `about`: what the run was, for reports
-    (agentos.workflows.run_about)."""
+    (agentos.workflows.run_about); `invocation`: the options it was started with and where
+    (`params`, `cwd`: agentos.workflows.recorded)."""
     from agentos import __version__
 
-    data = {**identity, "agentos": __version__, "created": round(time.time(), 3), **(about or {})}
+    data = {
+        **identity,
+        "agentos": __version__,
+        "created": round(time.time(), 3),
+        **(about or {}),
+        **(invocation or {}),
+    }
+    atomic_write_text(run_dir / MANIFEST, json_text(data, indent=2) + "\n")
+
+
+def update_manifest(run_dir: Path, values: dict[str, Any]) -> None:
+    """Replace some entries of run.json (a resume records the options it went on with)."""
+    data = read_manifest(run_dir) or {}
+    data.update(values)
     atomic_write_text(run_dir / MANIFEST, json_text(data, indent=2) + "\n")
 
 

@@ -21,7 +21,7 @@ from agentos.agents import (
 )
 from agentos.errors import UsageError
 from agentos.workflows.inputs import repo_path
-from agentos.workflows.items import Option, Workflow
+from agentos.workflows.items import OnResume, Option, Workflow
 from agentos.workflows.requirements.collect import collect_items
 from agentos.workflows.requirements.execute import execute_item
 
@@ -67,12 +67,18 @@ WORKFLOW = Workflow(
     options=(
         Option(("--repo",), "repo", "The repository to work in.", kind="path", default=Path(".")),
         Option(
-            ("--drafter",), "drafter", "Agent that writes the LLD.", default="mock", metavar="SPEC"
+            ("--drafter",),
+            "drafter",
+            "Agent that writes the LLD.",
+            kind="agent",
+            default="mock",
+            metavar="SPEC",
         ),
         Option(
             ("--reviewer",),
             "reviewer",
             "Agent that reviews it [default: the drafter].",
+            kind="agent",
             metavar="SPEC",
         ),
         Option(
@@ -82,6 +88,7 @@ WORKFLOW = Workflow(
             kind="int",
             default=3,
             metavar="N",
+            on_resume=OnResume.CHANGE,
         ),
         Option(("--force",), "force", "Redo briefs that already have an LLD.", kind="flag"),
         Option(
