@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -41,7 +42,7 @@ from agentos.usage.account import RunAccount
 from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
 from agentos.usage.prices import ModelRef, PriceBook
 from agentos.usage.record import money
-from agentos.usage.report import USAGE_FILE_ENV
+from agentos.usage.report import USAGE_FILE_ENV, lost_attempt_usage
 from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
@@ -492,6 +493,12 @@ def _execute(
             batch.progress.set_note("spend", account.progress_note())
             resources.callback(batch.progress.close)
             batch.run_state = StateWriter(run_path, workflow.name, started)
+            batch.lost_usage = functools.partial(
+                lost_attempt_usage,
+                run_path,
+                prices=prices or PriceBook(),
+                redact=batch.redactor.text,
+            )
             batch.write_state(event=True)
             try:
                 if workers:
