@@ -110,6 +110,10 @@ class Workflow:
     #: will tell), for checking a budget against their prices; absent: [None], any command may
     #: report calls through $AGENTOS_USAGE_FILE
     models: Callable[[Any], list[ModelRef | None]] | None = None
+    #: config -> the folders the workflow writes its results into (made when missing). Every
+    #: one must take a new file before anything runs: a read-only one is one line and exit 2,
+    #: not a failure of every item after its agent was paid (agentos.workflows.writable)
+    outputs: Callable[[Any], list[Path]] | None = None
     #: (config, run directory) -> option values that stand for inputs a resume could not read
     #: again (items piped on stdin): the workflow keeps a copy in the run directory, and run.json
     #: records these values in place of the given ones, so a resume reads the copy

@@ -79,6 +79,7 @@ from agentos.workflows.parallel.terminal import Terminal, colour_wanted
 from agentos.workflows.run_about import run_about
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
 from agentos.workflows.workspace_lock import WorkspaceLock
+from agentos.workflows.writable import check_writable
 
 if TYPE_CHECKING:
     from agentos.notify import Notifier
@@ -244,6 +245,12 @@ def run_workflow(
     if options.dry_run:
         click.echo(render_dry_run(items, skipped))
         return EXIT_OK
+    run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
+    if workflow.outputs is not None:
+        check_writable(
+            workflow.outputs(config), f"agentos {workflow.name} writes its results there"
+        )
+    check_writable([run_path], "the run keeps its journal, logs and summary there")
     if options.backend == "dask":
         from agentos.workflows.parallel.dask_backend import prepare_dask
 
@@ -252,7 +259,6 @@ def run_workflow(
         dask_setup = prepare_dask(options, credentials, warn=log.warning)
     else:
         dask_setup = None
-    run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
     account = make_account(options, resume)
     known = [ref for ref in models if ref is not None]
     if known:

@@ -22,7 +22,7 @@ from agentos.agents import (
 from agentos.errors import UsageError
 from agentos.workflows.inputs import repo_path
 from agentos.workflows.items import OnResume, Option, Workflow
-from agentos.workflows.requirements.collect import collect_items
+from agentos.workflows.requirements.collect import DRAFTS, collect_items
 from agentos.workflows.requirements.execute import execute_item
 
 
@@ -101,6 +101,7 @@ WORKFLOW = Workflow(
     ),
     make_config=make_config,
     workspace=lambda config: config.repo,
+    outputs=lambda config: [config.repo / DRAFTS],
     key_mode=lambda config: key_mode([config.drafter, config.reviewer]),
     needs_keys=lambda config: keyless_agents([config.drafter, config.reviewer]),
     models=lambda config: agent_models([config.drafter, config.reviewer]),
