@@ -574,7 +574,7 @@ def _record_run(
     """run.json: what the run is and the options it goes on with. A resume keeps the first
     pass's record and updates its options (the ones it was allowed to change)."""
     recorded: dict[str, Any] = {}
-    if invocation is not None:
+    if invocation is not None and invocation.params:  # not a call from code, without click
         params = dict(invocation.params)
         if workflow.kept_inputs is not None:  # inputs it cannot read again: their copies
             params.update(workflow.kept_inputs(config, run_path))
