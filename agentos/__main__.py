@@ -6,17 +6,41 @@ and one whose KeyboardInterrupt the interpreter drops still stops the run."""
 
 from __future__ import annotations
 
-import gc
-import signal
-import sys
-
-from agentos import quick_exit
+import _signal
+import os
 
 
-def exit_interrupted() -> None:
-    """Exit 130 after a Ctrl+C that arrived outside a run (a run has its own handlers)."""
+def _stop_at_start(signum: int, frame: object) -> None:
+    """SIGINT while this module's own imports load: nothing exists yet, so nothing to undo."""
+    os.write(2, b"agentos: interrupted" + STOPPED_BEFORE_RUN.encode() + b"\n")
+    os._exit(130)
+
+
+#: what a Ctrl+C before a run began stopped (agentos.workflows.parallel.shutdown says it too)
+STOPPED_BEFORE_RUN = " before the run started: nothing was done; run the command again"
+
+# first, before the imports below (`signal` alone loads enum, functools and collections): the
+# builtin `_signal` costs nothing, and a Ctrl+C meanwhile ends the program with one line
+if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _stop_at_start)
+
+import gc  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+from agentos import quick_exit  # noqa: E402
+
+
+def exit_interrupted(*, before_run: bool = False) -> None:
+    """Exit 130 after a Ctrl+C that arrived outside a run (a run has its own handlers);
+    `before_run`: it stopped a workflow command before its run began."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the exit short
-    sys.stderr.write("agentos: interrupted\n")
+    sys.stderr.write(f"agentos: interrupted{STOPPED_BEFORE_RUN if before_run else ''}\n")
+    # CPython marks a KeyboardInterrupt that ends a string eval (the code namedtuple and
+    # dataclasses generate while modules load) as unhandled, even once it is caught, and under
+    # `python -m` then kills the process with SIGINT instead of exiting 130; the mark is
+    # cleared at the start of every string eval
+    eval("0")
     sys.exit(130)
 
 
@@ -28,6 +52,8 @@ def main() -> None:
     # pages forked workers would otherwise copy (the gc.freeze() recipe in Python's docs).
     gc.disable()
     try:
+        if signal.getsignal(signal.SIGINT) is _stop_at_start:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # raises inside this try
         from agentos.workflows.parallel.shutdown import EarlyInterrupt
 
         EarlyInterrupt.install()
@@ -36,8 +62,24 @@ def main() -> None:
         gc.freeze()
         gc.enable()
         cli_main()
-    except KeyboardInterrupt:
-        exit_interrupted()
+    except KeyboardInterrupt:  # the CLI handles its own: this one came while modules loaded
+        exit_interrupted(before_run=True)
+    except Exception as exc:
+        # a KeyboardInterrupt raised where Python wraps it (a class body's __set_name__ makes
+        # it a RuntimeError) is still the user's Ctrl+C, not a bug
+        if _interrupt_in(exc):
+            exit_interrupted()
+        raise
+
+
+def _interrupt_in(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from agentos import __version__, quick_exit
 from agentos.__main__ import exit_interrupted
 from agentos.errors import AgentosError
 from agentos.workflows.items import Workflow
-from agentos.workflows.parallel.shutdown import EarlyInterrupt
+from agentos.workflows.parallel.shutdown import EarlyInterrupt, run_began
 from agentos.workflows.runner import build_command, configure_logging
 
 #: command name -> module whose WORKFLOW it runs; imported only when that command is used,
@@ -118,13 +118,13 @@ def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str |
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        exit_interrupted()
+    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt
+        exit_interrupted(before_run=_before_run(command, args))
     except AgentosError as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        exit_interrupted()
+        exit_interrupted(before_run=_before_run(command, args))
     except BrokenPipeError:
         # stdout closed early (`agentos run ... | head`): not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -133,6 +133,16 @@ def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str |
     if EarlyInterrupt.was_received():  # a Ctrl+C dropped before any handler of ours saw it
         exit_interrupted()
     sys.exit(0)
+
+
+def _before_run(command: click.Command, args: Sequence[str] | None) -> bool:
+    """A Ctrl+C stopped a workflow command before its run began: nothing exists to resume."""
+    if run_began():
+        return False
+    if not isinstance(command, click.Group):
+        return True  # a stand-alone workflow script
+    words = list(args) if args is not None else sys.argv[1:]
+    return next((w for w in words if not w.startswith("-")), None) in WORKFLOW_MODULES
 
 
 def usage_error_line(exc: click.UsageError, command_path: str = "agentos") -> str:

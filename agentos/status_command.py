@@ -23,6 +23,7 @@ from agentos.text import plural
 from agentos.usage.record import money
 from agentos.workflows.options import _PATH, Number
 from agentos.workflows.parallel.batch import countdown
+from agentos.workflows.parallel.journal import json_text
 from agentos.workflows.parallel.process_tree import pid_alive
 from agentos.workflows.parallel.run_state import DONE, read_state
 from agentos.workflows.summary import _table
@@ -344,7 +345,7 @@ def _list_runs(root: Path, as_json: bool) -> None:
         raise ConfigError(f"{root} is not a folder of runs")
     if as_json:
         found = [status_data(path) for path in run_dirs(root)[-20:]]
-        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        click.echo(json_text(found, indent=2))
         return
     rows = runs_rows(root)
     if not rows:
@@ -360,7 +361,7 @@ def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
     now = time.time()  # one clock for the figures and their rendering: "started 4s ago, 4s"
     data = status_data(path, now)
     if as_json:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=None if lines else 2))
+        click.echo(json_text(data, indent=None if lines else 2))
     else:
         click.echo("\n".join(render(data, now)))
     sys.stdout.flush()

@@ -104,6 +104,73 @@ def test_bad_key_files_are_config_errors(
     assert "\n" not in caught.value.message
 
 
+SECRET = "sk-proj-SECRETSECRETSECRET0123"
+
+
+def assert_no_part_of(key: str, message: str) -> None:
+    """Not the key, nor any six characters of it in a row."""
+    parts = {key[i : i + 6] for i in range(len(key) - 5)}
+    assert not [part for part in parts if part in message], message
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (f"work: {SECRET}", "a label before the key ('name: KEY') is not read"),
+        (f"group=acme {SECRET}", "the key comes first, then its attributes"),
+        (f"{SECRET} sk-other-SECRET-0000000", "a word after the key is not one of its"),
+        (f"{SECRET} colour=red", "a word after the key is not one of its attributes"),
+        (f"{SECRET}\x7f", "contains control characters"),
+        ("OPENAI_API_KEY=", "OPENAI_API_KEY= has no key after it"),
+    ],
+)
+def test_a_bad_key_line_is_named_never_quoted(tmp_path: Path, line: str, said: str) -> None:
+    path = key_file(tmp_path, f"# ours\n{line}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_credentials(path)
+    assert said in caught.value.message
+    assert f"line 2 of credentials file {path}" in caught.value.message
+    assert_no_part_of(SECRET, caught.value.message)
+    assert_no_part_of("sk-other-SECRET-0000000", caught.value.message)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"OPENAI_API_KEY={SECRET}",
+        f'export OPENAI_API_KEY="{SECRET}"',
+        f"ANTHROPIC_API_KEY='{SECRET}' group=acme",
+    ],
+)
+def test_a_dotenv_line_gives_its_value_as_the_key(tmp_path: Path, line: str) -> None:
+    path = key_file(tmp_path, line + "\n")
+    (config,) = creds.load_keys(path, warn=print)
+    assert config.secret == SECRET
+    assert config.group == ("acme" if "group=" in line else None)
+
+
+def test_a_key_that_contains_equals_signs_stays_whole(tmp_path: Path) -> None:
+    path = key_file(tmp_path, "AbCdEf0123456789xyz== rpm=5\nKEY=\n")
+    assert [c.secret for c in creds.load_keys(path, warn=print)] == [
+        "AbCdEf0123456789xyz==",
+        "KEY=",
+    ]
+
+
+def test_the_environment_variable_takes_attributes_too() -> None:
+    env = {creds.CREDENTIALS_ENV: f"{KEYS[0]} group=g1 rpm=60,{KEYS[1]}\nOPENAI_API_KEY={KEYS[2]}"}
+    loaded = creds.load_keys(None, env)
+    assert [(c.secret, c.group, c.rpm) for c in loaded] == [
+        (KEYS[0], "g1", 60.0),
+        (KEYS[1], None, None),
+        (KEYS[2], None, None),
+    ]
+    with pytest.raises(ConfigError) as caught:
+        creds.load_keys(None, {creds.CREDENTIALS_ENV: f"{KEYS[0]},{SECRET} grup=g1"})
+    assert caught.value.message.startswith(f"entry 2 of {creds.CREDENTIALS_ENV}: ")
+    assert_no_part_of(SECRET, caught.value.message)
+
+
 def test_unreadable_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root reads files whatever their mode, so make the read itself fail the way it would for
     another user."""

@@ -316,7 +316,7 @@ def test_key_file_attributes_and_defaults(tmp_path: Path) -> None:
     [
         ("sk-x rpm=fast", "rpm= must be a number above 0"),
         ("sk-x slots=1.5", "slots= must be a whole number above 0"),
-        ("sk-x colour=red", "only NAME=VALUE attributes may follow"),
+        ("sk-x colour=red", "a word after the key is not one of its attributes"),
         ("sk-x group=a/b", "group= takes a name"),
     ],
 )

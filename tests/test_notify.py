@@ -164,7 +164,7 @@ def test_a_ctrl_c_run_notifies_how_it_stopped(workdir: Path, receiver: Receiver)
     [msg] = receiver.wait()
     assert msg["title"] == "agentos run: stopped by SIGINT"
     assert "counts: 2 done, 4 not run" in msg["message"]
-    assert "stopped by SIGINT, rerun with --resume" in msg["message"]
+    assert "stopped by SIGINT; to resume: agentos run --resume " in msg["message"]
     assert "exit code: 130" in msg["message"]
     assert_no_secret(done, workdir)
 

@@ -53,7 +53,8 @@ def test_first_sigint_drains_running_items_then_exits_130(workdir: Path) -> None
     result = statuses(workdir)
     assert sorted(result.values()).count("done") == 3
     assert list(result.values()).count("not run") == 5
-    assert "stopped by SIGINT, rerun with --resume" in done.stderr
+    run_dir = only_run_dir(workdir).resolve()
+    assert f"stopped by SIGINT; to resume: agentos run --resume {run_dir}\n" in done.stderr
     assert_session_empty(live)
 
     # a rerun with --resume finishes exactly the rest

@@ -154,7 +154,8 @@ def test_a_budget_smaller_than_the_batch_stops_it_at_the_right_point(tmp_path: P
     assert data["usage"]["budget"]["reached"] is True
     assert last_line(done) == (
         f"agentos: error: budget reached: {money(spent)} of {money(budget)} spent; {not_run} "
-        f"items not started; rerun with --resume {run_dir} and a higher --budget to continue"
+        f"items not started; rerun with a higher budget to continue: agentos requirements "
+        f"--resume {run_dir} --budget USD"
     )
     # nothing half-written: a whole LLD for each brief done, none for the others
     drafts = sorted((repo / "docs" / "lld").glob("*/idea-*.md"))
@@ -419,7 +420,7 @@ def test_a_run_budget_on_commands_that_state_their_cost(tmp_path: Path, backend:
     assert done.returncode == 1, done.stderr[-3000:]
     assert last_line(done) == (
         f"agentos: error: budget reached: $0.90 of $1.00 spent; 2 items not started; rerun "
-        f"with --resume {run_dir.relative_to(tmp_path)} and a higher --budget to continue"
+        f"with a higher budget to continue: agentos run --resume {run_dir.resolve()} --budget USD"
     )
     said = [line.rpartition("] ")[2] for line in done.stdout.splitlines() if "did" in line]
     assert said == [

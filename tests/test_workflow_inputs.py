@@ -255,21 +255,63 @@ def read_only(folder: Path) -> Iterator[None]:
         folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("workflow", ["requirements"])
-def test_read_only_output_folder_fails_items_with_the_os_error(
-    tmp_path: Path, workflow: str
+@pytest.mark.parametrize("parallel", [[], ["-j", "2"]], ids=["sequential", "parallel"])
+def test_a_read_only_output_folder_is_found_before_any_agent_runs(
+    tmp_path: Path, parallel: list[str]
 ) -> None:
-    repo = make_repo(tmp_path, {"a.md": GOOD_BRIEF}, {"LLD-3.md": APPROVED_LLD})
-    out = repo / "docs/lld/active"
-    (out / "LLD-3.md").unlink()
+    repo = make_repo(tmp_path, {"a.md": GOOD_BRIEF, "b.md": GOOD_BRIEF.replace(b"Good", b"Fine")})
+    out = repo / "docs/lld/drafts"
+    calls = tmp_path / "calls"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f"#!/bin/sh\necho call >> {calls}\necho APPROVED\n")
+    agent.chmod(0o755)
     with read_only(out):
         done = run(
-            agentos_argv(workflow, "--repo", str(repo), "-j", "2", "--retries", "0"), cwd=repo
-        )
-        assert list(out.iterdir()) == []  # nothing partial, no temp files
-    assert done.returncode == 1
+            agentos_argv("requirements", "--repo", str(repo), "--drafter", f"cmd:{agent}",
+                         *parallel),
+            cwd=repo,
+        )  # fmt: skip
+        assert list(out.iterdir()) == []  # no probe left behind
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"agentos: error: cannot write to {out}: ")
     assert "Operation not permitted" in done.stderr or "Permission denied" in done.stderr
-    assert "cannot write" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.endswith(
+        "agentos requirements writes its results there. Make it writable and run again "
+        "(nothing was started)\n"
+    )
+    assert not calls.exists()  # no agent was called
+    assert not (repo / ".agentos" / "runs").exists()
+
+
+def test_an_unwritable_run_directory_is_found_before_anything_runs(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    (tmp_path / "items.txt").write_text("a\n")
+    with read_only(runs):
+        done = run(
+            agentos_argv("run", "--items", "items.txt", "--run-dir", str(runs / "r"), "--",
+                         "touch", "ran"),
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"cannot write to {runs / 'r'}: " in done.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_an_unwritable_worktree_folder_is_found_before_any_agent_runs(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, llds={"LLD-3.md": APPROVED_LLD})
+    out = repo / ".agentos" / "worktrees"
+    calls = tmp_path / "calls"
+    agent = tmp_path / "agent.sh"
+    agent.write_text(f"#!/bin/sh\necho call >> {calls}\n")
+    agent.chmod(0o755)
+    with read_only(out):
+        done = run(agentos_argv("implement", "--repo", str(repo), "--implementer",
+                                f"cmd:{agent}", "-j", "2"), cwd=repo)  # fmt: skip
+        assert list(out.iterdir()) == []
+    assert done.returncode == 2, done.stderr
+    assert f"agentos: error: cannot write to {out}: " in done.stderr
+    assert not calls.exists() and not (repo / ".agentos" / "runs").exists()
 
 
 def test_bundle_parser_reads_fences_of_any_length() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, UsageError
 from agentos.usage.prices import ModelRef
-from agentos.workflows.items import Option
+from agentos.workflows.items import OnResume, Option
 
 __all__ = [
     "AGENT_HELP",
@@ -102,4 +102,6 @@ API_BASE_OPTION = Option(
     "Base URL of the OpenAI-compatible API for openai: agents "
     "[default: https://api.openai.com/v1].",
     metavar="URL",
+    # where the agent's API answers (a proxy that moved), not which agent: a resume may change it
+    on_resume=OnResume.CHANGE,
 )

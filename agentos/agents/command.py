@@ -46,9 +46,12 @@ class CommandAgent(Agent):
             raise ConfigError(
                 f"{option} {spec!r}: give the command after 'cmd:', e.g. 'cmd:claude -p'"
             )
+        program = argv[0]
+        if os.sep in program and not os.path.isabs(program):
+            argv = (os.path.abspath(program), *argv[1:])  # where typed, not where it runs
         if shutil.which(argv[0]) is None:
             raise ConfigError(
-                f"{option} {spec!r}: agent executable not found: {argv[0]}; "
+                f"{option} {spec!r}: agent executable not found: {program}; "
                 "install it or give its full path"
             )
         return cls(spec=spec, argv=argv)
@@ -76,6 +79,20 @@ class CommandAgent(Agent):
                 + (f"; its stderr ended: {cause}" if cause else "")
             )
         return answer
+
+
+def absolute_spec(spec: str) -> str:
+    """`cmd:./myagent.sh --fast`, typed in /home/u/w → `cmd:/home/u/w/myagent.sh --fast`. A
+    spec whose program is a name (found on PATH) or already absolute, or that does not parse
+    (`CommandAgent.from_spec` says why), is returned as it is."""
+    line = spec.partition(":")[2].strip()
+    try:
+        argv = shlex.split(line)
+    except ValueError:
+        return spec
+    if not argv or os.sep not in argv[0] or os.path.isabs(argv[0]):
+        return spec
+    return "cmd:" + shlex.join([os.path.abspath(argv[0]), *argv[1:]])
 
 
 def _cause(result: CommandResult) -> str:

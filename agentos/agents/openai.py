@@ -139,7 +139,9 @@ class OpenAIAgent(Agent):
         if not ctx.keys_per_call:
             assert ctx.credential is not None
             ctx.check_budget()
-            return self._call(httpx, payload, ctx.credential, ctx, ctx.credential_label).answer
+            with ctx.model_call(self.model, ctx.credential_label):
+                reply = self._call(httpx, payload, ctx.credential, ctx, ctx.credential_label)
+            return reply.answer
         # characters / 4 is the usual rule of thumb for prompt tokens (no tokenizer download);
         # the governor adds the answer's size it has learned, and the answer's usage corrects
         # its account afterwards
@@ -149,7 +151,8 @@ class OpenAIAgent(Agent):
             ctx.check_budget()  # an item over --item-budget makes no more calls
             grant = ctx.call_key(estimate)
             try:
-                reply = self._call(httpx, payload, grant.secret, ctx, grant.label)
+                with ctx.model_call(self.model, grant.label):
+                    reply = self._call(httpx, payload, grant.secret, ctx, grant.label)
             except _Refused as refused:
                 ctx.end_call(grant, refused.refusal.kind, refused.info)
                 refusals += 1

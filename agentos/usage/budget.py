@@ -75,16 +75,18 @@ class BudgetReached(AgentosError):
         self.budget = budget
         self.not_started = 0
         self.resume_dir = ""
+        self.resume_command = ""  # the exact command that continues the run
 
     def format_message(self) -> str:
         budget = self.budget
         spent = f"{money(budget.spent)} of {money(budget.limit)} spent"
         items = f"{plural(self.not_started, 'item')} not started"
-        rerun = (
-            f"rerun with --resume {self.resume_dir} and a higher --budget to continue"
-            if self.resume_dir
-            else "rerun with a higher --budget to continue"
-        )
+        if self.resume_command:
+            rerun = f"rerun with a higher budget to continue: {self.resume_command} --budget USD"
+        elif self.resume_dir:
+            rerun = f"rerun with --resume {self.resume_dir} and a higher --budget to continue"
+        else:
+            rerun = "rerun with a higher --budget to continue"
         if budget.blind:
             fix = (
                 "give the price with --prices FILE and rerun"

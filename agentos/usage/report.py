@@ -15,19 +15,32 @@ The file is per attempt (`<run-dir>/usage/<item>.attempt-<n>.jsonl`); agentos re
 appended after each command the item runs, and once more when the attempt ends. A malformed
 line is skipped and reported in the item's output, never fatal: a wrapper's bug must not fail
 work that is done and paid for.
+
+Calls an agent makes in the worker itself (HTTP agents: `ItemContext.record_usage`) are written
+down as they happen too, in `<item>.attempt-<n>.calls.jsonl`: a `{"begun": model}` line before
+each call, the call's line when it is answered, `{"ended": true}` after it. An attempt whose
+worker was killed (a second Ctrl+C, a timeout, a crash) cannot report what it spent; the parent
+reads both files instead (`lost_attempt_usage`): every call in them counts, and a call that had
+begun and never ended counts as one whose tokens are unknown, because the provider may have
+answered it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from agentos.usage.record import UNKNOWN_MODEL, Call
+from agentos.usage.record import UNKNOWN_MODEL, Call, UsageLog
+
+if TYPE_CHECKING:
+    from agentos.usage.prices import PriceBook
 
 USAGE_FILE_ENV = "AGENTOS_USAGE_FILE"
 MAX_LINE = 64 * 1024  # a call's line is tens of bytes; anything longer is not one
@@ -133,3 +146,79 @@ class UsageFile:
             if line.strip():
                 found.append((self.line_number, parse_line(line)))
         return found
+
+
+def attempt_usage_path(run_dir: Path | str, item_id: str, attempt: int) -> str:
+    """The attempt's `$AGENTOS_USAGE_FILE`."""
+    return os.path.join(run_dir, "usage", f"{item_id}.attempt-{attempt}.jsonl")
+
+
+def attempt_calls_path(run_dir: Path | str, item_id: str, attempt: int) -> str:
+    """Where the attempt's in-process calls are written down as they happen."""
+    return os.path.join(run_dir, "usage", f"{item_id}.attempt-{attempt}.calls.jsonl")
+
+
+def call_line(call: Call) -> bytes:
+    """A call as one line of the calls file (the usage-file format, with its key's label)."""
+    data = {
+        "model": call.model,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cached_tokens": call.cached_tokens,
+        "cost_usd": call.cost_usd,
+        "provider": call.provider,
+        "key": call.key,
+    }
+    return json.dumps({k: v for k, v in data.items() if v is not None}).encode() + b"\n"
+
+
+def lost_attempt_usage(
+    run_dir: Path | str,
+    item_id: str,
+    attempt: int,
+    key_label: str | None = None,
+    *,
+    prices: PriceBook,
+    redact: Callable[[str], str] | None = None,
+) -> UsageLog | None:
+    """What an attempt that could not report spent, from its usage and calls files; None when
+    they hold no call. `key_label`: the attempt's lease, the key of its commands' calls."""
+    log = UsageLog()
+    usage = UsageFile(attempt_usage_path(run_dir, item_id, attempt))
+    if redact is not None:
+        usage.scrub(redact)  # the worker that would have scrubbed it is gone
+    for _, found in usage.read_new():
+        if isinstance(found, Call):
+            call = dataclasses.replace(found, key=key_label)
+            log.add(call, prices.cost(call))
+        else:
+            log.skipped_lines += 1
+    open_calls: list[tuple[str, str | None]] = []
+    calls = attempt_calls_path(run_dir, item_id, attempt)
+    try:
+        with open(calls, "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            data = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue  # the last line, cut short by the kill
+        if not isinstance(data, dict):
+            continue
+        label = data.get("key") if isinstance(data.get("key"), str) else None
+        if "begun" in data:
+            open_calls.append((str(data["begun"] or UNKNOWN_MODEL), label))
+        elif "ended" in data:
+            if open_calls:
+                open_calls.pop()
+        else:
+            found = parse_line(line)
+            if isinstance(found, Call):
+                call = dataclasses.replace(found, key=label)
+                log.add(call, prices.cost(call))
+    for model, label in open_calls:  # begun, never ended: answered or not, nobody can say
+        call = Call(model=model, key=label)
+        log.add(call, prices.cost(call))
+    return log if log.total.calls or log.skipped_lines else None

@@ -13,6 +13,7 @@ This module imports no CLI code: workers unpickle `execute_item` by reference an
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +39,32 @@ class Item:
     key: str = ""
 
 
+class OnResume(enum.Enum):
+    """What `--resume RUN_DIR` does with an option. Every option's value is recorded in the run
+    directory's run.json (unless FRESH) and a resume that does not give the option again takes
+    the recorded value; given again, the option's kind decides (agentos.workflows.recorded)."""
+
+    #: the run is this value (an agent, the repository, the command): given again, it must be
+    #: the recorded value, else the resume is refused naming the option
+    KEEP = "keep"
+    #: safe to change between passes (a budget, -j, a timeout): the new value is used, and
+    #: recorded for the next resume
+    CHANGE = "change"
+    #: never recorded, each invocation's own: what must not be written down (URLs with tokens)
+    #: or is about this invocation only (--dry-run, --resume, output verbosity)
+    FRESH = "fresh"
+
+
 @dataclass(frozen=True)
 class Option:
     """A workflow's own command-line option, as data, so that workflow modules need no click.
 
-    `kind` is one of "str", "int", "float", "path", "flag", "choice" (one of `choices`).
-    `multiple`: the option may be given more than once (a tuple of values). `envvar`: an
-    environment variable that gives the value when the option is not given."""
+    `kind` is one of "str", "int", "float", "path", "flag", "choice" (one of `choices`),
+    "agent" (an agent spec: a `cmd:` agent's relative program is made absolute where the user
+    typed it), "argv" (the rest of the command line). `multiple`: the option may be given more
+    than once (a tuple of values). `envvar`: an environment variable that gives the value when
+    the option is not given. `on_resume`: what a `--resume` does with it; KEEP unless the option
+    says it is safe to change."""
 
     flags: tuple[str, ...]
     dest: str
@@ -55,6 +75,7 @@ class Option:
     choices: tuple[str, ...] = ()
     multiple: bool = False
     envvar: str | None = None
+    on_resume: OnResume = OnResume.KEEP
 
 
 CollectItems = Callable[[Any], Sequence[Item]]
@@ -94,6 +115,14 @@ class Workflow:
     #: will tell), for checking a budget against their prices; absent: [None], any command may
     #: report calls through $AGENTOS_USAGE_FILE
     models: Callable[[Any], list[ModelRef | None]] | None = None
+    #: config -> the folders the workflow writes its results into (made when missing). Every
+    #: one must take a new file before anything runs: a read-only one is one line and exit 2,
+    #: not a failure of every item after its agent was paid (agentos.workflows.writable)
+    outputs: Callable[[Any], list[Path]] | None = None
+    #: (config, run directory) -> option values that stand for inputs a resume could not read
+    #: again (items piped on stdin): the workflow keeps a copy in the run directory, and run.json
+    #: records these values in place of the given ones, so a resume reads the copy
+    kept_inputs: Callable[[Any, Path], dict[str, Any]] | None = None
 
     def resume_identity(self, config: Any) -> dict[str, str]:
         """What a run directory records of this run, and a --resume must match."""

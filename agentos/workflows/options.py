@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from agentos.errors import UsageError
-from agentos.workflows.items import Option
+from agentos.workflows.items import OnResume, Option
 from agentos.workflows.parallel.context import DEFAULT_RATE_LIMIT_PATTERN
 from agentos.workflows.parallel.credentials import BASE_COOLDOWN
 
@@ -411,10 +411,64 @@ _SHARED: list[Callable[[F], F]] = [
 ]
 
 
+#: what `--resume` does with each shared option (see OnResume); an option not named here is
+#: KEEP: the run is what it was started with, unless an option is declared safe to change
+SHARED_ON_RESUME: dict[str, OnResume] = {
+    **dict.fromkeys(
+        (
+            "parallel",
+            "grace",
+            "timeout",
+            "retries",
+            "retry_backoff",
+            "credentials_file",
+            "max_rate_limit_waits",
+            "rate_limit_pattern",
+            "rate_limit_cooldown",
+            "backend",
+            "scheduler",
+            "forward_env",
+            "key_group",
+            "key_rpm",
+            "key_tpm",
+            "key_rpd",
+            "key_slots",
+            "max_key_wait",
+            "budget",
+            "item_budget",
+            "item_tokens",
+            "prices",
+        ),
+        OnResume.CHANGE,
+    ),
+    # about this invocation only; --notify's URLs carry tokens and are never written down
+    **dict.fromkeys(
+        ("dry_run", "run_dir", "resume", "no_color", "quiet", "verbose", "notify"),
+        OnResume.FRESH,
+    ),
+}
+
+
 def runner_options(f: F) -> F:
     for decorator in reversed(_SHARED):
         f = decorator(f)
     return f
+
+
+class _AgentSpec(click.ParamType):
+    """An agent spec (`mock`, `claude:sonnet`, `cmd:./myagent.sh`): a `cmd:` agent given by a
+    relative path is made absolute here, where the user typed it, so that it is found whatever
+    directory the agent later runs in (the repository) and whichever directory a resume is
+    started from."""
+
+    name = "spec"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().startswith("cmd:"):
+            from agentos.agents.command import absolute_spec
+
+            return absolute_spec(value)
+        return value
 
 
 _KINDS: dict[str, Any] = {
@@ -422,6 +476,7 @@ _KINDS: dict[str, Any] = {
     "int": WholeNumber(),
     "float": Number(),
     "path": _PATH,
+    "agent": _AgentSpec(),
 }
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,11 @@ from agentos.usage.record import UsageLog
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE, RATE_LIMITED, REJECTED
 from agentos.workflows.parallel.journal import read_journal, read_manifest
+from agentos.workflows.parallel.sanitize import fresh_id
 from agentos.workflows.run_about import ABOUT_FIELDS
 
-_NUMBERED = re.compile(r"(.*?)(?:\.(\d+))?")
+#: run.json entries of agentos.workflows.recorded: the options, compared there per option
+RECORDED = ("params", "cwd")
 
 
 @dataclass
@@ -123,13 +124,13 @@ def _earlier_summary_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
     """Refuse to resume `run_dir` with a run that is not the one it was made for."""
-    if not (run_dir / "journal.jsonl").is_file():
-        raise ConfigError(
-            f"{run_dir} is not an agentos run directory (no journal.jsonl); "
-            "pass the directory a previous run printed"
-        )
     recorded = read_manifest(run_dir)
     if recorded is None:
+        if not (run_dir / "journal.jsonl").is_file():
+            raise ConfigError(
+                f"{run_dir} is not an agentos run directory (no journal.jsonl); "
+                "pass the directory a previous run printed"
+            )
         return  # made by an agentos that wrote no run.json: nothing to compare
     differences = [
         f"{name} {recorded.get(name)!r} there, {value!r} now"
@@ -139,7 +140,7 @@ def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
     differences += [
         f"{name} {recorded[name]!r} there, none now"
         for name in recorded
-        if name not in identity and name not in ("agentos", "created", *ABOUT_FIELDS)
+        if name not in identity and name not in ("agentos", "created", *ABOUT_FIELDS, *RECORDED)
     ]
     if differences:
         raise ConfigError(
@@ -184,7 +185,7 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
             plan.requeues_before[item.id] = before.attempts - before.tries
             plan.usage_before[item.id] = before.usage
         elif item.id in used or item.id in assigned:
-            item = dataclasses.replace(item, id=_fresh_id(item.id, used | assigned), key=key)
+            item = dataclasses.replace(item, id=fresh_id(item.id, used | assigned), key=key)
         assigned.add(item.id)
         plan.pending.append(item)
     listed = {item.key for item, _ in plan.done_before} | {item.key for item in plan.pending}
@@ -193,19 +194,6 @@ def plan_resume(items: Iterable[Item], earlier: EarlierPasses) -> ResumePlan:
             gone = Item(before.id, before.title, before.source, seq=before.seq, key=before.key)
             plan.done_before.append((gone, before))
     return plan
-
-
-def _fresh_id(item_id: str, taken: set[str]) -> str:
-    """`item-3` → `item-3.2`, `item-3.3`, ...: an id that no earlier work used."""
-    match = _NUMBERED.fullmatch(item_id)
-    stem = match.group(1) if match else item_id
-    n = 2
-    while True:
-        suffix = f".{n}"
-        candidate = stem[: 64 - len(suffix)] + suffix
-        if candidate not in taken:
-            return candidate
-        n += 1
 
 
 def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> list[dict[str, Any]]:

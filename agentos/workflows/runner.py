@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -42,7 +43,7 @@ from agentos.usage.account import RunAccount
 from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
 from agentos.usage.prices import ModelRef, PriceBook
 from agentos.usage.record import money
-from agentos.usage.report import USAGE_FILE_ENV
+from agentos.usage.report import USAGE_FILE_ENV, lost_attempt_usage
 from agentos.workflows.items import Item, Workflow
 from agentos.workflows.options import RunnerOptions, runner_options, workflow_params
 from agentos.workflows.parallel.attempt import AttemptSpec
@@ -61,6 +62,7 @@ from agentos.workflows.parallel.journal import (
     Journal,
     RunDir,
     default_run_dir,
+    update_manifest,
     write_manifest,
 )
 from agentos.workflows.parallel.output import OutputListener
@@ -68,14 +70,21 @@ from agentos.workflows.parallel.process_tree import kill_tagged
 from agentos.workflows.parallel.run_state import StateWriter
 from agentos.workflows.parallel.sanitize import duplicate_ids, id_problem
 from agentos.workflows.parallel.scheduler import NOT_RUN
-from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
+from agentos.workflows.parallel.shutdown import (
+    ShutdownState,
+    handle_signals,
+    mark_run_began,
+    spawn_guard,
+)
 from agentos.workflows.parallel.terminal import Terminal, colour_wanted
 from agentos.workflows.run_about import run_about
 from agentos.workflows.summary import render_dry_run, render_summary, summary_data, write_summary
 from agentos.workflows.workspace_lock import WorkspaceLock
+from agentos.workflows.writable import check_writable
 
 if TYPE_CHECKING:
     from agentos.notify import Notifier
+    from agentos.workflows.recorded import Invocation
     from agentos.workflows.resume import ResumePlan
 
 log = logging.getLogger("agentos")
@@ -88,9 +97,13 @@ def build_command(workflow: Workflow) -> click.Command:
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
     @runner_options
-    def command(**params: Any) -> None:
+    @click.pass_context
+    def command(ctx: click.Context, **params: Any) -> None:
+        from agentos.workflows.recorded import Invocation
+
         try:
-            code = run_workflow(workflow, params)
+            invocation = Invocation.from_click(ctx, params, workflow)
+            code = run_workflow(workflow, params, invocation)
         except AgentosError as exc:
             raise CommandError(exc) from None
         if code != EXIT_OK:
@@ -167,8 +180,16 @@ def effective_workers(requested: int, n_slots: int, n_items: int, n_keys: int | 
     return max(1, min(workers, n_items))
 
 
-def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
+def run_workflow(
+    workflow: Workflow, params: dict[str, Any], invocation: Invocation | None = None
+) -> int:
+    """`params`: every option's value (with --resume, completed from the run directory by
+    `Invocation.from_click`); `invocation`: what run.json records of them."""
     params = dict(params)
+    if invocation is None:
+        from agentos.workflows.recorded import Invocation
+
+        invocation = Invocation({}, f"agentos {workflow.name}")
     options = RunnerOptions.from_params(params)
     if options.verbose:  # -v: what the agents found (their CLIs' paths and versions), and more
         logging.getLogger("agentos").setLevel(logging.DEBUG)
@@ -219,6 +240,12 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     if options.dry_run:
         click.echo(render_dry_run(items, skipped))
         return EXIT_OK
+    run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
+    if workflow.outputs is not None:
+        check_writable(
+            workflow.outputs(config), f"agentos {workflow.name} writes its results there"
+        )
+    check_writable([run_path], "the run keeps its journal, logs and summary there")
     if options.backend == "dask":
         from agentos.workflows.parallel.dask_backend import prepare_dask
 
@@ -232,7 +259,6 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
             check_shared_folders(dask_setup.client, [workspace])
     else:
         dask_setup = None
-    run_path = options.resume or options.run_dir or default_run_dir(workflow.name)
     account = make_account(options, resume)
     known = [ref for ref in models if ref is not None]
     if known:
@@ -250,6 +276,7 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         prices=prices,
         account=account,
         notifier=notifier,
+        invocation=invocation,
     )
 
 
@@ -357,6 +384,7 @@ def _execute(
     prices: PriceBook | None = None,
     account: RunAccount | None = None,
     notifier: Notifier | None = None,
+    invocation: Invocation | None = None,
 ) -> int:
     started = time.time()
     account = account if account is not None else RunAccount()
@@ -407,18 +435,15 @@ def _execute(
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(handle_signals(shutdown, on_signal=on_signal))
+        mark_run_began()
         workspace = workflow.workspace(config) if workflow.workspace is not None else None
         if workspace is not None:
             stack.enter_context(WorkspaceLock(workspace, workflow.name, run_path))
         run_dir = RunDir(run_path).open()
         stack.callback(run_dir.close)
+        # run.json first: a run stopped a moment after it made its directory can be resumed
+        _record_run(workflow, config, options, run_path, resume, credentials, invocation)
         run_dir.check_writable()
-        if resume is None or not (run_path / MANIFEST).exists():
-            write_manifest(
-                run_path,
-                workflow.resume_identity(config),
-                run_about(options, Redactor(credentials)),
-            )
         terminal = Terminal(colour=settings.colour, quiet=options.quiet)
         journal = Journal(run_path, workflow.name)
         for name in journal.repaired:
@@ -475,6 +500,12 @@ def _execute(
             batch.progress.set_note("spend", account.progress_note())
             resources.callback(batch.progress.close)
             batch.run_state = StateWriter(run_path, workflow.name, started)
+            batch.lost_usage = functools.partial(
+                lost_attempt_usage,
+                run_path,
+                prices=prices or PriceBook(),
+                redact=batch.redactor.text,
+            )
             batch.write_state(event=True)
             try:
                 if workers:
@@ -508,9 +539,11 @@ def _execute(
             keys_report = batch.frozen_keys_report = batch.keys_report()
             if keys is not None and batch.keys_lost is None:
                 key_plan.remember(keys)
+        resume_command = invocation.resume_command(run_path) if invocation is not None else None
         if isinstance(fatal, BudgetReached):  # before _finish: its notification shows them
             fatal.not_started = batch.scheduler.counts()[NOT_RUN]
             fatal.resume_dir = str(run_path)
+            fatal.resume_command = resume_command or ""
         code = _finish(
             workflow,
             batch,
@@ -523,10 +556,46 @@ def _execute(
             failed=fatal is not None,
             notifier=notifier,
             fatal=fatal,
+            resume_command=resume_command,
         )
     if fatal is not None:
         raise fatal
     return code
+
+
+def _record_run(
+    workflow: Workflow,
+    config: Any,
+    options: RunnerOptions,
+    run_path: Path,
+    resume: ResumePlan | None,
+    credentials: list[Credential],
+    invocation: Invocation | None,
+) -> None:
+    """run.json: what the run is and the options it goes on with. A resume keeps the first
+    pass's record and updates its options (the ones it was allowed to change)."""
+    recorded: dict[str, Any] = {}
+    if invocation is not None and invocation.params:  # not a call from code, without click
+        params = dict(invocation.params)
+        if workflow.kept_inputs is not None:  # inputs it cannot read again: their copies
+            params.update(workflow.kept_inputs(config, run_path))
+        recorded = {"params": params, "cwd": invocation.cwd}
+    try:
+        if resume is not None and (run_path / MANIFEST).exists():
+            if recorded:
+                update_manifest(run_path, recorded)
+            return
+        write_manifest(
+            run_path,
+            workflow.resume_identity(config),
+            run_about(options, Redactor(credentials)),
+            recorded,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to the run directory: {run_path / MANIFEST}: {exc.strerror}; "
+            "fix its permissions or choose another --run-dir"
+        ) from None
 
 
 def _stop_key_server(server: Any) -> None:
@@ -558,6 +627,7 @@ def _finish(
     failed: bool,
     notifier: Notifier | None = None,
     fatal: AgentosError | None = None,
+    resume_command: str | None = None,
 ) -> int:
     code = batch.exit_code()
     if failed and code == EXIT_OK:
@@ -578,6 +648,7 @@ def _finish(
         earlier=_earlier_rows(resume),
         usage=batch.account.report(keys_report),
         item_usage=batch.account.item_json,
+        resume_command=resume_command,
     )
     write_summary(run_path, data)
     batch.write_state(final={"exit_code": code, "stop_reason": stop_reason(shutdown, fatal)})
@@ -591,7 +662,9 @@ def _finish(
         )
     rendered = render_summary(data)
     if not options.quiet:
-        print(rendered, file=sys.stderr, flush=True)
+        # bytes of an item that were not UTF-8 show as the terminal shows them in its output
+        shown = rendered.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        print(shown, file=sys.stderr, flush=True)
     if notifier is not None:
         # after summary.json, so a receiver that looks at the run directory finds it; still
         # under the signal handlers, so a Ctrl+C now cannot cut the sending into a traceback

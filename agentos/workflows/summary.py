@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from agentos.text import cell, clip, display_width, ljust, plural, rjust
 from agentos.usage.record import Tally, cost_text, count, money
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE, FAILED, INTERRUPTED, TIMEOUT
-from agentos.workflows.parallel.journal import atomic_write_text
+from agentos.workflows.parallel.journal import atomic_write_text, json_text
 from agentos.workflows.parallel.scheduler import NOT_RUN, ItemState
 
 MAX_TABLE_ROWS = 30
@@ -34,6 +33,7 @@ def summary_data(
     earlier: list[dict[str, Any]] | None = None,
     usage: dict[str, Any] | None = None,
     item_usage: Callable[[str], dict[str, Any] | None] | None = None,
+    resume_command: str | None = None,
 ) -> dict[str, Any]:
     """`earlier`: rows of the items an earlier pass finished (--resume); the summary covers every
     item of the run, in input order. `usage`: the run's (agentos.usage.account); `item_usage`:
@@ -76,6 +76,7 @@ def summary_data(
         "totals": totals,
         "keys": keys or [],
         "usage": usage,
+        "resume_command": resume_command,
         "items": rows,
     }
 
@@ -84,8 +85,8 @@ def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
     """Indented, but one item per line: json's indenting encoder is pure Python and took over a
     second for 4 000 items, the compact one is C."""
     head = {k: v for k, v in data.items() if k != "items"}
-    text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]
-    rows = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in data["items"])
+    text = json_text(head, indent=2)[:-2]
+    rows = ",\n    ".join(json_text(item) for item in data["items"])
     text += f',\n  "items": [\n    {rows}\n  ]\n}}\n' if rows else ',\n  "items": []\n}\n'
     atomic_write_text(run_dir / "summary.json", text)
 
@@ -205,7 +206,9 @@ def _totals_line(data: dict[str, Any]) -> str:
     line = f"{plural(len(items), 'item')}: {', '.join(parts) or 'none'}"
     line += f" in {data['seconds']:.1f} s; run dir: {data['run_dir']}"
     if data.get("interrupted_by"):
-        line += f"; stopped by {data['interrupted_by']}, rerun with --resume {data['run_dir']}"
+        line += f"; stopped by {data['interrupted_by']}"
+        resume = data.get("resume_command") or f"--resume {data['run_dir']}"
+        line += f"; to resume: {resume}"
     return line
 
 

@@ -35,7 +35,7 @@ from agentos.workflows.implement.execute import execute_item
 from agentos.workflows.implement.git import WORKTREES, Repository
 from agentos.workflows.implement.tests_gate import TestCommand
 from agentos.workflows.inputs import repo_path
-from agentos.workflows.items import Item, Option, Workflow
+from agentos.workflows.items import Item, OnResume, Option, Workflow
 
 log = logging.getLogger("agentos")
 
@@ -163,6 +163,7 @@ WORKFLOW = Workflow(
             ("--implementer",),
             "implementer",
             "Agent that writes the code (required; see below).",
+            kind="agent",
             metavar="SPEC",
             envvar="AGENTOS_IMPLEMENTER",
         ),
@@ -187,6 +188,7 @@ WORKFLOW = Workflow(
             kind="float",
             default=600.0,
             metavar="SECONDS",
+            on_resume=OnResume.CHANGE,
         ),
         Option(
             ("--max-iterations",),
@@ -195,6 +197,7 @@ WORKFLOW = Workflow(
             kind="int",
             default=3,
             metavar="N",
+            on_resume=OnResume.CHANGE,
         ),
         Option(
             ("--edits",),
@@ -225,6 +228,7 @@ WORKFLOW = Workflow(
             "push",
             "Push each verified branch to this remote.",
             metavar="REMOTE",
+            on_resume=OnResume.CHANGE,
         ),
         Option(
             ("--force",),
@@ -239,6 +243,11 @@ WORKFLOW = Workflow(
     key_mode=lambda config: key_mode([config.implementer]),
     needs_keys=lambda config: keyless_agents([config.implementer]),
     models=lambda config: agent_models([config.implementer]),
+    # the worktrees, and the repository's own git folder (branches, objects, worktree records)
+    outputs=lambda config: [
+        config.repository.top / WORKTREES,
+        config.repository.git_dir,
+    ],
 )
 
 __all__ = ["WORKFLOW", "ImplementConfig", "collect_items", "execute_item"]

@@ -112,6 +112,8 @@ class Repository:
     base: str  # a full commit id
     base_name: str  # as the user gave it ("HEAD", "main", "v2.1")
     dirty: bool
+    #: the folder that holds the repository's objects and refs (shared by its worktrees)
+    git_dir: Path = Path(".git")
 
     @classmethod
     def open(cls, path: Path, base: str) -> Repository:
@@ -144,7 +146,10 @@ class Repository:
             line and not line[3:].startswith(f"{AGENTOS_DIR}/")
             for line in status.stdout.decode(errors="replace").splitlines()
         )
-        return cls(top, prefix.rstrip("/"), found.stdout.decode().strip(), base, dirty)
+        common = out(top, "rev-parse", "--path-format=absolute", "--git-common-dir")
+        return cls(
+            top, prefix.rstrip("/"), found.stdout.decode().strip(), base, dirty, Path(common)
+        )
 
     def check_identity(self) -> None:
         """Commits need an author: say how to set one before any agent is paid."""

@@ -98,6 +98,9 @@ class AttemptResult:
     usage: UsageLog | None = None
     #: False when another attempt cannot help (the item is over its budget)
     retry: bool = True
+    #: False when the parent made this result up because the attempt could not report how it
+    #: ended (its worker was killed or died): what it spent is then read from its usage files
+    reported: bool = True
 
 
 class KeyClaimer(Protocol):
@@ -187,6 +190,7 @@ def run_attempt(
         with contextlib.suppress(Exception):
             ctx.collect_usage_file()
             ctx.scrub_usage_file()
+        ctx.close_calls()
         result.usage = ctx.usage if ctx.usage else None
     result.runtime = time.monotonic() - t0
     # the error may quote an answer or an environment: every key the attempt saw goes

@@ -17,6 +17,7 @@ from typing import Any
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import STOP, WAIT, BudgetReached
+from agentos.usage.record import UsageLog
 from agentos.workflows.items import Item
 from agentos.workflows.parallel import credentials as creds
 from agentos.workflows.parallel.attempt import (
@@ -166,6 +167,9 @@ class Batch:
         self.on_signal: Callable[[int], None] | None = None
         #: state.json for `agentos status`; set by the runner
         self.run_state: StateWriter | None = None
+        #: (item id, attempt, key label) -> what an attempt that could not report spent, read
+        #: from its usage files (agentos.usage.report.lost_attempt_usage); set by the runner
+        self.lost_usage: Callable[[str, int, str | None], UsageLog | None] | None = None
         self._attempt_started: dict[str, tuple[float, str | None]] = {}  # id -> (epoch, label)
         #: the run stops starting items for a reason of its own (--budget, keys out of quota)
         self.stopping = False
@@ -284,6 +288,10 @@ class Batch:
     def end_attempt(self, state: ItemState, lease: Lease | None, result: AttemptResult) -> bool:
         """Record one finished attempt. Returns True when the item reached its final status."""
         result.error = self.redactor.text(result.error)
+        if not result.reported and result.usage is None and self.lost_usage is not None:
+            # killed before it could say: what it spent is still spent (and counts on a resume)
+            with contextlib.suppress(Exception):
+                result.usage = self.lost_usage(state.id, result.attempt, result.key_label)
         if result.refusal == "quota":
             self._keys_checked = 0.0  # ask the governor before the next start: all keys out?
         cooldown = self.release(lease, result)

@@ -12,6 +12,7 @@ Runs inside workers: imports nothing of the CLI.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import selectors
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,13 @@ from agentos.errors import ItemError, RateLimited
 from agentos.usage.budget import ItemLimits
 from agentos.usage.prices import PriceBook
 from agentos.usage.record import UNKNOWN_MODEL, Call, Tally, UsageLog
-from agentos.usage.report import USAGE_FILE_ENV, UsageFile
+from agentos.usage.report import (
+    USAGE_FILE_ENV,
+    UsageFile,
+    attempt_calls_path,
+    attempt_usage_path,
+    call_line,
+)
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, terminate_groups
@@ -133,6 +140,7 @@ class ItemContext:
     #: this attempt's model calls (`record_usage`), carried back in its result
     usage: UsageLog = field(default_factory=UsageLog)
     _usage_file: UsageFile | None = field(default=None, repr=False)
+    _calls_fd: int | None = field(default=None, repr=False)
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
     #: every key `call_key` handed this attempt, with its label: an agent's answer may quote
     #: any of them, and `redact` must find them after the calls are over
@@ -281,12 +289,46 @@ class ItemContext:
             provider=provider,
             key=key_label or self.credential_label,
         )
+        self._note_call(call)
         return self._record(call)
 
     def _record(self, call: Call) -> float | None:
         cost = self.prices.cost(call)
         self.usage.add(call, cost)
         return cost
+
+    @contextlib.contextmanager
+    def model_call(self, model: str, key_label: str | None = None) -> Iterator[None]:
+        """Around one model call made in this process (an HTTP agent's): the call is written
+        down before it is sent and as it is answered (`record_usage`), so that what it spent
+        still counts if the worker is killed before the attempt can report it (see
+        agentos.usage.report.lost_attempt_usage)."""
+        label = key_label or self.credential_label
+        self._note_call({"begun": model, "key": label})
+        try:
+            yield
+        finally:
+            self._note_call({"ended": True})
+
+    def _note_call(self, entry: dict[str, Any] | Call) -> None:
+        if isinstance(entry, Call):
+            line = call_line(entry)
+        else:
+            line = json.dumps({k: v for k, v in entry.items() if v is not None}).encode() + b"\n"
+        try:
+            if self._calls_fd is None:
+                path = attempt_calls_path(self.run_dir, self.item.id, self.attempt)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self._calls_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.write(self._calls_fd, line)  # one write: in the kernel even if we die next
+        except OSError:
+            pass  # only a killed attempt needs it; a live one reports its usage itself
+
+    def close_calls(self) -> None:
+        if self._calls_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._calls_fd)
+            self._calls_fd = None
 
     def spent(self) -> Tally:
         """The item's usage so far: its earlier attempts' and this one's."""
@@ -306,8 +348,8 @@ class ItemContext:
         """This attempt's usage file (`$AGENTOS_USAGE_FILE` of its commands): one JSON line per
         model call, appended by a CLI agent or its wrapper (agentos.usage.report)."""
         if self._usage_file is None:
-            path = self.run_dir / "usage" / f"{self.item.id}.attempt-{self.attempt}.jsonl"
-            self._usage_file = UsageFile(str(path))
+            path = attempt_usage_path(self.run_dir, self.item.id, self.attempt)
+            self._usage_file = UsageFile(path)
             with contextlib.suppress(OSError):  # unwritable: the wrapper's append fails, not us
                 self._usage_file.prepare()
         return self._usage_file.path

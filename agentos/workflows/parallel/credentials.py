@@ -103,13 +103,17 @@ def load_keys(
     defaults: KeyConfig | None = None,
 ) -> list[KeyConfig]:
     """The keys with their attributes (see `parse_key_line`), the command line's `defaults`
-    filling in what a line does not say."""
+    filling in what a line does not say. `AGENTOS_CREDENTIALS` takes the same lines as the
+    file, separated by commas or newlines."""
     if path is not None:
         configs = _read_key_file(path, warn)
     else:
         value = (environ if environ is not None else os.environ).get(CREDENTIALS_ENV, "")
         parts = [p.strip() for p in value.replace("\n", ",").split(",")]
-        configs = [KeyConfig(p) for p in parts if p]
+        configs = [
+            parse_key_line(part, f"entry {number} of {CREDENTIALS_ENV}")
+            for number, part in enumerate((p for p in parts if p), start=1)
+        ]
     if defaults is not None:
         configs = [c.with_defaults(defaults) for c in configs]
     unique: dict[str, KeyConfig] = {}
@@ -120,21 +124,48 @@ def load_keys(
 
 ATTRIBUTES = ("group", "rpm", "tpm", "rpd", "slots")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: `OPENAI_API_KEY=sk-...` (a line of a .env file, `export` and quotes allowed): the key is the
+#: value. Upper case with an underscore, as environment variables are named, so that a key
+#: that merely contains '=' (base64 padding) is never taken for one.
+_ASSIGNMENT = re.compile(r"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)=(.*)")
+_HOW = "one key per line, then optional " + " ".join(f"{a}=..." for a in ATTRIBUTES)
 
 
 def parse_key_line(line: str, where: str) -> KeyConfig:
-    """`KEY [group=NAME] [rpm=N] [tpm=N] [rpd=N] [slots=N]`. Errors name the line, never the
-    key."""
-    secret, *attributes = line.split()
-    if any(ord(ch) < 32 for ch in secret):
+    """`KEY [group=NAME] [rpm=N] [tpm=N] [rpd=N] [slots=N]`, or `NAME=KEY [...]` as in a .env
+    file. Errors name the line and what is wrong in it, never any part of it: any word of it
+    may be a key."""
+    words = line.split()
+    if len(words) > 1 and words[0] == "export":
+        words = words[1:]
+    if not words:
+        raise ConfigError(f"{where} is empty; put {_HOW}")
+    first, *attributes = words
+    assigned = _ASSIGNMENT.fullmatch(first)
+    if assigned is not None:
+        secret = assigned.group(2)
+        if len(secret) >= 2 and secret[0] == secret[-1] and secret[0] in "'\"":
+            secret = secret[1:-1]
+        if not secret:
+            raise ConfigError(f"{where}: {assigned.group(1)}= has no key after it")
+    else:
+        secret = first
+        name, sep, _ = first.partition("=")
+        if sep and name in ATTRIBUTES:
+            raise ConfigError(f"{where}: the key comes first, then its attributes ({_HOW})")
+        if first.endswith(":"):
+            raise ConfigError(
+                f"{where}: a label before the key ('name: KEY') is not read; put {_HOW}, "
+                "with a '#' line above it to say whose it is"
+            )
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
         raise ConfigError(f"{where} contains control characters; put one key per line")
     values: dict[str, str] = {}
     for attribute in attributes:
         name, sep, value = attribute.partition("=")
         if not sep or name not in ATTRIBUTES:
             raise ConfigError(
-                f"{where}: after the key, only NAME=VALUE attributes may follow "
-                f"({', '.join(a + '=' for a in ATTRIBUTES)}); got {name[:20]!r}"
+                f"{where}: a word after the key is not one of its attributes; put {_HOW}"
             )
         values[name] = value
     group = values.get("group")

@@ -412,6 +412,7 @@ class DaskRun(Controller):
             exit_code=-1,
             error=error,
             key_label=run.lease.label if run.lease else None,
+            reported=False,
         )
 
     def _terminate_inflight(self, client: Any) -> None:

@@ -14,7 +14,8 @@
       items/<id>/     each item's private state (audit trails, scratch files)
       usage/          what CLI agents reported of their model calls, one file per attempt
                       ($AGENTOS_USAGE_FILE, agentos.usage.report)
-      run.json        what the run is (workflow, workspace, command line), for --resume
+      run.json        what the run is (workflow, workspace, command line) and every option it
+                      was started with, for --resume (agentos.workflows.recorded)
       .lock           held while a run uses the directory
 
 Resume (`--resume RUN_DIR`, see `agentos.workflows.resume`) skips every item whose journal has a
@@ -31,6 +32,7 @@ import fcntl
 import itertools
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -91,7 +93,25 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, *, durable: b
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+    """`text` as UTF-8; characters that stand for bytes that were not UTF-8 (surrogateescape:
+    a file name, an item) are written as those bytes again."""
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"), durable=durable)
+
+
+#: how Python holds a byte that was not UTF-8 (surrogateescape), and any other lone surrogate
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """`json.dumps` that carries bytes that are not UTF-8 (a file name `r\\xe9sum\\xe9.md` is
+    `r\\udce9sum\\udce9.md` to Python): a lone surrogate is written as its `\\udcXX` escape,
+    which `json.loads` reads back as the same character, so an item read from a run's records
+    is the item that ran. The text stays valid UTF-8; every other character is written as
+    itself."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class RunDir:
@@ -206,7 +226,7 @@ class Journal:
             entry["waits"] = result.waits  # seconds waited for keys, by reason
         if result.usage:
             entry["usage"] = result.usage.to_json()  # calls, tokens, cost: by model and key
-        os.write(self._jsonl, (json.dumps(entry, ensure_ascii=False) + "\n").encode())
+        os.write(self._jsonl, (json_text(entry) + "\n").encode())
         if result.status == INTERRUPTED:
             return
         command = result.command or f"{self._command_name} {result.item_id}"
@@ -220,7 +240,7 @@ class Journal:
             f"{item.seq}\t:\t{result.started:.3f}\t{result.runtime:.3f}\t0\t0\t"
             f"{exitval}\t{result.signal}\t{command}\n"
         )
-        os.write(self._joblog, row.encode())
+        os.write(self._joblog, row.encode("utf-8", "surrogateescape"))  # a command's own bytes
 
     def close(self) -> None:
         for fd in (self._jsonl, self._joblog):
@@ -262,14 +282,31 @@ MANIFEST = "run.json"
 
 
 def write_manifest(
-    run_dir: Path, identity: dict[str, str], about: dict[str, Any] | None = None
+    run_dir: Path,
+    identity: dict[str, str],
+    about: dict[str, Any] | None = None,
+    invocation: dict[str, Any] | None = None,
 ) -> None:
     """`identity`: what `--resume` compares; `about`: what the run was, for reports
-    (agentos.workflows.run_about)."""
+    (agentos.workflows.run_about); `invocation`: the options it was started with and where
+    (`params`, `cwd`: agentos.workflows.recorded)."""
     from agentos import __version__
 
-    data = {**identity, "agentos": __version__, "created": round(time.time(), 3), **(about or {})}
-    atomic_write_text(run_dir / MANIFEST, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    data = {
+        **identity,
+        "agentos": __version__,
+        "created": round(time.time(), 3),
+        **(about or {}),
+        **(invocation or {}),
+    }
+    atomic_write_text(run_dir / MANIFEST, json_text(data, indent=2) + "\n")
+
+
+def update_manifest(run_dir: Path, values: dict[str, Any]) -> None:
+    """Replace some entries of run.json (a resume records the options it went on with)."""
+    data = read_manifest(run_dir) or {}
+    data.update(values)
+    atomic_write_text(run_dir / MANIFEST, json_text(data, indent=2) + "\n")
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:

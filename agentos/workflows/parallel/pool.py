@@ -338,6 +338,7 @@ class ParallelRun(Controller):
             error=error,
             key_label=run.lease.label if run.lease else None,
             worker_pid=started_info[0] if started_info else 0,
+            reported=False,
         )
 
     def _handle_break(self, first: Future[AttemptResult], exc: BaseException) -> None:

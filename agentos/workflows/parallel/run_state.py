@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentos.workflows.parallel.journal import atomic_write_text
+from agentos.workflows.parallel.journal import atomic_write_text, json_text
 
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.jsonl"
@@ -78,9 +78,7 @@ class StateWriter:
             # no fsync: the file is rewritten up to ten times a second, a reader that finds it
             # unreadable (after a power cut) falls back to summary.json, and each fsync cost a
             # small run ~1 ms here
-            atomic_write_text(
-                self.path, json.dumps(state, ensure_ascii=False) + "\n", durable=False
-            )
+            atomic_write_text(self.path, json_text(state) + "\n", durable=False)
             self._append_sample(state)
         except (OSError, TypeError, ValueError) as exc:
             self.broken = True
@@ -94,7 +92,7 @@ class StateWriter:
         if sample == self._last_sample and now - self._last_sample_at < PULSE:
             return
         self._last_sample, self._last_sample_at = sample, now
-        line = json.dumps({"t": state["heartbeat"], **sample}, ensure_ascii=False) + "\n"
+        line = json_text({"t": state["heartbeat"], **sample}) + "\n"
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(line)
 

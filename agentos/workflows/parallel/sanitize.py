@@ -117,3 +117,19 @@ def duplicate_ids(ids: Iterable[str]) -> list[str]:
             dupes[item_id] = None
         seen.add(item_id)
     return list(dupes)
+
+
+_NUMBERED = re.compile(r"(.*?)(?:\.(\d+))?")
+
+
+def fresh_id(item_id: str, taken: set[str]) -> str:
+    """`item-3` → `item-3.2`, `item-3.3`, ...: the first such id not in `taken`."""
+    match = _NUMBERED.fullmatch(item_id)
+    stem = match.group(1) if match else item_id
+    n = 2
+    while True:
+        suffix = f".{n}"
+        candidate = stem[: MAX_ID_LENGTH - len(suffix)].rstrip(".") + suffix
+        if candidate not in taken:
+            return candidate
+        n += 1

@@ -131,6 +131,19 @@ class EarlyInterrupt:
         return isinstance(current, EarlyInterrupt) and current.received
 
 
+_RUN = {"began": False}
+
+
+def mark_run_began() -> None:
+    """The run's handlers are in: from now on a Ctrl+C stops the run, which says what it did."""
+    _RUN["began"] = True
+
+
+def run_began() -> bool:
+    """Did this process begin a run (a Ctrl+C before that stopped nothing that was started)?"""
+    return _RUN["began"]
+
+
 @contextlib.contextmanager
 def handle_signals(
     state: ShutdownState,

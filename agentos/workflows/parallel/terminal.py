@@ -125,7 +125,8 @@ class Terminal:
         if self.colour and self.err_is_tty:
             _, bright, reset = _palette()
             label = f"{bright}[agentos]{reset}"
-        self.write(2, f"{label} {text}\n".encode())
+        # an item's bytes that were not UTF-8 go out as they came, as its own output does
+        self.write(2, f"{label} {text}\n".encode("utf-8", "surrogateescape"))
 
     def error_file(self) -> io.TextIOBase:
         """A text stream onto the real stderr, for tqdm and for final reports."""
@@ -142,7 +143,7 @@ class _FdText(io.TextIOBase):
     def write(self, text: str) -> int:
         if self._fd >= 0:
             with contextlib.suppress(BrokenPipeError, OSError):
-                _write_all(self._fd, text.encode())
+                _write_all(self._fd, text.encode("utf-8", "surrogateescape"))
         return len(text)
 
     def flush(self) -> None:

@@ -24,8 +24,8 @@ from agentos.agents import (
 )
 from agentos.errors import UsageError
 from agentos.workflows.inputs import repo_path
-from agentos.workflows.items import Option, Workflow
-from agentos.workflows.requirements.collect import collect_items
+from agentos.workflows.items import OnResume, Option, Workflow
+from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS, collect_items
 from agentos.workflows.requirements.execute import execute_item
 
 
@@ -74,6 +74,7 @@ WORKFLOW = Workflow(
             ("--drafter",),
             "drafter",
             "Agent that writes the LLD (required; see below).",
+            kind="agent",
             metavar="SPEC",
             envvar="AGENTOS_DRAFTER",
         ),
@@ -81,6 +82,7 @@ WORKFLOW = Workflow(
             ("--reviewer",),
             "reviewer",
             "Agent that reviews it [default: the drafter].",
+            kind="agent",
             metavar="SPEC",
         ),
         Option(
@@ -90,6 +92,7 @@ WORKFLOW = Workflow(
             kind="int",
             default=3,
             metavar="N",
+            on_resume=OnResume.CHANGE,
         ),
         Option(("--force",), "force", "Redo briefs that already have an LLD.", kind="flag"),
         Option(
@@ -102,6 +105,7 @@ WORKFLOW = Workflow(
     ),
     make_config=make_config,
     workspace=lambda config: config.repo,
+    outputs=lambda config: [config.repo / APPROVED_LLDS, config.repo / DRAFTS],
     key_mode=lambda config: key_mode([config.drafter, config.reviewer]),
     needs_keys=lambda config: keyless_agents([config.drafter, config.reviewer]),
     models=lambda config: agent_models([config.drafter, config.reviewer]),
