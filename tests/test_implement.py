@@ -302,3 +302,34 @@ def test_set_up_errors_are_one_line_before_any_agent_runs(tmp_path: Path) -> Non
     )
     assert "mock" in missing.stderr and missing.stderr.count("\n") == 1
     assert not (repo / ".agentos").exists()
+
+
+def test_resume_uses_the_recorded_agent_and_options_and_refuses_another_agent(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path, {"LLD-1.md": "One", "LLD-2.md": "Two"})
+    flag = tmp_path / "fixed"
+    agent = agent_script(
+        tmp_path,
+        "flaky.sh",
+        f"""\
+        cat > /dev/null
+        if [ "$AGENTOS_ITEM_ID" = lld-2 ] && [ ! -e {flag} ]; then echo broken >&2; exit 3; fi
+        echo "DONE = True" > src/$AGENTOS_ITEM_ID.py
+        """,
+    )
+    first = implement(repo, "--implementer", agent, "--test-cmd", "true", "--retries", "0")
+    assert first.returncode == 1, first.stderr
+    run_dir = only_run_dir(repo)
+    env = clean_env()
+    env.pop("AGENTOS_IMPLEMENTER")  # nothing names an agent: the recorded one is used
+    other = run(agentos_argv("implement", "--resume", str(run_dir), "--implementer", "mock"),
+                cwd=tmp_path, env=env)  # fmt: skip
+    assert other.returncode == 2
+    assert "--implementer" in other.stderr and other.stderr.count("\n") == 1
+    flag.touch()
+    again = run(agentos_argv("implement", "--resume", str(run_dir)), cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "1 done in an earlier pass" in again.stderr or "earlier pass" in again.stderr
+    assert "Agentos-Tests: passed (true" in sh(repo, "log", "-1", "--format=%B", "agentos/lld-2")
+    assert sh(repo, "show", "agentos/lld-2:src/lld-2.py") == "DONE = True"
