@@ -362,7 +362,8 @@ def separate_cluster(tmp_path: Path, hidden: Path | None = None) -> Iterator[str
     environment of their own, and nothing of agentos's reaches them by inheritance. `hidden`: a
     folder the worker does not see (an empty filesystem mounted over it in a mount namespace of
     its own), as a machine that does not share it."""
-    scheduler_file = tmp_path / "scheduler.json"
+    # a file of this cluster's own: a worker must never read a dead cluster's address
+    scheduler_file = tmp_path / f"scheduler-{os.urandom(4).hex()}.json"
     scheduler = Live(
         [
             PYTHON,
@@ -396,6 +397,9 @@ def separate_cluster(tmp_path: Path, hidden: Path | None = None) -> Iterator[str
             "1",
             "--no-dashboard",
             "--no-nanny",  # one process less to start on a busy machine
+            # its scratch space of its own: dask purges what it takes for stale in the shared one
+            "--local-directory",
+            str(tmp_path / "dask-worker-space"),
         ],
         tmp_path,
     )

@@ -51,6 +51,11 @@ def printed_resume_command(stderr: str) -> list[str]:
     return agentos_argv(*words[1:])
 
 
+def llds(repo: Path, pattern: str) -> list[Path]:
+    """The LLDs in the repository matching `pattern`: approved ones and Drafts."""
+    return sorted((repo / "docs" / "lld").glob(f"*/{pattern}"))
+
+
 def run_from(argv: list[str], cwd: Path, **env: str) -> Finished:
     return run(argv, cwd=cwd, env=clean_env(**env), timeout=120)
 
@@ -188,15 +193,18 @@ def test_requirements_resumes_from_another_directory_with_its_agent(tmp_path: Pa
     assert other.returncode == 2
     assert other.stderr.count("\n") == 1
     assert "(--drafter 'cmd:" in other.stderr and "'mock' now); drop --drafter to" in other.stderr
-    assert not (repo / "docs" / "lld" / "drafts" / "idea-01.md").exists()  # nothing ran
+    assert llds(repo, "idea-01.md") == []  # nothing ran
 
+    env = clean_env()
+    env.pop("AGENTOS_DRAFTER")  # nothing names a drafter now: the recorded one is used
     again = run(
         agentos_argv("requirements", "--resume", str(run_dir.relative_to(tmp_path.parent)),
                      "--budget", "1"),
         cwd=tmp_path.parent,
+        env=env,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert (repo / "docs" / "lld" / "drafts" / "idea-01.md").exists()
+    assert len(llds(repo, "idea-01.md")) == 1
     assert summary(run_dir)["totals"] == {"done": 3}
     assert manifest(run_dir)["params"]["budget"] == 1.0
     assert manifest(run_dir)["params"]["drafter"] == f"cmd:{w.resolve() / 'myagent.sh'}"
@@ -213,7 +221,7 @@ def test_a_relative_agent_is_found_where_it_was_typed(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "not found" not in done.stderr
-    assert len(list((repo / "docs" / "lld" / "drafts").glob("idea-*.md"))) == 2
+    assert len(llds(repo, "idea-*.md")) == 2
 
 
 def test_a_run_stopped_before_its_journal_resumes(workdir: Path) -> None:
@@ -309,7 +317,7 @@ def test_scripts_print_a_resume_command_that_runs_them(tmp_path: Path) -> None:
         repo,
         env=clean_env(AGENTOS_MOCK_LATENCY="0.5"),
     )
-    live.wait_for("] wrote docs/lld/drafts/", stream="err")
+    live.wait_for("] wrote docs/lld/", stream="err")
     live.interrupt(signal.SIGINT)
     first = live.finish(timeout=60)
     assert first.returncode == 130, first.stderr
@@ -319,4 +327,5 @@ def test_scripts_print_a_resume_command_that_runs_them(tmp_path: Path) -> None:
     again = run(words, cwd=tmp_path, env=clean_env())
     assert again.returncode == 0, again.stderr
     assert "not run" not in summary(only_run_dir(repo))["totals"]
-    assert len(list((repo / "docs" / "lld" / "drafts").glob("*.md"))) == 12
+    shipped = {p.name for p in (REPO / "examples/demo-repo/docs/lld/active").iterdir()}
+    assert len([p for p in llds(repo, "*.md") if p.name not in shipped]) == 12
