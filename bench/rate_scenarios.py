@@ -639,12 +639,16 @@ def run_group(
     env: Mapping[str, str] | None = None,
     agentos_src: Path | None = None,
     timeout_pad: float | None = None,
+    parallel: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run the named scenarios (ids from NAMES) one after another; their records by id."""
+    """Run the named scenarios (ids from NAMES) one after another; their records by id.
+    `parallel`: run agentos with `-j` this instead of each scenario's own."""
     pad = timeout_pad if timeout_pad is not None else (10.0 if smoke else 30.0)
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         scenario = BY_ID[name].sized(smoke)
+        if parallel is not None:
+            scenario = replace(scenario, parallel=parallel)
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         record = run_scenario(

@@ -201,9 +201,8 @@ class KeyGroup:
         around, refused_around = adaptive.outcomes.recent(now)
         if self.learning:
             calls, refused = adaptive.since_cut(now)
-            # what to expect as noise: what a slower pace showed; before any cut, a prior;
-            # after a cut with nothing slower to compare, none (the cut's refusals fell, or
-            # the cut would have been undone as in vain)
+            # what to expect as noise: what a slower pace showed; right after a cut, the share
+            # since when the refusals did not fall (none when they did); else a prior
             known = adaptive.noise_to_expect(now, refused / calls if calls else 0.0)
             noise = NOISE_PRIOR if known is None else known
             again = adaptive.refused_before(now)
@@ -260,7 +259,10 @@ class KeyGroup:
         group, else ""."""
         if self.requests_source is not RateSource.LEARNED or self.requests is None:
             return ""
-        return f"pacing {self.name} at {self.requests.per_minute:.0f} req/min {self.pace_reason}"
+        joint = " " if self.pace_reason.startswith("after ") else ": "
+        return (
+            f"pacing {self.name} at {self.requests.per_minute:.0f} req/min{joint}{self.pace_reason}"
+        )
 
     def report(self) -> dict[str, Any]:
         """The group's part of a key's snapshot row."""
