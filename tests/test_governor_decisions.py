@@ -4,6 +4,9 @@ the refusals ignore it, recovery is quick, the floor holds, and every change is 
 
 from __future__ import annotations
 
+import threading
+from typing import cast
+
 import pytest
 from governor_drive import Clock, best_per_minute, bucket, drive, noisy
 
@@ -12,7 +15,11 @@ from agentos.governor.evidence import NOISE_PRIOR, Cause, judge
 from agentos.governor.governor import OK, Governor
 from agentos.governor.pacing import HEADROOM
 from agentos.governor.signals import RATE
-from agentos.workflows.parallel.credentials import KeyConfig
+from agentos.workflows.items import Item
+from agentos.workflows.parallel.batch import Batch, ExecutionSettings
+from agentos.workflows.parallel.credentials import KeyConfig, make_credentials
+from agentos.workflows.parallel.journal import Journal
+from agentos.workflows.parallel.terminal import Terminal
 
 
 # -- the evidence
@@ -222,3 +229,32 @@ def test_waited_seconds_count_pacing_and_retry_afters() -> None:
     assert gov.snapshot()[0]["waited_s"] == pytest.approx(
         sum(g.delay for g in grants) + 3.0, abs=0.01
     )
+
+
+class Said:
+    """The terminal as far as the batch's key messages go."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.lock = threading.RLock()
+        self.err_is_tty = False
+
+    def message(self, text: str, *, force: bool = False) -> None:
+        self.lines.append(text)
+
+
+def test_the_status_line_shows_a_slowed_group_while_it_holds() -> None:
+    result = drive(bucket(60), workers=4, answers=40)  # a pace learned from refusals alone
+    said = Said()
+    batch = Batch(
+        ExecutionSettings(command_name="run", workers=2),
+        [Item(id="a", title="a")],
+        cast(Journal, None),
+        cast(Terminal, said),
+        make_credentials(["sk-drive-a"]),
+        result.governor,
+        progress=False,
+    )
+    batch.check_keys(every=0.0)
+    assert batch.progress.note.startswith("pacing key-1 at ")
+    assert "req/min after " in batch.progress.note
