@@ -26,7 +26,7 @@ from agentos.workflows.parallel.batch import countdown
 from agentos.workflows.parallel.journal import json_text
 from agentos.workflows.parallel.process_tree import pid_alive
 from agentos.workflows.parallel.run_state import DONE, read_state
-from agentos.workflows.summary import _table
+from agentos.workflows.summary import GROUP_HEADERS, _table, group_rows, key_groups
 
 RUNS_ROOT = Path(".agentos/runs")
 _RUN_FILES = ("state.json", "journal.jsonl", "run.json", "summary.json")
@@ -268,6 +268,10 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
         ]
         headers = ("key", "group", "state", "calls", "items", "parked until")
         lines += ["  " + line for line in _table(rows, headers, right=frozenset({3, 4}))]
+        # the governor's pacing decisions per group: its pace, why, what was refused and waited
+        paced = group_rows(key_groups(data["keys"]))
+        if paced:
+            lines += ["", "pacing"] + ["  " + line for line in _table(paced, GROUP_HEADERS)]
     return lines
 
 

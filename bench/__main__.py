@@ -133,6 +133,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", rate_scenarios.markdown(report["rates"]).rstrip("\n")]
         if report.get("agentos_src"):
             lines += ["", f"The rate scenarios ran agentos from {report['agentos_src']}."]
+        if report.get("rates_parallel"):
+            lines += ["", f"The rate scenarios ran agentos with -j {report['rates_parallel']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -150,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         "--agentos-src",
         type=Path,
         help="run the rate scenarios' agentos from this source tree (put first on PYTHONPATH)",
+    )
+    parser.add_argument(
+        "--rates-parallel",
+        type=int,
+        metavar="N",
+        help="run the rate scenarios' agentos with -j N instead of each scenario's own",
     )
     parser.add_argument(
         "--baseline-src",
@@ -182,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     compileall.compile_dir(str(REPO / "agentos"), quiet=1)
     if baseline is not None:
         compileall.compile_dir(str(baseline / "agentos"), quiet=1)
+    if args.agentos_src is not None:  # else every agentos process compiles it afresh
+        compileall.compile_dir(str(args.agentos_src.resolve() / "agentos"), quiet=1)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     results = run([n for n in names if n in ALL], sizes, args.out, stamp, baseline)
@@ -193,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(tmp),
                 smoke=args.smoke,
                 agentos_src=args.agentos_src.resolve() if args.agentos_src else None,
+                parallel=args.rates_parallel,
             )
     report = {
         "date": stamp,
@@ -205,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "rates": rates,
         "agentos_src": str(args.agentos_src) if args.agentos_src else None,
+        "rates_parallel": args.rates_parallel,
         "baseline_src": str(baseline) if baseline else None,
     }
     name = f"{stamp}-smoke" if args.smoke else stamp

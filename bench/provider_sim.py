@@ -45,7 +45,11 @@ real headers set. `reset` is the time until the bucket is full again.
 Refusal bodies are OpenAI's, word for word in their shape, and the "Please try again in 1.2s"
 figure is the real time until the bucket admits that call (rounded up to the millisecond).
 `overload` answers that fraction of calls (seeded) 503 "The server is overloaded", or in the
-anthropic style 529 `overloaded_error`, before any accounting.
+anthropic style 529 `overloaded_error`, before any accounting. `noise` refuses that fraction of
+calls (seeded) at random, whatever the rate: a `429` with `retry-after: 1` (`noise_retry_after`)
+and a body that names no limit, the style's rate-limit headers showing the budget as it is (not
+spent). What overloaded moments, a new organisation's acceleration limits or a gateway in front
+of the API look like: a refusal that a slower client would have met just as often.
 
 Efficiency
 ----------
@@ -83,7 +87,18 @@ QUOTA = "quota"  # 429 insufficient_quota
 OVERLOADED = "overloaded"  # 503 / 529
 UNAUTHORIZED = "unauthorized"  # 401
 BAD_REQUEST = "bad_request"  # 400 / 404
-KINDS = (OK, RATE_REQUESTS, RATE_TOKENS, TOO_LARGE, QUOTA, OVERLOADED, UNAUTHORIZED, BAD_REQUEST)
+NOISE = "noise"  # 429 at random, not caused by any limit
+KINDS = (
+    OK,
+    RATE_REQUESTS,
+    RATE_TOKENS,
+    TOO_LARGE,
+    QUOTA,
+    OVERLOADED,
+    UNAUTHORIZED,
+    BAD_REQUEST,
+    NOISE,
+)
 
 LLD_ANSWER = """# LLD: {title}
 
@@ -241,6 +256,8 @@ class ProviderSim:
         style: str = "openai",
         retry_after: bool | None = None,
         overload: float = 0.0,
+        noise: float = 0.0,
+        noise_retry_after: float = 1.0,
         seed: int = 0,
         day_seconds: float = math.inf,
         clock: Callable[[], float] = time.monotonic,
@@ -264,6 +281,8 @@ class ProviderSim:
         # Anthropic always says when to come back; OpenAI mostly leaves it to the body
         self.retry_after = style == "anthropic" if retry_after is None else retry_after
         self.overload = overload
+        self.noise = noise
+        self.noise_retry_after = noise_retry_after
         self.day_seconds = day_seconds
         self.clock = clock
         self.wall = wall
@@ -355,6 +374,10 @@ class ProviderSim:
             if self.overload and self._random.random() < self.overload:
                 status, body = self._overloaded()
                 return self._refuse(now, key, st, OVERLOADED, status, body, self._headers(st))
+            if self.noise and self._random.random() < self.noise:
+                headers = self._headers(st)
+                headers["retry-after"] = f"{self.noise_retry_after:g}"
+                return self._refuse(now, key, st, NOISE, 429, _noise_body(), headers)
             day = self._day(now)
             if day != st.day:
                 st.day, st.used_today = day, 0
@@ -460,13 +483,14 @@ class ProviderSim:
     # -- statistics
     def stats(self) -> dict[str, Any]:
         """Counts by outcome kind, in total, per organisation and per key, plus `rate` (all
-        rate-limit 429s) and `refused_429` (every 429), and the success times."""
+        rate-limit 429s a limit caused: `noise` is apart) and `refused_429` (every 429), and the
+        success times."""
         with self._lock:
 
             def view(counts: Counter[str]) -> dict[str, int]:
                 out = {kind: counts.get(kind, 0) for kind in KINDS}
                 out["rate"] = out[RATE_REQUESTS] + out[RATE_TOKENS] + out[TOO_LARGE]
-                out["refused_429"] = out["rate"] + out[QUOTA]
+                out["refused_429"] = out["rate"] + out[QUOTA] + out[NOISE]
                 return out
 
             return {
@@ -714,6 +738,18 @@ def _rate_body(
             f"({unit}): Limit {round(bucket.limit)}, Used {bucket.used()}, Requested {requested}. "
             f"Please try again in {format_duration(wait)}. Visit {HELP_URL} to learn more.",
             "type": what,
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+    }
+
+
+def _noise_body() -> dict[str, Any]:
+    """A refusal that names no limit: a gateway's or an overloaded moment's "slow down"."""
+    return {
+        "error": {
+            "message": "Too many requests at the moment. Please retry after a short wait.",
+            "type": "requests",
             "param": None,
             "code": "rate_limit_exceeded",
         }

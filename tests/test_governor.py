@@ -1,5 +1,6 @@
-"""The rate governor's parts with a fake clock: header and refusal parsing, the pacer, the
-adaptive rate, grants per call and leases per item, the four kinds of "no", parked keys."""
+"""The rate governor's parts with a fake clock: header and refusal parsing, the pacer, grants per
+call and leases per item, the four kinds of "no", parked keys. The decision rules (limit or
+noise, the learned pace) are in test_governor_decisions.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 
 from agentos.errors import ConfigError
 from agentos.governor import parked
-from agentos.governor.adaptive import AdaptiveRate
 from agentos.governor.governor import ERROR, OK, Governor
 from agentos.governor.pacing import HEADROOM, Pacer
 from agentos.governor.signals import (
@@ -145,17 +145,6 @@ def test_pacer_tokens_corrected_by_usage_and_the_providers_account() -> None:
     assert pacer.start_time(1, 0.0) == pytest.approx(30.0)
 
 
-def test_adaptive_rate_sets_itself_near_what_succeeded_then_saws() -> None:
-    rate = AdaptiveRate()
-    for t in range(10):
-        rate.on_success(float(t))  # one a second succeeded
-    first = rate.on_refusal(10.0)
-    assert first == pytest.approx(60 * 0.8)  # 60/min seen, cut by a fifth
-    for _ in range(10):
-        rate.on_success(11.0)
-    assert rate.per_minute == pytest.approx(first + 5)
-
-
 # -- grants per call
 def test_calls_are_paced_per_group_and_groups_add_up() -> None:
     clock = Clock()
@@ -171,18 +160,19 @@ def test_calls_are_paced_per_group_and_groups_add_up() -> None:
     assert sorted(delays) == pytest.approx([0, 0, gap, gap, 2 * gap, 2 * gap], abs=1e-6)
 
 
-def test_a_rate_refusal_moves_the_whole_group_to_the_reset() -> None:
+def test_a_rate_refusal_that_shows_a_limit_moves_the_whole_group_to_the_reset() -> None:
     clock = Clock()
     gov = governor(KeyConfig("sk-a", group="org", rpm=600), "sk-b", clock=clock)
     first = gov.acquire_call("i", 10)
     assert first.label == "key-1"
-    gov.end_call(first.call_id, RATE, {"wait": 5.0})
-    again = gov.acquire_call("i", 10)
+    # the provider's headers say the minute's requests are spent: a limit, not noise
+    gov.end_call(first.call_id, RATE, {"wait": 5.0, "remaining_requests": 0})
+    again = gov.acquire_call("j", 10)
     assert again.label == "key-2" and again.delay == 0  # another group goes at once
     gov.end_call(again.call_id, OK, {})
-    pinned = gov.acquire_call("i", 10, pinned="key-1")
+    pinned = gov.acquire_call("k", 10, pinned="key-1")
     assert pinned.delay == pytest.approx(5.0, abs=0.01)
-    assert "rate limited" in pinned.reason
+    assert "rate limited" in pinned.reason and "no requests are left" in pinned.reason
 
 
 def test_limits_are_learned_from_headers_and_from_the_refusal_body() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.provider_sim import Org, ProviderSim
-from conftest import clean_env, run
+from conftest import agentos_argv, clean_env, run
 from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
 pytest.importorskip("httpx")
@@ -82,3 +82,33 @@ def test_every_key_out_of_quota_stops_the_run_with_one_line(tmp_path: Path) -> N
         next((repo / ".agentos" / "runs").iterdir()).joinpath("summary.json").read_text()
     )
     assert summary["totals"].get("done", 0) == 1  # the one brief the quota allowed
+
+
+def test_random_refusals_keep_the_pace_and_the_run_says_what_it_decided(tmp_path: Path) -> None:
+    """A provider that refuses a third of the calls at random (retry-after 1) while its headers
+    show plenty left: the group keeps the pace the provider states, each refused call waits its
+    second, and the summary, summary.json and `agentos status` count the refusals as noise."""
+    repo = repo_with_briefs(tmp_path, 6)
+    keys = {"sk-noisy-key-0000000": "org-noisy"}
+    with ProviderSim([Org("org-noisy", rpm=600)], keys, latency=0.05, noise=0.3, seed=5) as sim:
+        done = run(requirements(repo, sim, keys_file(tmp_path, "sk-noisy-key-0000000\n")), cwd=repo)
+        stats = sim.stats()["total"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert stats["ok"] == 12 and stats["noise"] >= 2 and stats["rate"] == 0
+    assert "pacing org-noisy at 600 req/min: the limit the provider states" in done.stderr
+    assert "rate limited" not in done.stderr  # no refusal held the group
+    run_dir = next((repo / ".agentos" / "runs").iterdir())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (group,) = summary["groups"]
+    assert group["group"] == "org-noisy" and group["keys"] == ["key-1"]
+    assert group["refusals"] == {"rate": stats["noise"]}
+    assert group["noise_refusals"] == stats["noise"]
+    assert group["rpm"] == 600 and group["rpm_source"] == "stated"
+    assert group["waited_s"] >= stats["noise"] * 0.9  # each refused call waited its second
+    table = done.stderr[done.stderr.index("why this pace") :]
+    assert f"{stats['noise']} rate ({stats['noise']} as noise)" in table
+    assert "the limit the provider states" in table
+    shown = run(agentos_argv("status", str(run_dir)), cwd=repo)
+    assert shown.returncode == 0, shown.stderr
+    pacing = shown.stdout[shown.stdout.index("\npacing\n") :]
+    assert "org-noisy" in pacing and "600/min" in pacing and "as noise" in pacing

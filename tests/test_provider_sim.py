@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from agentos.governor.signals import RateInfo, classify_http
 from agentos.workflows import lld
 from bench.provider_sim import (
     LLD_ANSWER,
+    NOISE,
     OK,
     OVERLOADED,
     QUOTA,
@@ -224,6 +226,27 @@ def test_overload_answers_a_seeded_fraction_503_or_529(clock: FakeClock) -> None
     assert body["error"]["message"].startswith("The server is overloaded")
     sim = sim_of(clock, Org("o"), keys={"k": "o"}, overload=1.0, style="anthropic")
     assert sim.admit("k", 1, 1)[1]["error"]["type"] == "overloaded_error"
+
+
+def test_noise_refuses_a_seeded_fraction_at_any_rate_naming_no_limit(clock: FakeClock) -> None:
+    sim = sim_of(clock, Org("o", rpm=600), keys={"k": "o"}, noise=0.1, seed=3)
+    answers = []
+    for _ in range(400):
+        clock.advance(1.0)  # far under the limit: whatever is refused is noise
+        answers.append(sim.admit("k", 1, 1))
+    refused = [a for a in answers if a[0] == 429]
+    assert 20 <= len(refused) <= 60 and all(a[3].kind == NOISE for a in refused)
+    status, body, headers, _ = refused[0]
+    assert headers["retry-after"] == "1"
+    assert int(headers["x-ratelimit-remaining-requests"]) >= 590  # the budget is not spent
+    refusal = classify_http(status, headers, json.dumps(body))
+    assert refusal is not None and refusal.kind == "rate" and refusal.limit is None
+    assert refusal.wait == 1.0 and RateInfo.from_headers(headers).remaining_requests >= 590
+    stats = sim.stats()["total"]
+    assert stats[NOISE] == len(refused) and stats["rate"] == 0
+    assert stats["refused_429"] == len(refused)
+    bare = sim_of(clock, Org("o", rpm=600), keys={"k": "o"}, noise=1.0, style="none")
+    assert "x-ratelimit-remaining-requests" not in bare.admit("k", 1, 1)[2]
 
 
 def test_ideal_seconds_counts_the_burst_the_rates_and_the_quotas(clock: FakeClock) -> None:

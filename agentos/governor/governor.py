@@ -1,11 +1,12 @@
 """The governor: which key a call or an item may use, and when.
 
 Providers limit an *organisation* (Gemini: a project), not a key, so keys are put in groups (one
-per key unless the credentials file says `group=`), and each group owns the budgets:
+per key unless the credentials file says `group=`), and each group (group.py) owns the budgets
+and what it learns about them:
 
-    Group  ── requests Pacer (RPM: configured, else learned from headers or the 429's "Limit N",
-       │                      else an AdaptiveRate learned from refusals alone)
-       ├──── tokens Pacer   (TPM: configured or learned)
+    KeyGroup ── requests Pacer (RPM: configured, else stated by headers or the 429's "Limit N",
+       │                        else an AdaptiveRate learned from refusals judged to be a limit)
+       ├──── tokens Pacer   (TPM: configured or stated)
        ├──── requests per day (RPD: configured; a provider's quota refusal parks the group)
        └──── keys: slots for items (`slots=`, default 1), parked / retired flags
 
@@ -21,10 +22,14 @@ Two ways to use a key:
   key coordinator always did, with `slots` items per key and no lease on a key whose group is out
   of budget for the day, parked or cooling.
 
-The four "no"s: *rate* pushes the group's schedule out to the stated reset (every call of that
-group waits, not only the refused one); *quota* parks the group until the stated reset, or for
-the run; *overloaded* backs everybody off briefly (exponential, reset by a success); *rejected*
-retires the key. Every wait a call is told to make carries its reason, for the journal.
+The four "no"s: *rate* is judged first (evidence.py): a limit pushes the group's schedule out to
+the stated reset (every call of that group waits, not only the refused one) and, for a learned
+pace, slows the group; noise — a lone refusal among answers — holds only the refused call for
+its retry-after, sends other calls to other keys while that lasts (at most NOISE_KEY_HOLD), and
+keeps the pace. *quota* parks the
+group until the stated reset, or for the run; *overloaded* backs everybody off briefly
+(exponential, reset by a success); *rejected* retires the key. Every wait a call is told to make
+carries its reason, for the journal; every change of a group's pace is a notice (`events`).
 
 Thread-safe: the key server (a Manager) serves each client connection from its own thread.
 """
@@ -39,8 +44,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentos.governor.adaptive import AdaptiveRate
-from agentos.governor.pacing import Pacer
+from agentos.governor.evidence import Cause
+from agentos.governor.group import KeyGroup
 from agentos.governor.signals import OVERLOADED, QUOTA, RATE, REJECTED
 from agentos.workflows.parallel.credentials import (
     BASE_COOLDOWN,
@@ -64,11 +69,12 @@ ERROR = "error"
 #: one 529 among hundreds of answers is the provider's noise, not a reason to stop for long)
 OVERLOAD_BASE = 0.25
 OVERLOAD_MAX = 60.0
-DEFAULT_TOKENS_PER_CALL = 1000.0
-DEFAULT_OUTPUT_TOKENS = 300.0  # an answer's size before the group's first usage is seen
 FOREVER = math.inf
-WINDOW_MAX = 256.0
 WINDOW_WAIT = 2.0  # seconds a call waits in the governor for a window before asking again
+#: after a refusal judged noise, other calls go to other keys for this long at most (its own
+#: call waits the whole retry-after); a key with no other beside it keeps its pace: holding it
+#: would stall the group and send the held calls at once when the hold ends
+NOISE_KEY_HOLD = 1.0
 
 
 @dataclass
@@ -84,6 +90,8 @@ class KeyStatus:
     all_out_for: float | None = None
     #: wall-clock time (epoch) the earliest parked key comes back, when every key is out
     back_at: float | None = None
+    #: groups slowed by a learned pace: "pacing org-a at 42 req/min after 3 refusals in 10 s"
+    pacing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,39 +107,9 @@ class CallGrant:
 
 
 @dataclass
-class _Group:
-    name: str
-    requests: Pacer | None = None
-    tokens: Pacer | None = None
-    #: where the requests/min figure comes from: "configured", "stated" (headers, a refusal's
-    #: "Limit N"), "adaptive" (learned from refusals alone) or "" (none yet)
-    requests_source: str = ""
-    tokens_configured: bool = False
-    adaptive: AdaptiveRate = field(default_factory=AdaptiveRate)
-    per_day: float | None = None
-    used_today: int = 0
-    today: int = 0  # the UTC day `used_today` counts (days since the epoch)
-    parked_until: float = 0.0  # wall clock; inf: for the run
-    park_reason: str = ""
-    tokens_per_call: float = DEFAULT_TOKENS_PER_CALL
-    output_per_call: float = DEFAULT_OUTPUT_TOKENS  # learned from the answers' usage
-    #: the group was named in the credentials file or on the command line: the provider's
-    #: word about organisations does not move its keys
-    named: bool = False
-    #: calls in flight allowed while the group's limits are unknown: slow start from one (a
-    #: group whose first answer has not come back may be refusing everything), doubling per
-    #: round of successes, halved by a refusal
-    window: float = 1.0
-    in_flight: int = 0
-    calls: int = 0
-    refusals: dict[str, int] = field(default_factory=dict)
-    last_wait_reason: str = ""
-
-
-@dataclass
 class _Key:
     credential: Credential
-    group: _Group
+    group: KeyGroup
     slots: int = 1
     leases: set[int] = field(default_factory=set)
     cooling_until: float = 0.0  # monotonic
@@ -141,6 +119,7 @@ class _Key:
     lease_count: int = 0
     calls: int = 0
     in_flight: int = 0  # calls granted and not yet reported
+    avoid_until: float = 0.0  # monotonic: refused as noise; other keys first until then
 
     @property
     def label(self) -> str:
@@ -184,7 +163,7 @@ class Governor:
         self._clock = clock
         self._wall = wall
         self._keys: list[_Key] = []
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, KeyGroup] = {}
         self._configs: list[KeyConfig] = []
         self._leases: dict[int, _LeaseRecord] = {}
         self._calls: dict[int, _CallRecord] = {}
@@ -192,6 +171,9 @@ class Governor:
         self._overload_until = 0.0
         self._overload_strikes = 0
         self._events: list[str] = []
+        #: item id -> (monotonic time, reason) before which its next call may not start: the
+        #: retry-after of its refused call
+        self._holds: dict[str, tuple[float, str]] = {}
         self._remembered = dict(parked or {})
         self.add_keys(list(keys))
 
@@ -221,16 +203,11 @@ class Governor:
             self._cond.notify_all()
             return [k.label for k in self._keys]
 
-    def _group(self, name: str, config: KeyConfig) -> _Group:
+    def _group(self, name: str, config: KeyConfig) -> KeyGroup:
         group = self._groups.get(name)
         if group is None:
-            group = self._groups[name] = _Group(name)
-        if config.rpm and (group.requests is None or config.rpm < group.requests.per_minute):
-            group.requests, group.requests_source = Pacer(config.rpm), "configured"
-        if config.tpm and (group.tokens is None or config.tpm < group.tokens.per_minute):
-            group.tokens, group.tokens_configured = Pacer(config.tpm), True
-        if config.rpd and (group.per_day is None or config.rpd < group.per_day):
-            group.per_day = float(config.rpd)
+            group = self._groups[name] = KeyGroup(name)
+        group.configure(config)
         return group
 
     # -- per-item leases (CLI agents, agentos run)
@@ -293,6 +270,9 @@ class Governor:
             key = record.key
             key.leases.discard(lease_id)
             cooldown = 0.0
+            if outcome in (RATE_LIMITED, REVOKED):
+                said = (kind or RATE) if outcome == RATE_LIMITED else REJECTED
+                key.group.refusals[said] = key.group.refusals.get(said, 0) + 1
             if outcome == RATE_LIMITED and kind == QUOTA:
                 until = self._wall() + retry_after if retry_after is not None else FOREVER
                 self._park(key.group, until, f"{key.label}: out of quota")
@@ -324,6 +304,8 @@ class Governor:
                     record.key.leases.discard(lease_id)
                     del self._leases[lease_id]
             if item_ids is not None:
+                for item_id in item_ids:
+                    self._holds.pop(item_id, None)
                 for call_id, call in list(self._calls.items()):
                     if call.item_id in item_ids:
                         call.key.in_flight -= 1
@@ -361,31 +343,37 @@ class Governor:
     def _grant(self, item_id: str, tokens: float | None, pinned: str | None) -> CallGrant | None:
         """A grant, a no-key answer, or None when only the windows stand in the way."""
         now = self._clock()
-        best: tuple[float, float, float, _Key] | None = None
+        held_until, held_why = self._holds.get(item_id, (0.0, ""))
+        if held_until > now:
+            # its refused call's retry-after: ask again then, and take a slot of the pace then
+            return CallGrant(0, "", "", held_until - now, held_why)
+        self._holds.pop(item_id, None)
+        best: tuple[tuple[float, int, float], float, _Key] | None = None
         windowed = False
         for key in self._keys:
             if pinned is not None and key.label != pinned:
                 continue
             if not self._usable(key):
                 continue
-            if self._window_full(key.group):
+            if key.group.window_full():
                 windowed = True
                 continue
-            start = self._start_time(key, self._estimate(key.group, tokens), now)
-            # soonest start first; then the key with the fewest calls out (what a key whose
-            # limits are unknown can take is unknown: spread), then the least recently used
-            rank = (start, key.in_flight, key.last_used, key)
-            if best is None or rank[:3] < best[:3]:
-                best = rank
+            start = self._start_time(key, key.group.estimate(tokens), now)
+            # soonest start first (a key refused as noise a moment ago counts as later); then the
+            # key with the fewest calls out (what a key whose limits are unknown can take is
+            # unknown: spread), then the least recently used
+            rank = (start + max(0.0, key.avoid_until - now), key.in_flight, key.last_used)
+            if best is None or rank < best[0]:
+                best = (rank, start, key)
         if best is None:
             if windowed:
                 return None
             wait, reason = self._why_none(pinned)
             return CallGrant(0, "", "", wait, reason)
-        start, _, _, key = best
+        _, start, key = best
         group = key.group
-        estimate = self._estimate(group, tokens)
-        start = max(start, self._reserve(group, estimate, now))
+        estimate = group.estimate(tokens)
+        start = max(start, group.reserve(estimate, now))
         call_id = self._new_id()
         self._calls[call_id] = _CallRecord(key, item_id, estimate, start)
         key.last_used = start
@@ -397,6 +385,7 @@ class Governor:
         reason = ""
         if delay > 0.05:
             reason = self._wait_reason(key, now)
+        group.waited += delay
         return CallGrant(call_id, key.credential.secret, key.label, delay, reason)
 
     def end_call(self, call_id: int, outcome: str, info: dict[str, Any] | None = None) -> str:
@@ -416,28 +405,17 @@ class Governor:
             if isinstance(organization, str) and organization:
                 self._join_organization(key, organization)
             group = key.group
-            self._learn(group, info, now)
+            self._events += group.learn(info, now)
             notice = ""
             if outcome == OK:
-                group.calls += 1
-                used = info.get("tokens")
-                if isinstance(used, (int, float)) and used > 0:
-                    if group.tokens is not None:
-                        group.tokens.adjust(used - record.tokens)
-                    group.tokens_per_call += (used - group.tokens_per_call) * 0.2
-                output = info.get("output_tokens")
-                if isinstance(output, (int, float)) and output > 0:
-                    group.output_per_call += (output - group.output_per_call) * 0.3
-                group.adaptive.on_success(now)
-                group.window = min(WINDOW_MAX, group.window + 1)  # slow start: x2 per round
-                if group.requests_source == "adaptive" and group.requests is not None:
-                    group.requests.per_minute = group.adaptive.per_minute or 1.0
+                self._events += group.answered(record.tokens, info, record.started, now)
                 key.strikes = 0
                 self._overload_strikes = 0
             elif outcome in (RATE, QUOTA, OVERLOADED, REJECTED):
-                group.refusals[outcome] = group.refusals.get(outcome, 0) + 1
+                if outcome != RATE:  # a rate refusal is counted by the group's judgement
+                    group.refusals[outcome] = group.refusals.get(outcome, 0) + 1
                 group.used_today = max(0, group.used_today - 1)
-                notice = self._refused(key, outcome, info, now)
+                notice = self._refused(record, outcome, info, now)
             self._cond.notify_all()
             return notice
 
@@ -490,6 +468,7 @@ class Governor:
                 parked=parked,
                 all_out_for=all_out_for,
                 back_at=back_at,
+                pacing=tuple(n for g in self._groups.values() if (n := g.pace_note())),
             )
 
     def snapshot(self) -> list[dict[str, object]]:
@@ -525,6 +504,7 @@ class Governor:
                         "refusals": dict(g.refusals),
                         "parked_until": _parked_value(g.parked_until) if self._parked(g) else None,
                         "park_reason": g.park_reason if self._parked(g) else "",
+                        **g.report(),
                     }
                 )
             return rows
@@ -562,9 +542,6 @@ class Governor:
         self._next_id += 1
         return found
 
-    def _estimate(self, group: _Group, prompt: float | None) -> float:
-        return group.tokens_per_call if prompt is None else prompt + group.output_per_call
-
     def _join_organization(self, key: _Key, organization: str) -> None:
         """The provider says which organisation the key spends: keys of one organisation share
         one budget, so they go into one group (unless the user named the key's group). The
@@ -576,7 +553,7 @@ class Governor:
         target = self._groups.get(organization)
         if target is None:
             self._groups.pop(old.name, None)
-            old.name = organization
+            old.name, old.from_provider = organization, True
             self._groups[organization] = old
             return
         key.group = target
@@ -585,16 +562,10 @@ class Governor:
         if not any(k.group is old for k in self._keys):
             self._groups.pop(old.name, None)
 
-    def _window_full(self, group: _Group) -> bool:
-        """Only groups with no stated or configured requests limit are held to a window: a
-        known limit is paced, which is better than counting."""
-        known = group.requests_source in ("configured", "stated")
-        return not known and group.in_flight >= int(group.window)
-
-    def _parked(self, group: _Group) -> bool:
+    def _parked(self, group: KeyGroup) -> bool:
         return group.parked_until > self._wall()
 
-    def _out_for_today(self, group: _Group) -> bool:
+    def _out_for_today(self, group: KeyGroup) -> bool:
         if group.per_day is None:
             return False
         today = int(self._wall() // 86400)
@@ -620,21 +591,8 @@ class Governor:
         return min(free, key=lambda k: (len(k.leases) / k.slots, k.last_used)) if free else None
 
     def _start_time(self, key: _Key, tokens: float, now: float) -> float:
-        group = key.group
         start = max(now, key.cooling_until, self._overload_until)
-        if group.requests is not None:
-            start = max(start, group.requests.start_time(1, now))
-        if group.tokens is not None:
-            start = max(start, group.tokens.start_time(tokens, now))
-        return start
-
-    def _reserve(self, group: _Group, tokens: float, now: float) -> float:
-        start = now
-        if group.requests is not None:
-            start = max(start, group.requests.reserve(1, now))
-        if group.tokens is not None:
-            start = max(start, group.tokens.reserve(tokens, now))
-        return start
+        return max(start, key.group.start_time(tokens, now))
 
     def _wait_reason(self, key: _Key, now: float) -> str:
         group = key.group
@@ -642,8 +600,8 @@ class Governor:
             return "provider overloaded: everyone backs off"
         if key.cooling_until > now:
             return f"{key.label} cooling after a rate limit"
-        if group.last_wait_reason:
-            return group.last_wait_reason
+        if group.held_until > now:
+            return group.hold_reason
         parts = []
         if group.requests is not None:
             parts.append(f"{group.requests.per_minute:.0f} requests/min")
@@ -672,31 +630,8 @@ class Governor:
     def _until_midnight(wall: float) -> float:
         return 86400.0 - wall % 86400.0
 
-    def _learn(self, group: _Group, info: dict[str, Any], now: float) -> None:
-        """Limits the answer states, where none was configured."""
-        lr, lt = info.get("limit_requests"), info.get("limit_tokens")
-        if isinstance(lr, (int, float)) and lr > 0 and group.requests_source != "configured":
-            if group.requests is None:
-                group.requests = Pacer(float(lr), tat=now)
-            group.requests.per_minute, group.requests_source = float(lr), "stated"
-        if isinstance(lt, (int, float)) and lt > 0 and not group.tokens_configured:
-            if group.tokens is None:
-                group.tokens = Pacer(float(lt), tat=now)
-            group.tokens.per_minute = float(lt)
-        if group.requests is not None:
-            group.requests.observe(
-                None, info.get("remaining_requests"), info.get("reset_requests"), now
-            )
-        if group.tokens is not None:
-            group.tokens.observe(None, info.get("remaining_tokens"), info.get("reset_tokens"), now)
-        unit, per, limit = info.get("limit_unit"), info.get("limit_per"), info.get("limit")
-        if isinstance(limit, (int, float)) and limit > 0 and per == "min":
-            stated = "limit_requests" if unit == "requests" else "limit_tokens"
-            self._learn(group, {stated: limit}, now)
-        elif isinstance(limit, (int, float)) and limit > 0 and per == "day" and unit == "requests":
-            group.per_day = float(limit)
-
-    def _refused(self, key: _Key, outcome: str, info: dict[str, Any], now: float) -> str:
+    def _refused(self, record: _CallRecord, outcome: str, info: dict[str, Any], now: float) -> str:
+        key = record.key
         group = key.group
         wait = info.get("wait")
         wait = float(wait) if isinstance(wait, (int, float)) else None
@@ -715,26 +650,36 @@ class Governor:
         if outcome == QUOTA:
             until = self._wall() + wait if wait is not None else FOREVER
             return self._park(group, until, f"{key.label}: out of quota")
-        # a rate refusal: the whole group waits for the reset, and slows down if its rate was
-        # only a guess
-        group.window = max(1.0, group.window / 2)
-        if group.requests_source in ("", "adaptive"):
-            per_minute = group.adaptive.on_refusal(now)
-            if group.requests is None:
-                group.requests = Pacer(per_minute, tat=now)
-            group.requests.per_minute, group.requests_source = per_minute, "adaptive"
+        verdict, slow_down, notices = group.rate_refused(info, record.tokens, record.started, now)
+        self._events += notices
         if wait is None:
             key.strikes += 1
             wait = min(OVERLOAD_BASE * 2 ** (key.strikes - 1), self._max)
-        group.last_wait_reason = f"group {group.name} was rate limited; waiting for its reset"
-        if group.requests is not None:
-            pacer = group.requests
-            pacer.tat = max(pacer.tat, now + wait + pacer.burst / pacer.rate)
-        else:
-            key.cooling_until = max(key.cooling_until, now + wait)
+        if verdict.cause is Cause.LIMIT and (slow_down or not group.learning):
+            # a limit: the whole group waits for the reset
+            if group.paced:
+                group.hold(
+                    wait,
+                    now,
+                    f"group {group.name} was rate limited ({verdict.why}); waiting for its reset",
+                )
+            else:
+                key.cooling_until = max(key.cooling_until, now + wait)
+            return ""
+        # noise, or a limit the group already slowed down for: the refused call waits its
+        # retry-after, its key a moment, and the pace stays
+        why = (
+            f"retry-after of a refused call ({verdict.why}: the pace is kept)"
+            if verdict.cause is Cause.NOISE
+            else f"retry-after of a refused call (group {group.name} already slowed down)"
+        )
+        held = self._holds.get(record.item_id, (0.0, ""))[0]
+        self._holds[record.item_id] = (max(held, now + wait), why)
+        group.waited += max(0.0, now + wait - max(held, now))
+        key.avoid_until = max(key.avoid_until, now + min(wait, NOISE_KEY_HOLD))
         return ""
 
-    def _park(self, group: _Group, until: float, reason: str, *, announce: bool = True) -> str:
+    def _park(self, group: KeyGroup, until: float, reason: str, *, announce: bool = True) -> str:
         if until <= group.parked_until:
             return ""
         group.parked_until, group.park_reason = until, reason

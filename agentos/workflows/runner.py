@@ -314,6 +314,21 @@ def make_account(options: RunnerOptions, resume: ResumePlan | None) -> RunAccoun
     return account
 
 
+#: what `agentos keys` shows of a key's last run (never the key)
+_REMEMBERED = (
+    "label",
+    "group",
+    "group_source",
+    "rpm",
+    "rpm_source",
+    "pace_reason",
+    "tpm",
+    "rpd",
+    "calls",
+    "leases",
+)
+
+
 @dataclass(frozen=True)
 class KeyPlan:
     """The run's keys and how they are used: per call (HTTP agents ask the governor for each
@@ -362,7 +377,8 @@ class KeyPlan:
             by_label = {c.label: c.full_fingerprint for c in self.credentials}
             notes = {
                 by_label[row["label"]]: {
-                    k: row[k] for k in ("label", "group", "rpm", "tpm", "rpd", "calls", "leases")
+                    **{k: row.get(k) for k in _REMEMBERED},
+                    "rejected": row.get("state") == "revoked",
                 }
                 for row in governor.snapshot()
                 if row["label"] in by_label

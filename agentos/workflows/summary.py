@@ -75,10 +75,67 @@ def summary_data(
         "skipped_already_done": skipped,
         "totals": totals,
         "keys": keys or [],
+        "groups": key_groups(keys or []),
         "usage": usage,
         "resume_command": resume_command,
         "items": rows,
     }
+
+
+def key_groups(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The key groups of the governor's key rows, once each: their keys, pace (requests/min)
+    and where it comes from and why, refusals by kind (`noise_refusals` of the rate ones were
+    taken as noise) and the seconds their calls were told to wait."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in keys:
+        name = str(row.get("group") or row.get("label"))
+        group = groups.setdefault(
+            name,
+            {
+                "group": name,
+                "keys": [],
+                "calls": 0,
+                "rpm": row.get("rpm"),
+                "rpm_source": row.get("rpm_source"),
+                "pace_reason": row.get("pace_reason") or "",
+                "refusals": dict(row.get("refusals") or {}),
+                "noise_refusals": row.get("noise_refusals") or 0,
+                "waited_s": row.get("waited_s") or 0.0,
+            },
+        )
+        group["keys"].append(row.get("label"))
+        group["calls"] += row.get("calls") or 0
+    return list(groups.values())
+
+
+def group_rows(groups: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """(group, pace, refusals, waited, why) of the groups worth a line: refused, held or
+    paced by what they learned."""
+    rows: list[tuple[str, ...]] = []
+    for g in groups:
+        refusals = g.get("refusals") or {}
+        waited = g.get("waited_s") or 0.0
+        if not refusals and waited < 0.05 and g.get("rpm_source") != "learned":
+            continue
+        noise = g.get("noise_refusals") or 0
+        said = [
+            f"{n} {kind}" + (f" ({noise} as noise)" if kind == "rate" and noise else "")
+            for kind, n in refusals.items()
+        ]
+        rpm = g.get("rpm")
+        rows.append(
+            (
+                str(g["group"]),
+                f"{rpm:g}/min" if isinstance(rpm, (int, float)) else "-",
+                ", ".join(said) or "-",
+                f"{waited:.1f} s",
+                str(g.get("pace_reason") or ""),
+            )
+        )
+    return rows
+
+
+GROUP_HEADERS = ("group", "pace", "refusals", "calls waited", "why this pace")
 
 
 def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
@@ -178,6 +235,9 @@ def render_summary(data: dict[str, Any]) -> str:
             + ("; failures are listed first" if shown[0]["status"] != DONE else "")
         )
     lines += _usage_lines(usage)
+    paced = group_rows(data.get("groups") or [])
+    if paced:
+        lines += _table(paced, GROUP_HEADERS)
     lines.append(_totals_line(data))
     return "\n".join(lines)
 

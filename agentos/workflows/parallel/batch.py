@@ -250,6 +250,8 @@ class Batch:
             raise KeysExhausted(_all_out(status))
         # every key out, but back within --max-key-wait: the run waits, and shows for how long
         self.progress.set_note("keys", f"keys back in {countdown(out_for)}" if out_for else "")
+        # a group the governor slowed down, while it holds (the change itself was a notice)
+        self.progress.set_note("pacing", "; ".join(getattr(status, "pacing", ())))
 
     def release(self, lease: Lease | None, result: AttemptResult) -> float:
         """End the attempt's lease with the outcome its status implies; returns the cooldown."""
@@ -470,6 +472,10 @@ class Batch:
                         "parked_until",
                         "refusals",
                         "rpm",
+                        "rpm_source",
+                        "pace_reason",
+                        "noise_refusals",
+                        "waited_s",
                     )
                 }
                 for row in self.keys_report()
