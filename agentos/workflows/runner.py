@@ -410,7 +410,9 @@ def _execute(
         workspace = workflow.workspace(config) if workflow.workspace is not None else None
         if workspace is not None:
             stack.enter_context(WorkspaceLock(workspace, workflow.name, run_path))
-        run_dir = RunDir(run_path).open()
+        # the default place (.agentos/runs in the working directory) is reached without links
+        default_place = options.resume is None and options.run_dir is None
+        run_dir = RunDir(run_path, confined=default_place).open()
         stack.callback(run_dir.close)
         run_dir.check_writable()
         if resume is None or not (run_path / MANIFEST).exists():

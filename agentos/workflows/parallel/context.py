@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentos.beneath import Beneath
 from agentos.errors import ItemError, RateLimited
 from agentos.usage.budget import ItemLimits
 from agentos.usage.prices import PriceBook
@@ -139,9 +140,8 @@ class ItemContext:
     @property
     def state_dir(self) -> Path:
         """`<run-dir>/items/<id>/`: the item's private working state (created on first use)."""
-        path = self.run_dir / "items" / self.item.id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        with Beneath(self.run_dir) as place:  # no link planted in the run directory followed
+            return place.makedirs(f"items/{self.item.id}")
 
     def env(
         self, extra: dict[str, str] | None = None, key_env: str | None = None

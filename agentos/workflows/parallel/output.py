@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentos.beneath import Beneath, UnsafePath
 from agentos.workflows.parallel.capture import MAGIC as _MAGIC
 
 if TYPE_CHECKING:  # the terminal (and colorama) is the parent's business, not the workers'
@@ -174,8 +175,12 @@ class OutputListener:
         self._max_key = 0
         self._read_view = memoryview(bytearray(_READ_SIZE))  # see _read
         self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
+        # the logs directory is held open and each log opened in it without following links:
+        # an item (or whoever wrote in a reused run directory) may have planted one
+        self._logs: Beneath | None = None
         if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            with Beneath(log_dir.parent, create=True) as run_dir:
+                self._logs = run_dir.sub(log_dir.name, create=True)
 
     def set_max_secret_length(self, length: int) -> None:
         """Force-split partial lines keeping this many bytes, so a key is never cut in two."""
@@ -207,6 +212,8 @@ class OutputListener:
         self._selector.close()
         self._quick.close()
         self._server.close()
+        if self._logs is not None:
+            self._logs.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -537,9 +544,8 @@ class OutputListener:
         path = self.log_dir / f"{attempt.item_id}.log"
         try:
             if attempt.log_fd < 0:
-                attempt.log_fd = os.open(
-                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
-                )
+                assert self._logs is not None
+                attempt.log_fd = self._logs.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
                 # once per attempt, where its log is opened (on its first line, so a silent
                 # attempt leaves no log): attempts of a retried item are told apart in the file
                 started = time.time() - (time.monotonic() - attempt.started)
@@ -550,9 +556,11 @@ class OutputListener:
                 with contextlib.suppress(OSError):
                     os.close(attempt.log_fd)
             attempt.log_fd = _LOG_FAILED
+            why = str(exc)
+            if not isinstance(exc, UnsafePath):
+                why = f"cannot write {path}: {exc.strerror}"
             self.terminal.message(
-                f"cannot write {path}: {exc.strerror}; {attempt.item_id}'s output goes on to the "
-                "terminal only",
+                f"{why}; {attempt.item_id}'s output goes on to the terminal only",
                 force=True,
             )
 

@@ -19,10 +19,11 @@ from agentos.agents import (
     keyless_agents,
     resolve_agent,
 )
-from agentos.errors import UsageError
+from agentos.beneath import Beneath, UnsafePath
+from agentos.errors import ConfigError, UsageError
 from agentos.workflows.inputs import repo_path
 from agentos.workflows.items import Option, Workflow
-from agentos.workflows.requirements.collect import collect_items
+from agentos.workflows.requirements.collect import DRAFTS, collect_items
 from agentos.workflows.requirements.execute import execute_item
 
 
@@ -47,11 +48,15 @@ def make_config(
 ) -> RequirementsConfig:
     if max_iterations < 1:
         raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
+    repo = repo_path(repo)
+    try:  # a cloned repository may link docs/lld elsewhere: refused now, not after the agents ran
+        with Beneath(repo) as place:
+            place.check(DRAFTS)
+    except UnsafePath as exc:
+        raise ConfigError(f"{exc}; agentos writes LLDs only inside --repo") from None
     drafting = resolve_agent(drafter, "--drafter", api_base)
     reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
-    return RequirementsConfig(
-        repo_path(repo), drafting, reviewing, max_iterations, force, redo_drafts
-    )
+    return RequirementsConfig(repo, drafting, reviewing, max_iterations, force, redo_drafts)
 
 
 WORKFLOW = Workflow(
