@@ -54,6 +54,7 @@ from agentos.workflows.parallel.credentials import (
     Redactor,
     load_keys,
     make_credentials,
+    take_secret_environment,
 )
 from agentos.workflows.parallel.journal import (
     MANIFEST,
@@ -173,6 +174,9 @@ def effective_workers(requested: int, n_slots: int, n_items: int, n_keys: int | 
 
 def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
     params = dict(params)
+    # before anything starts a process (an agent's CLI is asked its version while the options
+    # are checked): no process of this run inherits the keys or the notification tokens
+    secret_env = take_secret_environment()
     options = RunnerOptions.from_params(params)
     if options.verbose:  # -v: what the agents found (their CLIs' paths and versions), and more
         logging.getLogger("agentos").setLevel(logging.DEBUG)
@@ -202,7 +206,7 @@ def run_workflow(workflow: Workflow, params: dict[str, Any]) -> int:
         resume = plan_resume(items, earlier)
         items = resume.pending
     skipped = resume.done_count if resume is not None else 0
-    keys = KeyPlan.load(workflow, config, options)
+    keys = KeyPlan.load(workflow, config, options, secret_env)
     credentials = keys.credentials
     reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
     if reason and not credentials:
@@ -299,7 +303,13 @@ class KeyPlan:
     max_wait: float
 
     @classmethod
-    def load(cls, workflow: Workflow, config: Any, options: RunnerOptions) -> KeyPlan:
+    def load(
+        cls,
+        workflow: Workflow,
+        config: Any,
+        options: RunnerOptions,
+        environ: dict[str, str] | None = None,
+    ) -> KeyPlan:
         defaults = KeyConfig(
             "",
             options.key_group,
@@ -308,7 +318,7 @@ class KeyPlan:
             options.key_rpd,
             options.key_slots,
         )
-        configs = load_keys(options.credentials_file, warn=log.warning, defaults=defaults)
+        configs = load_keys(options.credentials_file, environ, warn=log.warning, defaults=defaults)
         mode = workflow.key_mode(config) if workflow.key_mode is not None else "item"
         credentials = make_credentials(c.secret for c in configs)
         return cls(configs, credentials, mode, options.max_key_wait)
@@ -434,7 +444,9 @@ def _execute(
             resources.callback(terminal.close)
             resources.callback(journal.close)
             if workers:
-                listener = _listener(terminal, run_dir, credentials, prefix=True)
+                listener = _listener(
+                    terminal, run_dir, credentials, prefix=True, notify=options.notify
+                )
                 resources.callback(listener.stop)
                 if credentials and options.backend == "loky":
                     from agentos.governor import parked as parked_keys
@@ -453,7 +465,9 @@ def _execute(
                 # sequential output goes through the listener as well, unprefixed: it is how
                 # each item's log is written (a run directory looks the same in both modes) and
                 # how printed keys are redacted
-                listener = _listener(terminal, run_dir, credentials, prefix=False).start()
+                listener = _listener(
+                    terminal, run_dir, credentials, prefix=False, notify=options.notify
+                ).start()
                 resources.callback(listener.stop)
                 channel = OutputChannel(listener.address, listener.token)
                 resources.callback(channel.close)  # before the listener stops: runs first
@@ -536,9 +550,15 @@ def _stop_key_server(server: Any) -> None:
 
 
 def _listener(
-    terminal: Terminal, run_dir: RunDir, credentials: list[Credential], *, prefix: bool
+    terminal: Terminal,
+    run_dir: RunDir,
+    credentials: list[Credential],
+    *,
+    prefix: bool,
+    notify: tuple[str, ...] = (),
 ) -> OutputListener:
-    redactor = Redactor(credentials)
+    # notification URLs carry tokens: replaced like keys, should an item come by one
+    redactor = Redactor(credentials, [(url, "notify-url") for url in notify])
     listener = OutputListener(
         terminal, run_dir.logs, prefix=prefix, redactor=redactor if redactor else None
     )

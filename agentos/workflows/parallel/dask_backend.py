@@ -52,7 +52,13 @@ from typing import TYPE_CHECKING, Any
 from agentos.errors import ConfigError, KeyServerLost, UsageError
 from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult
 from agentos.workflows.parallel.controller import Controller, ExecutorPlan, Running
-from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, KeyConfig, Lease
+from agentos.workflows.parallel.credentials import (
+    CREDENTIALS_ENV,
+    NOTIFY_ENV,
+    Credential,
+    KeyConfig,
+    Lease,
+)
 from agentos.workflows.parallel.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged
 from agentos.workflows.parallel.scheduler import ItemState
@@ -74,6 +80,7 @@ DEFAULT_FORWARD = ("AGENTOS_*",)
 NEVER_FORWARD = frozenset(
     {
         CREDENTIALS_ENV,
+        NOTIFY_ENV,
         "AGENTOS_API_KEY",
         RUN_TAG_ENV,
         "AGENTOS_ITEM_ID",
