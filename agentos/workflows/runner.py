@@ -523,6 +523,11 @@ def _execute(
             keys_report = batch.frozen_keys_report = batch.keys_report()
             if keys is not None and batch.keys_lost is None:
                 key_plan.remember(keys)
+        lost = listener.lost if listener is not None else {}
+        if lost:  # a run whose output did not all arrive is no success, whatever its items did
+            shown = "; ".join(f"{item}: {why}" for item, why in sorted(lost.items())[:5])
+            more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
+            log.warning("output was lost: %s%s; see logs/ in %s", shown, more, run_path)
         if isinstance(fatal, BudgetReached):  # before _finish: its notification shows them
             fatal.not_started = batch.scheduler.counts()[NOT_RUN]
             fatal.resume_dir = str(run_path)
@@ -535,7 +540,7 @@ def _execute(
             resume,
             options,
             keys_report,
-            failed=fatal is not None,
+            failed=fatal is not None or bool(lost),
             notifier=notifier,
             fatal=fatal,
         )

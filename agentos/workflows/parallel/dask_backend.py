@@ -365,7 +365,8 @@ class DaskRun(Controller):
         except Exception as exc:  # KilledWorker, or a bug surfacing from the task
             result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
         else:
-            self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT)
+            if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
+                self.listener.mark_lost(run.state.id, "its output did not close after it ended")
         self.batch.end_attempt(run.state, run.lease, result)
 
     def _synthetic(self, run: Running, status: str, error: str) -> AttemptResult:

@@ -40,14 +40,25 @@ Why it is built this way:
 * A partial line is held until its newline arrives (so lines of two items never mix), printed
   whole and terminated at EOF, and force-split at 1 MiB so an item printing 50 MB without a newline
   cannot exhaust the parent's memory.
+
+Who may connect. The socket is an abstract Unix socket, which any local process can reach. A
+connection is kept only if its peer (SO_PEERCRED) is this user and this process or one of its
+descendants (a worker), and then only if its hello carries the run's token within
+HELLO_TIMEOUT; anything else is closed at once, so neither another user nor a stray process can
+hold descriptors or forge lines. Running out of descriptors (EMFILE) pauses accepting for a
+moment instead of ending the listener. Output that could not be delivered whole (a stream
+dropped after an error, a log that could not be written, the listener itself failing) is
+recorded in `lost`, and the run then does not report success.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -68,6 +79,14 @@ _BATCH_WAIT = 0.002  # seconds a busy round waits for more output to gather (see
 _DRAIN_READS = 16  # reads of a pipe after its attempt ended (bounds a writer that never stops)
 MAX_LINE = 1024 * 1024
 _HEADER_LIMIT = 512
+#: seconds a connection has to say its hello before it is closed
+HELLO_TIMEOUT = 5.0
+#: connections accepted but not yet authenticated; more are closed at once
+_MAX_UNAUTHENTICATED = 32
+#: after accept() failed for want of descriptors (EMFILE), how long to stop accepting: pending
+#: connections wait in the backlog meanwhile, nothing is lost
+_ACCEPT_PAUSE = 0.05
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _LOG_FAILED = -2  # log_fd of an attempt whose log could not be written
 
 Redactor = Callable[[bytes], bytes]
@@ -88,6 +107,26 @@ def new_listener_address() -> str:
 
     directory = tempfile.mkdtemp(prefix="agentos-")  # pragma: no cover
     return os.path.join(directory, "out.sock")  # pragma: no cover
+
+
+def _peer(sock: socket.socket) -> tuple[int, int] | None:
+    """(pid, uid) of a Unix socket's peer, from SO_PEERCRED; None where it is not available."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:  # pragma: no cover - not Linux
+        return None
+    try:
+        pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
+    except OSError:
+        return None
+    return pid, uid
+
+
+def _parent_pid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,7 +167,9 @@ class _Control:
     buf: bytes = b""
     fds: list[int] = field(default_factory=list)  # received, not yet claimed by a begin
     pid: int = 0  # 0 until the hello was read and checked
+    peer_pid: int = 0  # the connecting process, as the kernel tells it (SO_PEERCRED)
     current: _Attempt | None = None  # the attempt begun and not yet ended
+    deadline: float = 0.0  # monotonic time by which the hello must have come
 
 
 StartedCallback = Callable[[str, int, int], None]
@@ -174,6 +215,11 @@ class OutputListener:
         self._external: dict[tuple[str, int, int], _Stream] = {}
         self._max_key = 0
         self._read_view = memoryview(bytearray(_READ_SIZE))  # see _read
+        #: item id -> why some of its output did not reach the terminal or its log
+        self.lost: dict[str, str] = {}
+        self._pending_hellos: list[_Control] = []
+        self._accept_paused_until = 0.0
+        self._told: set[str] = set()  # notices given once per kind
         self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
         # the logs directory is held open and each log opened in it without following links:
         # an item (or whoever wrote in a reused run directory) may have planted one
@@ -237,12 +283,21 @@ class OutputListener:
             record = self._attempts.get((item_id, attempt))
         if record is None:
             # its begin may still wait in a control socket (we read it late), or it never began
-            # (the attempt failed before its capture started): read what is there, look again
-            self.settle(min(timeout, 1.0))
-            with self._lock:
-                record = self._attempts.get((item_id, attempt))
-            if record is None:
-                return True
+            # (the attempt failed before its capture started): read what is there, look again.
+            # While accepting is paused for want of descriptors, its connection may still wait
+            # in the backlog: look until it comes or the time is up.
+            deadline = time.monotonic() + timeout
+            while True:
+                self.settle(min(max(0.0, deadline - time.monotonic()), 1.0))
+                with self._lock:
+                    record = self._attempts.get((item_id, attempt))
+                if record is not None:
+                    break
+                if not self._accept_paused_until:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(_ACCEPT_PAUSE)
         ok = record.closed.wait(timeout)
         if ok:
             with self._lock:
@@ -271,7 +326,7 @@ class OutputListener:
     def _run(self) -> None:
         try:
             while True:
-                timeout = None
+                timeout = self._housekeeping()
                 if self._stopping:
                     timeout = max(0.0, self._drain_deadline - time.monotonic())
                     if timeout == 0.0:
@@ -293,8 +348,9 @@ class OutputListener:
                     for key, _ in self._quick.select(_BATCH_WAIT):
                         if self._handle(key.data):
                             return
-        except Exception as exc:  # pragma: no cover - a bug here must not hang the run
+        except Exception as exc:  # a bug here must not hang the run, nor pass unnoticed
             self.terminal.message(f"output listener failed: {exc!r}", force=True)
+            self._fail_all(f"the output listener failed ({type(exc).__name__})")
 
     def _handle(self, data: object) -> bool:
         """A ready non-stream object (the server, the wake pipe, a control connection); True
@@ -314,6 +370,11 @@ class OutputListener:
 
     def _settle(self) -> None:
         """Read every connection and control message already waiting, then answer settle()."""
+        if self._accept_paused_until:  # try now rather than after the pause
+            self._accept_paused_until = 0.0
+            for selector in (self._selector, self._quick):
+                with contextlib.suppress(KeyError, ValueError):
+                    selector.register(self._server, selectors.EVENT_READ, None)
         for _ in range(1000):  # bounded: a worker that keeps beginning attempts cannot hold us
             ready = [key.data for key, _ in self._quick.select(0) if key.data != "wake"]
             if not ready:
@@ -332,6 +393,8 @@ class OutputListener:
             return self._read(stream)
         except Exception as exc:
             self.terminal.message(f"dropped an output stream after an error: {exc!r}", force=True)
+            if stream.attempt is not None:
+                self.mark_lost(stream.attempt.item_id, f"an output stream failed ({exc!r})")
             with contextlib.suppress(Exception):
                 self._close_stream(stream)
             return 0
@@ -359,10 +422,100 @@ class OutputListener:
                 sock, _ = self._server.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                self._pause_accepting(exc)
+                return
+            peer = _peer(sock)
+            if peer is None or not self._is_ours(*peer):
+                sock.close()
+                self._tell_once(
+                    "stranger",
+                    "refused a connection to the output socket from "
+                    + (f"pid {peer[0]} (uid {peer[1]})" if peer else "an unknown peer")
+                    + ": not a process of this run",
+                )
+                continue
+            if len(self._pending_hellos) >= _MAX_UNAUTHENTICATED:
+                sock.close()
+                continue
             sock.setblocking(False)
-            control = _Control(sock)
+            control = _Control(sock, peer_pid=peer[0], deadline=time.monotonic() + HELLO_TIMEOUT)
+            self._pending_hellos.append(control)
             for selector in (self._selector, self._quick):
                 selector.register(sock, selectors.EVENT_READ, control)
+
+    def _is_ours(self, pid: int, uid: int) -> bool:
+        """The peer is this user's, and this process or a descendant of it (a worker, or a
+        process a worker forked)."""
+        if uid != os.getuid():
+            return False
+        me = os.getpid()
+        for _ in range(64):  # the chain up to us is short; a loop in /proc data is not
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+            pid = _parent_pid(pid)
+        return False
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: stop watching the listening socket for a moment (it would be
+        ready again at once, a busy loop); pending connections wait in its backlog."""
+        self._tell_once(
+            "descriptors",
+            f"out of file descriptors ({exc.strerror}); waiting for some to be freed "
+            "before taking more worker connections",
+        )
+        for selector in (self._selector, self._quick):
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(self._server)
+        self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
+
+    def _housekeeping(self) -> float | None:
+        """Close connections whose hello is late, resume accepting after a pause; the time
+        until the next such event (None: nothing pending)."""
+        now = time.monotonic()
+        next_due: float | None = None
+        if self._accept_paused_until:
+            if now >= self._accept_paused_until:
+                self._accept_paused_until = 0.0
+                for selector in (self._selector, self._quick):
+                    with contextlib.suppress(KeyError, ValueError):
+                        selector.register(self._server, selectors.EVENT_READ, None)
+            else:
+                next_due = self._accept_paused_until
+        waiting = []
+        for control in self._pending_hellos:
+            if control.pid or control.sock.fileno() < 0:
+                continue  # authenticated, or closed
+            if now >= control.deadline:
+                self._close_control(control)
+                continue
+            waiting.append(control)
+            next_due = control.deadline if next_due is None else min(next_due, control.deadline)
+        self._pending_hellos = waiting
+        return None if next_due is None else max(0.0, next_due - now)
+
+    def _tell_once(self, kind: str, text: str) -> None:
+        if kind not in self._told:
+            self._told.add(kind)
+            self.terminal.message(text, force=True)
+
+    def mark_lost(self, item_id: str, why: str) -> None:
+        """Some of this item's output did not arrive whole (see the module docstring)."""
+        self.lost.setdefault(item_id, why)
+
+    def _fail_all(self, why: str) -> None:
+        """The listener cannot go on: every attempt with open streams loses its output, and
+        nobody must wait for it to close."""
+        with self._lock:
+            records = list(self._attempts.values())
+        for record in records:
+            if not record.closed.is_set():
+                self.mark_lost(record.item_id, why)
+                record.closed.set()
 
     # -- control connections
     def _control_guarded(self, control: _Control) -> None:
@@ -383,7 +536,16 @@ class OutputListener:
         except OSError:
             data, fds, flags = b"", [], 0
         control.fds.extend(fds)
-        if not data or flags & socket.MSG_CTRUNC:
+        if flags & socket.MSG_CTRUNC:
+            # the attempt's pipes did not arrive (out of descriptors): its output is lost
+            for line in data.split(b"\n"):
+                kind, _, rest = line.partition(b" ")
+                if kind == b"S":
+                    item = rest.partition(b" ")[2].decode(errors="replace")
+                    self.mark_lost(item, "its output pipes could not be received")
+            self._close_control(control)
+            return
+        if not data:
             self._close_control(control)
             return
         control.buf += data
@@ -404,8 +566,11 @@ class OutputListener:
             parts = line.split(b" ")
             if len(parts) != 3 or parts[0] != _MAGIC or parts[1] != self.token.encode():
                 return False
-            control.pid = int(parts[2]) if parts[2].isdigit() else 0
-            return control.pid > 0
+            pid = int(parts[2]) if parts[2].isdigit() else 0
+            if pid <= 0 or pid != control.peer_pid:
+                return False
+            control.pid = pid
+            return True
         kind, _, rest = line.partition(b" ")
         number, _, name = rest.partition(b" ")
         if not number.isdigit() or not name:
@@ -556,6 +721,7 @@ class OutputListener:
                 with contextlib.suppress(OSError):
                     os.close(attempt.log_fd)
             attempt.log_fd = _LOG_FAILED
+            self.mark_lost(attempt.item_id, "its log could not be written")
             why = str(exc)
             if not isinstance(exc, UnsafePath):
                 why = f"cannot write {path}: {exc.strerror}"

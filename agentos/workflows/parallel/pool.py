@@ -323,6 +323,7 @@ class ParallelRun(Controller):
                 self.batch.reclaim(run.lease)
                 return
             if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
+                self.listener.mark_lost(run.state.id, "its output did not close after it ended")
                 self.batch.terminal.message(
                     f"{run.state.id}: output still open {OUTPUT_EOF_WAIT:.0f} s after the item "
                     "ended; later lines may be cut",
