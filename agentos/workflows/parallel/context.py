@@ -140,7 +140,7 @@ class ItemContext:
     @property
     def state_dir(self) -> Path:
         """`<run-dir>/items/<id>/`: the item's private working state (created on first use)."""
-        with Beneath(self.run_dir) as place:  # no link planted in the run directory followed
+        with Beneath(self.run_dir, create=True) as place:  # no link below it followed
             return place.makedirs(f"items/{self.item.id}")
 
     def env(
