@@ -21,6 +21,7 @@ from agentos.errors import ConfigError
 from agentos.usage.record import money
 from agentos.workflows.options import _PATH
 from agentos.workflows.parallel.batch import countdown
+from agentos.workflows.parallel.escape import escape_text
 from agentos.workflows.parallel.process_tree import pid_alive
 from agentos.workflows.parallel.run_state import DONE, read_state
 from agentos.workflows.summary import _table
@@ -330,7 +331,7 @@ def _list_runs(root: Path, as_json: bool) -> None:
         raise ConfigError(f"no runs under {root}")
     headers = ("started (UTC)", "command", "took", "items", "exit", "spend", "state", "run")
     for line in _table(rows, headers):
-        click.echo(line)
+        click.echo(escape_text(line))
 
 
 def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
@@ -340,7 +341,8 @@ def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=None if lines else 2))
     else:
-        click.echo("\n".join(render(data)))
+        # titles, details and errors come from items and agents: shown, never obeyed
+        click.echo(escape_text("\n".join(render(data)), multiline=True))
     sys.stdout.flush()
     return data.get("phase") in (DONE, "gone")
 

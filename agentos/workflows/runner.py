@@ -56,6 +56,7 @@ from agentos.workflows.parallel.credentials import (
     make_credentials,
     take_secret_environment,
 )
+from agentos.workflows.parallel.escape import escape_text
 from agentos.workflows.parallel.journal import (
     MANIFEST,
     Journal,
@@ -109,7 +110,8 @@ class CommandError(click.ClickException):
         self.error = error
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"agentos: error: {self.error.format_message()}", err=True, file=file)
+        message = escape_text(self.error.format_message())  # it may quote an item
+        click.echo(f"agentos: error: {message}", err=True, file=file)
 
 
 def check_items(items: list[Item]) -> list[Item]:
@@ -662,4 +664,5 @@ def configure_logging(verbose: bool = False) -> None:
 class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = "warning: " if record.levelno >= logging.WARNING else ""
-        click.echo(f"agentos: {level}{record.getMessage()}", err=True)
+        # a notice may name a file of a cloned repository, or quote an item
+        click.echo(f"agentos: {level}{escape_text(record.getMessage())}", err=True)

@@ -10,6 +10,7 @@ from typing import Any
 from agentos.usage.record import Tally, cost_text, count, money
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import DONE
+from agentos.workflows.parallel.escape import escape_text
 from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.parallel.scheduler import ItemState
 
@@ -119,7 +120,7 @@ def render_summary(data: dict[str, Any]) -> str:
             str(i["attempts"]),
             f"{i['seconds']:.1f}",
             *(_usage_cells(i.get("usage")) if spent else ()),
-            (i["error"] or "")[:80],
+            escape_text(i["error"] or "")[:80],  # an item's words: shown, never obeyed
         )
         for i in shown
     ]
@@ -199,12 +200,13 @@ def _usage_lines(usage: dict[str, Any]) -> list[str]:
 def _status_cell(row: dict[str, Any]) -> str:
     notes = ["earlier pass"] if row.get("earlier_pass") else []
     if row.get("detail"):
-        notes.append(row["detail"])
+        notes.append(escape_text(str(row["detail"])))
     return f"{row['status']} ({', '.join(notes)})" if notes else row["status"]
 
 
 def render_dry_run(items: list[Item], skipped: int) -> str:
-    lines = _table([(i.id, i.title[:60], i.source) for i in items], ("id", "title", "source"))
+    rows = [(i.id, escape_text(i.title)[:60], escape_text(i.source)) for i in items]
+    lines = _table(rows, ("id", "title", "source"))
     tail = f"{len(items)} pending item{'s' if len(items) != 1 else ''}"
     if skipped:
         tail += f" ({skipped} already done)"

@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING
 
 from agentos.beneath import Beneath, UnsafePath
 from agentos.workflows.parallel.capture import MAGIC as _MAGIC
+from agentos.workflows.parallel.escape import escape_lines
 
 if TYPE_CHECKING:  # the terminal (and colorama) is the parent's business, not the workers'
     from agentos.workflows.parallel.terminal import Terminal
@@ -157,6 +158,8 @@ class _Stream:
     pending: bytes = b""
     prefix: bytes = b""
     newline_prefix: bytes = b""
+    escape: bool = True  # control characters shown, not obeyed (escape.py)
+    keep_sgr: bool = False
 
 
 @dataclass
@@ -660,7 +663,9 @@ class OutputListener:
             block = self.redactor(block)
         attempt = conn.attempt
         if attempt is not None and self.log_dir is not None and attempt.log_fd != _LOG_FAILED:
-            self._log(attempt, block)
+            self._log(attempt, block)  # the log keeps the raw bytes
+        if conn.escape:
+            block = escape_lines(block, keep_sgr=conn.keep_sgr)
         if conn.prefix:
             block = conn.prefix + block[:-1].replace(b"\n", conn.newline_prefix) + b"\n"
         self.terminal.write(conn.stream, block)
@@ -685,6 +690,12 @@ class OutputListener:
         """Give a stream (a pipe, or one fed by the Dask backend) its attempt and prefix."""
         conn.stream = stream
         conn.attempt = record
+        # Prefixed lines are for people (and `| tee` shows them on a terminal too): always
+        # escaped. Unprefixed (sequential) output is the items' own bytes unless it goes to a
+        # terminal. Colours stay where agentos shows its own.
+        tty = self.terminal.out_is_tty if stream == 1 else self.terminal.err_is_tty
+        conn.escape = self.prefix or tty
+        conn.keep_sgr = tty and self.terminal.colour
         if self.prefix:
             from agentos.workflows.parallel.terminal import item_prefix
 
