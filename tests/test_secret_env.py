@@ -29,10 +29,16 @@ def _environs() -> dict[int, bytes]:
     return found
 
 
-@pytest.mark.parametrize("parallel", [["-j", "2"], []], ids=["parallel", "sequential"])
+@pytest.mark.parametrize(
+    "parallel",
+    [["-j", "2"], [], ["--backend", "dask", "-j", "2"]],
+    ids=["parallel", "sequential", "dask"],
+)
 def test_no_process_of_a_run_holds_the_keys_or_the_notify_urls(
     tmp_path: Path, parallel: list[str]
 ) -> None:
+    if "dask" in parallel:
+        pytest.importorskip("distributed")
     items = items_file(tmp_path / "items.txt", ["a", "b"])
     item = 'echo "lease ${AGENTOS_API_KEY:+given}"; echo ready; sleep 3'
     live = Live(
@@ -40,7 +46,7 @@ def test_no_process_of_a_run_holds_the_keys_or_the_notify_urls(
         cwd=tmp_path,
         env=clean_env(AGENTOS_CREDENTIALS=",".join(KEYS), AGENTOS_NOTIFY=TOKEN),
     )
-    live.wait_for("ready", timeout=60)
+    live.wait_for("ready", count=2 if parallel else 1, timeout=120)
     environs = _environs()
     done = live.finish()
     assert done.returncode == 0, done.stderr

@@ -91,6 +91,14 @@ NEVER_FORWARD = frozenset(
 )
 
 
+#: the HTTP routes of the local cluster's scheduler and workers: health checks, no dashboard,
+#: no worker logs or call stacks, no proxy (distributed serves them unauthenticated)
+_HTTP_ROUTES = {
+    "distributed.scheduler.http.routes": ["distributed.http.health"],
+    "distributed.worker.http.routes": ["distributed.http.health"],
+}
+
+
 def require_distributed() -> Any:
     try:
         import distributed
@@ -179,6 +187,20 @@ def prepare_dask(
     """The checks of a Dask run that need no run directory: a user mistake here must leave
     nothing behind (no run directory, no summary of items that never had a chance)."""
     require_distributed()
+    if not options.scheduler:
+        try:  # Security.temporary() makes the local cluster's certificate with it
+            import cryptography  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--backend dask secures its local cluster with TLS, which needs the "
+                "cryptography package; install it with: pip install 'agentos[dask]'"
+            ) from None
+    elif credentials and not options.scheduler.startswith("tls://"):
+        warn(
+            f"--scheduler {options.scheduler} is not a tls:// address: the keys travel to the "
+            "key actor on a worker unencrypted, and anyone who can reach the scheduler can run "
+            "code on its workers; see the README's Security section"
+        )
     env = forwarded_environment(
         options.forward_env, os.environ, credentials, options.credential_env, warn
     )
@@ -247,6 +269,8 @@ class DaskRun(Controller):
     # -- set-up and tear-down
     def run(self) -> None:
         distributed = require_distributed()
+        from dask import config as dask_config
+
         setup = self.setup
         cluster = None
         client = setup.client
@@ -257,14 +281,23 @@ class DaskRun(Controller):
                     if client is None:
                         client = connect_scheduler(self.scheduler)
                 else:
-                    cluster = distributed.LocalCluster(
-                        n_workers=self.workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,
-                        silence_logs=40,
-                    )
-                    client = distributed.Client(cluster)
+                    # A cluster on TCP that any local user could join (and run code in, and
+                    # read the keys from the actor): TLS with a certificate made for this run,
+                    # required on every connection, on the loopback interface only. The HTTP
+                    # servers beside it, which TLS does not cover, serve health checks only:
+                    # no dashboard, worker logs, call stacks or proxies to the workers
+                    security = distributed.security.Security.temporary()
+                    with dask_config.set(_HTTP_ROUTES):
+                        cluster = distributed.LocalCluster(
+                            n_workers=self.workers,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=None,
+                            silence_logs=40,
+                            security=security,
+                            host="127.0.0.1",
+                        )
+                    client = distributed.Client(cluster, security=security)
             self.client = client
             if self.key_configs:
                 self._start_key_actor(client)
