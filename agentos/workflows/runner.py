@@ -405,6 +405,7 @@ def _execute(
         max_key_wait=key_plan.max_wait,
         prices=prices,
         limits=account.limits if account.limits else None,
+        memory_limit=options.item_memory,
     )
     # The handlers go in first and stay until the summary is written: a Ctrl+C while the run
     # directory, the key server or the workers are being set up is a stop request like any
@@ -449,6 +450,7 @@ def _execute(
                 listener = _listener(
                     terminal, run_dir, credentials, prefix=True, notify=options.notify
                 )
+                listener.log_limit = options.item_log_size
                 resources.callback(listener.stop)
                 if credentials and options.backend == "loky":
                     from agentos.governor import parked as parked_keys
@@ -469,7 +471,9 @@ def _execute(
                 # how printed keys are redacted
                 listener = _listener(
                     terminal, run_dir, credentials, prefix=False, notify=options.notify
-                ).start()
+                )
+                listener.log_limit = options.item_log_size
+                listener.start()
                 resources.callback(listener.stop)
                 channel = OutputChannel(listener.address, listener.token)
                 resources.callback(channel.close)  # before the listener stops: runs first

@@ -144,6 +144,7 @@ class _Attempt:
     started: float
     open_streams: int = 2  # stdout and stderr; each EOF counts down
     log_fd: int = -1  # opened on the first line, so silent items leave no empty log
+    log_room: int = -1  # bytes the log may still take (--item-log-size); -1: no limit
     closed: threading.Event = field(default_factory=threading.Event)
     streams: list[_Stream] = field(default_factory=list)
 
@@ -190,8 +191,10 @@ class OutputListener:
         prefix: bool = True,
         redactor: Redactor | None = None,
         on_started: StartedCallback | None = None,
+        log_limit: int | None = None,
     ) -> None:
         self.terminal = terminal
+        self.log_limit = log_limit  # bytes of each item's log (--item-log-size)
         self.log_dir = log_dir
         self.prefix = prefix
         self.redactor = redactor
@@ -726,7 +729,14 @@ class OutputListener:
                 # attempt leaves no log): attempts of a retried item are told apart in the file
                 started = time.time() - (time.monotonic() - attempt.started)
                 os.write(attempt.log_fd, attempt_header(attempt.item_id, attempt.attempt, started))
+                if self.log_limit is not None:
+                    attempt.log_room = max(0, self.log_limit - os.fstat(attempt.log_fd).st_size)
+            if attempt.log_room >= 0 and len(block) > attempt.log_room:
+                self._cut_log(attempt, block)
+                return
             os.write(attempt.log_fd, block)
+            if attempt.log_room >= 0:
+                attempt.log_room -= len(block)
         except OSError as exc:
             if attempt.log_fd >= 0:
                 with contextlib.suppress(OSError):
@@ -740,6 +750,19 @@ class OutputListener:
                 f"{why}; {attempt.item_id}'s output goes on to the terminal only",
                 force=True,
             )
+
+    def _cut_log(self, attempt: _Attempt, block: bytes) -> None:
+        """The log reached --item-log-size: what fits (whole lines), a line saying so, and no
+        more for this attempt. Its output still reaches the terminal."""
+        keep = block[: block.rfind(b"\n", 0, attempt.log_room) + 1]
+        os.write(attempt.log_fd, keep)
+        os.write(
+            attempt.log_fd,
+            b"==> agentos: log cut at --item-log-size %d bytes; the rest went to the terminal "
+            b"only <==\n" % (self.log_limit or 0),
+        )
+        os.close(attempt.log_fd)
+        attempt.log_fd = _LOG_FAILED
 
     def _close_stream(self, conn: _Stream) -> None:
         if conn.fd >= 0:
