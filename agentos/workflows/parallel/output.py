@@ -482,6 +482,8 @@ class OutputListener:
     def _housekeeping(self) -> float | None:
         """Close connections whose hello is late, resume accepting after a pause; the time
         until the next such event (None: nothing pending)."""
+        if not self._pending_hellos and not self._accept_paused_until:
+            return None  # the usual case, once per wake-up of a busy loop
         now = time.monotonic()
         next_due: float | None = None
         if self._accept_paused_until:
