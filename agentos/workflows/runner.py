@@ -447,10 +447,7 @@ def _execute(
             resources.callback(terminal.close)
             resources.callback(journal.close)
             if workers:
-                listener = _listener(
-                    terminal, run_dir, credentials, prefix=True, notify=options.notify
-                )
-                listener.log_limit = options.item_log_size
+                listener = _listener(terminal, run_dir, credentials, options, prefix=True)
                 resources.callback(listener.stop)
                 if credentials and options.backend == "loky":
                     from agentos.governor import parked as parked_keys
@@ -469,11 +466,7 @@ def _execute(
                 # sequential output goes through the listener as well, unprefixed: it is how
                 # each item's log is written (a run directory looks the same in both modes) and
                 # how printed keys are redacted
-                listener = _listener(
-                    terminal, run_dir, credentials, prefix=False, notify=options.notify
-                )
-                listener.log_limit = options.item_log_size
-                listener.start()
+                listener = _listener(terminal, run_dir, credentials, options, prefix=False).start()
                 resources.callback(listener.stop)
                 channel = OutputChannel(listener.address, listener.token)
                 resources.callback(channel.close)  # before the listener stops: runs first
@@ -564,14 +557,18 @@ def _listener(
     terminal: Terminal,
     run_dir: RunDir,
     credentials: list[Credential],
+    options: RunnerOptions,
     *,
     prefix: bool,
-    notify: tuple[str, ...] = (),
 ) -> OutputListener:
     # notification URLs carry tokens: replaced like keys, should an item come by one
-    redactor = Redactor(credentials, [(url, "notify-url") for url in notify])
+    redactor = Redactor(credentials, [(url, "notify-url") for url in options.notify])
     listener = OutputListener(
-        terminal, run_dir.logs, prefix=prefix, redactor=redactor if redactor else None
+        terminal,
+        run_dir.logs,
+        prefix=prefix,
+        redactor=redactor if redactor else None,
+        log_limit=options.item_log_size,
     )
     listener.set_max_secret_length(redactor.max_length)
     return listener  # started by the executor: parallel mode forks its workers first

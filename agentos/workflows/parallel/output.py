@@ -46,9 +46,10 @@ connection is kept only if its peer (SO_PEERCRED) is this user and this process 
 descendants (a worker), and then only if its hello carries the run's token within
 HELLO_TIMEOUT; anything else is closed at once, so neither another user nor a stray process can
 hold descriptors or forge lines. Running out of descriptors (EMFILE) pauses accepting for a
-moment instead of ending the listener. Output that could not be delivered whole (a stream
-dropped after an error, a log that could not be written, the listener itself failing) is
-recorded in `lost`, and the run then does not report success.
+moment instead of ending the listener. Output that could not be delivered whole to the
+terminal (a stream dropped after an error, pipes that could not be received, the listener
+itself failing) is recorded in `lost`, and the run then does not report success. A log that
+cannot be written is said once and does not count: the output still reached the terminal.
 """
 
 from __future__ import annotations
@@ -744,7 +745,6 @@ class OutputListener:
                 with contextlib.suppress(OSError):
                     os.close(attempt.log_fd)
             attempt.log_fd = _LOG_FAILED
-            self.mark_lost(attempt.item_id, "its log could not be written")
             why = str(exc)
             if not isinstance(exc, UnsafePath):
                 why = f"cannot write {path}: {exc.strerror}"
