@@ -227,3 +227,27 @@ def test_a_listener_that_fails_marks_the_open_attempts_lost(
     captured.close()
     assert listener.lost == {"cut": "the output listener failed (RuntimeError)"}
     assert b"output listener failed" in captured.err
+
+
+def test_a_worker_gone_before_its_connection_is_accepted_is_still_heard(
+    captured: Captured, tmp_path: Path
+) -> None:
+    """Under load a worker can begin an attempt and die (a segfault) before the listener
+    accepts it: its attempt must still be known as begun, and what it wrote printed."""
+    listener = OutputListener(captured.terminal, tmp_path / "logs")  # not reading yet
+    child = os.fork()
+    if child == 0:
+        try:
+            worker = FakeAttempt(listener, "short-lived")
+            worker.out.sendall(b"last words\n")
+            worker.finish()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)  # gone, and reaped: /proc knows it no more
+    listener.start()
+    listener.settle(5)
+    assert listener.running_pid("short-lived", 1) is not None
+    assert listener.wait_closed("short-lived", 1, timeout=5)
+    listener.stop()
+    captured.close()
+    assert captured.out == b"[short-lived] last words\n"

@@ -123,10 +123,16 @@ def _peer(sock: socket.socket) -> tuple[int, int] | None:
     return pid, uid
 
 
+_GONE = -1
+
+
 def _parent_pid(pid: int) -> int:
+    """The parent of `pid`; _GONE when there is no such process, 0 when it cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return int(f.read().rpartition(b")")[2].split()[1])
+    except FileNotFoundError:
+        return _GONE
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -455,16 +461,21 @@ class OutputListener:
 
     def _is_ours(self, pid: int, uid: int) -> bool:
         """The peer is this user's, and this process or a descendant of it (a worker, or a
-        process a worker forked)."""
+        process a worker forked). A peer already gone (a worker that began an attempt and
+        died before we accepted, under load) is let in: its connection holds only what it
+        sent, which still needs the run's token, and its attempt must be known as begun."""
         if uid != os.getuid():
             return False
         me = os.getpid()
-        for _ in range(64):  # the chain up to us is short; a loop in /proc data is not
+        for depth in range(64):  # the chain up to us is short; a loop in /proc data is not
             if pid == me:
                 return True
             if pid <= 1:
                 return False
-            pid = _parent_pid(pid)
+            parent = _parent_pid(pid)
+            if parent == _GONE:
+                return depth == 0
+            pid = parent
         return False
 
     def _pause_accepting(self, exc: OSError) -> None:
