@@ -19,6 +19,7 @@ import click
 from agentos.errors import ConfigError, UsageError
 from agentos.status_command import GONE, is_run_dir, resolve_run_dir, status_data
 from agentos.workflows.options import _PATH
+from agentos.workflows.parallel.escape import escape_lines
 from agentos.workflows.parallel.journal import read_journal
 
 POLL = 0.25
@@ -86,10 +87,16 @@ def _where(words: tuple[str, ...]) -> tuple[Path | None, str]:
 @click.command(name="logs", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("words", nargs=-1, metavar="[RUN_DIR] ITEM")
 @click.option("-f", "--follow", is_flag=True, help="Follow the log until the item is finished.")
-def command(words: tuple[str, ...], follow: bool) -> None:
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Print the log's bytes as they are, control characters and all (default: escaped).",
+)
+def command(words: tuple[str, ...], follow: bool, raw: bool) -> None:
     """Print one item's log (every attempt, each after a header line); with -f, follow it until
     the item's final status is in the journal or Ctrl+C. RUN_DIR defaults to the latest run under
-    ./.agentos/runs."""
+    ./.agentos/runs. The log keeps the item's raw bytes; control characters (escape sequences,
+    carriage returns) are shown escaped, as the run showed them, unless --raw."""
     where, item = _where(words)
     if where is not None:
         where = _PATH.convert(str(where), None, None)
@@ -111,21 +118,26 @@ def command(words: tuple[str, ...], follow: bool) -> None:
     log = run_dir / "logs" / f"{item}.log"
     out = sys.stdout.buffer
     offset = 0
+    partial = b""  # escaping works on whole lines: the rest waits for its newline
 
-    def pump() -> None:
-        nonlocal offset
+    def pump(final: bool = False) -> None:
+        nonlocal offset, partial
         try:
             with open(log, "rb") as f:
                 f.seek(offset)
                 data = f.read()
         except FileNotFoundError:
-            return
+            data = b""
+        offset += len(data)
+        if not raw:
+            data = partial + data
+            cut = len(data) if final else data.rfind(b"\n") + 1
+            data, partial = escape_lines(data[:cut]), data[cut:]
         if data:
-            offset += len(data)
             out.write(data)
             out.flush()
 
-    pump()
+    pump(final=not follow)
     if not follow:
         return
     watch = _FinalWatch(run_dir / "journal.jsonl", item)
@@ -133,7 +145,7 @@ def command(words: tuple[str, ...], follow: bool) -> None:
         while True:
             # the journal first: output written before the final record is then read below
             done = watch.check() or _run_over(run_dir)
-            pump()
+            pump(final=done)
             if done:
                 return
             time.sleep(POLL)

@@ -23,6 +23,7 @@ from agentos.text import plural
 from agentos.usage.record import money
 from agentos.workflows.options import _PATH, Number
 from agentos.workflows.parallel.batch import countdown
+from agentos.workflows.parallel.escape import escape_text
 from agentos.workflows.parallel.journal import json_text
 from agentos.workflows.parallel.process_tree import pid_alive
 from agentos.workflows.parallel.run_state import DONE, read_state
@@ -356,7 +357,7 @@ def _list_runs(root: Path, as_json: bool) -> None:
         raise ConfigError(f"no runs under {root}")
     headers = ("started (UTC)", "command", "took", "items", "exit", "spend", "state", "run")
     for line in _table(rows, headers):
-        click.echo(line)
+        click.echo(escape_text(line))
 
 
 def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
@@ -367,7 +368,8 @@ def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
     if as_json:
         click.echo(json_text(data, indent=None if lines else 2))
     else:
-        click.echo("\n".join(render(data, now)))
+        # titles, details and errors come from items and agents: shown, never obeyed
+        click.echo(escape_text("\n".join(render(data, now)), multiline=True))
     sys.stdout.flush()
     return data.get("phase") in (DONE, "gone")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows.parallel import journal
+from agentos import beneath
 from agentos.workflows.parallel.journal import atomic_write_bytes
 
 
@@ -25,7 +25,7 @@ def test_a_leftover_temp_file_of_a_dead_writer_with_our_pid_is_skipped(tmp_path:
     """Temp names are pid + counter; a crashed process that had our pid may have left the very
     name we would take next."""
     target = tmp_path / "summary.json"
-    upcoming = next(journal._TEMP_NUMBERS) + 1
+    upcoming = next(beneath._TEMP_NUMBERS) + 1
     leftover = tmp_path / f".summary.json.{os.getpid()}.{upcoming}.tmp"
     leftover.write_bytes(b"half a summ")
     atomic_write_bytes(target, b"whole\n")

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -607,3 +608,118 @@ def test_implement_on_a_cluster_needs_workers_that_see_the_repository(tmp_path: 
     assert done.returncode == 0, done.stderr[-3000:]
     assert "1 item: 1 done (1 verified)" in done.stderr
     assert list((repo / ".agentos").glob(".shared-check-*")) == []
+
+
+def _scheduler_port(pid: int) -> int:
+    """The port of the scheduler agentos runs in its own process: the one of its listening
+    ports its workers are connected to."""
+    listening = {
+        c.laddr.port
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            for c in child.net_connections(kind="tcp"):
+                if c.raddr and c.raddr.port in listening:
+                    return int(c.raddr.port)
+    raise AssertionError(f"no worker is connected to a port of {pid}: {sorted(listening)}")
+
+
+def test_the_local_cluster_turns_away_clients_without_its_certificate(tmp_path: Path) -> None:
+    """Any local user could connect a Client to the local cluster's port, run code on its
+    workers and in agentos itself, and read every key from the actor."""
+    import distributed
+
+    items, keys = setup_files(tmp_path, 2)
+    live = Live(
+        agentos_argv(
+            "run",
+            "--backend",
+            "dask",
+            "-j",
+            "2",
+            "--credentials-file",
+            str(keys),
+            "--items",
+            str(items),
+            "--",
+            "sh",
+            "-c",
+            "echo started $0; sleep 4",
+        ),
+        tmp_path,
+    )
+    live.wait_for("started", count=2, timeout=120)
+    port = _scheduler_port(live.pid)
+    with pytest.raises((OSError, TimeoutError)):
+        client = distributed.Client(f"tcp://127.0.0.1:{port}", timeout="3s")
+        client.close()  # reached only if it connected
+    # nor does its HTTP server tell anything but its health
+    http = [
+        c.laddr.port
+        for c in psutil.Process(live.pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port != port
+    ]
+    for other in http:
+        with contextlib.suppress(OSError):
+            conn = socket.create_connection(("127.0.0.1", other), timeout=3)
+            conn.sendall(b"GET /info/main/workers.html HTTP/1.0\r\n\r\n")
+            answer = conn.recv(200)
+            conn.close()
+            assert b" 404 " in answer.split(b"\r\n")[0], (other, answer)
+    done = live.finish(timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_item_output_leaves_the_worker_redacted(tmp_path: Path) -> None:
+    """The scheduler keeps the events it relays: a key an item prints must already be
+    replaced when the worker sends it, even one printed in two writes."""
+    import distributed
+
+    items, keys = setup_files(tmp_path, 2)
+    item = (
+        'echo "whole=$AGENTOS_API_KEY"; printf "halves=%s" "${AGENTOS_API_KEY%????????}"; '
+        'sleep 0.3; printf "%s\\n" "${AGENTOS_API_KEY#????????????????}"'
+    )
+    with separate_cluster(tmp_path) as address:
+        done = run(
+            agentos_argv(
+                "run",
+                "--backend",
+                "dask",
+                "--scheduler",
+                address,
+                "-j",
+                "1",
+                "--credentials-file",
+                str(keys),
+                "--items",
+                str(items),
+                "--",
+                "sh",
+                "-c",
+                item,
+            ),
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        with distributed.Client(address, timeout="10s") as client:
+            topics = client.run_on_scheduler(
+                lambda dask_scheduler: [
+                    t for t in dask_scheduler.get_events() if t.startswith("agentos-output-")
+                ]
+            )
+            events = {topic: client.get_events(topic) for topic in topics}
+    sent = b"".join(
+        message["d"]
+        for topic, found in events.items()
+        if topic.startswith("agentos-output-")
+        for _, message in found
+        if "d" in message
+    )
+    assert sent.count(b"whole=[key-") == 2 and sent.count(b"halves=[key-") == 2, sent
+    for key in KEYS:
+        assert key.encode() not in sent and key[-8:].encode() not in sent
+    assert "is not a tls:// address" in done.stderr  # a plain scheduler is said to be one

@@ -98,7 +98,7 @@ def test_the_items_table_has_a_sortable_row_per_item(finished_run: Path) -> None
     table = table[: table.index("</table>")]
     assert table.count("<tr>") == 5  # the header and four items
     # numeric columns sort by number: 10 attempts must not sort before 9
-    assert re.search(r"<td class=num data-v=2>2</td>", table)
+    assert re.search(r'<td class="num" data-v="2">2</td>', table)
 
 
 def test_a_run_whose_parent_was_killed_is_reported_from_its_journal(tmp_path: Path) -> None:
@@ -277,3 +277,139 @@ def test_the_report_renders_in_chromium_with_one_mark_per_attempt(
     attempts = len((finished_run / "journal.jsonl").read_text().splitlines())
     assert timeline.count('class="point"') == attempts == 5
     assert dom.count('class="point"') > attempts  # and the calls chart drew its marks
+
+
+# -- a tampered run directory: every value is data, never markup or script
+
+#: each sets a mark on <body> if the page ever runs it; %s names the field it came from
+HOSTILE = (
+    "<img src=x onerror=\"document.body.setAttribute('data-pwned-%s', 1)\">",
+    "</script><script>document.body.setAttribute('data-pwned-%s', 2)</script>",
+    "\"'><svg onload=\"document.body.setAttribute('data-pwned-%s', 3)\">",
+    "<a href=\"javascript:document.body.setAttribute('data-pwned-%s', 4)\">link-%s</a>",
+)
+
+
+def hostile(field: str) -> str:
+    return " ".join(h.replace("%s", field) for h in HOSTILE)
+
+
+def tamper(run_dir: Path) -> None:
+    """Hostile strings in every field the report reads."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["command"] = hostile("command")
+    summary["totals"] = {hostile("total"): 1, **summary["totals"]}
+    for n, row in enumerate(summary["items"]):
+        row.update(
+            id=row["id"] if n else hostile("id"),
+            title=hostile("title"),
+            status=hostile("status") if n == 2 else row["status"],
+            detail=hostile("detail"),
+            error=hostile("error"),
+            key=hostile("key"),
+            seq="1><img src=x onerror=\"document.body.setAttribute('data-pwned-seq', 5)\">",
+            attempts=hostile("attempts"),
+            seconds=hostile("seconds"),
+            usage={"calls": hostile("calls"), "cost_usd": hostile("cost")},
+        )
+    summary["keys"] = [
+        {
+            "label": hostile("label"),
+            "group": hostile("group"),
+            "state": hostile("state"),
+            "leases": hostile("leases"),
+            "calls": hostile("kcalls"),
+            "refusals": {hostile("r"): 1},
+        }
+    ]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    for record in journal:
+        record.update(
+            item=hostile("jitem"),
+            status=hostile("jstatus"),
+            key_label=hostile("jkey"),
+            error=hostile("jerror"),
+            refusal=hostile("jrefusal"),
+        )
+    (run_dir / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in journal))
+    manifest = json.loads((run_dir / "run.json").read_text())
+    manifest.update(
+        argv=[hostile("argv")],
+        workflow=hostile("workflow"),
+        options={"retries": hostile("option"), "budget": 1.0},
+        machine={hostile("mkey"): hostile("machine")},
+        **{hostile("identity-name"): hostile("identity")},
+    )
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        for t in (0.0, 30.0):
+            sample = {
+                "t": summary["started"] + t,
+                "groups": {
+                    hostile("metric-group"): {
+                        "calls": 3 + int(t),
+                        "refusals": {"rate": 1},
+                        "rpm": 5,
+                    }
+                },
+            }
+            f.write(json.dumps(sample) + "\n")
+    for log in (run_dir / "logs").glob("*.log"):
+        with log.open("a") as f:
+            f.write(hostile("log") + "\n")
+
+
+def test_a_tampered_run_directory_cannot_put_markup_in_the_page(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "tampered"
+    shutil.copytree(finished_run, run_dir)
+    tamper(run_dir)
+    report = run(agentos_argv("report", str(run_dir)), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    page = (run_dir / "report.html").read_text()
+    for field in (
+        "command",
+        "id",
+        "title",
+        "detail",
+        "error",
+        "key",
+        "label",
+        "argv",
+        "log",
+        "workflow",
+        "identity",
+        "machine",
+        "option",
+        "total",
+        "status",
+        "attempts",
+    ):
+        assert f"data-pwned-{field}', 1)\">" not in page, field  # never raw in the page
+        assert f"link-{field}" in page, f"{field} is not shown at all"
+    # what plotly draws as HTML (hover text, names, labels): escaped as well
+    record = RunRecord.load(run_dir)
+    figures = [charts.timeline(record), charts.calls(record)]
+    texts = [
+        text
+        for fig in figures
+        if fig is not None
+        for trace in fig.data
+        for text in [trace.name, *(getattr(trace, "hovertext", None) or ())]
+    ]
+    texts += [
+        str(label)
+        for ys in (charts.timeline(record).layout.updatemenus[0].buttons[1].args[0]["y"])
+        for label in ys
+    ]
+    assert texts and not [t for t in texts if "<img" in t or "<a " in t or "<svg" in t]
+    if CHROMIUM is None:
+        pytest.skip("needs chromium (make test-tools installs it) for the rendering half")
+    dom, errors = render_in_chromium(run_dir / "report.html", tmp_path / "profile")
+    assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0], "a script ran"
+    # as elements or attributes (a text node serialises its "<" as &lt;)
+    assert re.search(r"<a\s[^<>]*javascript:", dom) is None  # a link, in HTML or plotly's SVG
+    assert re.search(r"<(img|svg)[^<>]*on(error|load)", dom) is None
+    assert errors == []

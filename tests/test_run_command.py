@@ -9,7 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from agentos.workflows.command import substitute
 from conftest import PYTHON, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -376,3 +379,78 @@ def test_gnu_parallel_retries_the_failed_jobs_of_our_joblog(workdir: Path) -> No
     )
     assert again.returncode == 0, again.stderr
     assert (workdir / "ran").read_text() == "bad\n"  # only the failed job, with its own command
+
+
+def test_a_placeholder_inside_the_scripts_own_quotes_stays_data(workdir: Path) -> None:
+    """`sh -c "echo '{}'"` and `sh -c 'echo "{}"'` with the item `$(touch pwned)` ran it: the
+    item was shell-quoted as if bare, which the script's own quotes undid."""
+    hostile = ["$(touch pwned)", "it's `touch pwned2`; touch pwned3", 'say "$(touch pwned4)"']
+    items = items_file(workdir / "items.txt", hostile)
+    for script in ("echo '{}'", 'echo "{}"', "echo \"a'{}'b\"", "echo x'{}'y {}"):
+        done = run(
+            agentos_argv("run", "-q", "--items", str(items), "--", "sh", "-c", script),
+            cwd=workdir,
+        )
+        assert done.returncode == 0, (script, done.stderr)
+        expected = {
+            "echo '{}'": hostile,
+            'echo "{}"': hostile,
+            "echo \"a'{}'b\"": [f"a'{line}'b" for line in hostile],
+            "echo x'{}'y {}": [f"x{line}y {line}" for line in hostile],
+        }[script]
+        assert done.stdout.splitlines() == expected, script
+    assert not list(workdir.glob("pwned*"))
+
+
+@pytest.mark.parametrize(
+    ("script", "where"),
+    [
+        ("echo `echo {}`", "inside backquotes"),
+        ("echo ${x:-{}}", "inside ${...}"),
+        ("echo $'{}'", "inside $'...'"),
+        ("echo $(( {} ))", "inside $((...))"),
+        ("echo \\{}", "after a backslash"),
+        ("cat <<EOF\n'{}'\nEOF", "after a here-document (<<)"),
+    ],
+)
+def test_a_placeholder_no_quoting_can_keep_data_is_refused_before_anything(
+    workdir: Path, script: str, where: str
+) -> None:
+    items = items_file(workdir / "items.txt", ["$(touch pwned)"])
+    done = run(agentos_argv("run", "--items", str(items), "--", "sh", "-c", script), cwd=workdir)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"agentos: error: {{}} {where} in ")
+    assert "sh -c 'echo \"$1\"' sh {}" in done.stderr  # the safe form
+    assert done.stderr.count("\n") == 1
+    assert not (workdir / ".agentos").exists()
+    assert not list(workdir.glob("pwned*"))
+
+
+#: template -> what it prints for the item X
+TEMPLATES = {
+    "printf '%s\\n' {}": "X\n",
+    "printf '%s\\n' '{}'": "X\n",
+    'printf "%s\\n" "{}"': "X\n",
+    "printf '%s\\n' \"$(printf '%s' \"{}\")\"": "X\n",
+    "printf '%s\\n' x'{}'y\"{}\"z{}": "xXyXzX\n",
+    "case {} in *) printf '%s\\n' \"{}\";; esac # it's a comment": "X\n",
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\n"),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from(sorted(TEMPLATES)),
+    st.sampled_from(("sh", "bash")),
+)
+def test_any_item_in_any_quoting_comes_out_as_itself(item: str, template: str, shell: str) -> None:
+    """Every quoting the lexer chooses, run by real shells: the item comes out as itself."""
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed")
+    _, script = substitute(("-c", template), item)
+    out = subprocess.run([shell, "-c", script], capture_output=True, timeout=10, cwd="/").stdout
+    assert out.decode("utf-8", errors="surrogateescape") == TEMPLATES[template].replace("X", item)

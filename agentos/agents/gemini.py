@@ -50,6 +50,7 @@ from agentos.agents.cli import (
     refused,
     short,
 )
+from agentos.beneath import Beneath
 from agentos.errors import ItemError
 from agentos.usage.prices import ModelRef
 from agentos.workflows.parallel.context import CommandResult, ItemContext
@@ -103,9 +104,8 @@ class GeminiAgent(CliAgent):
 
     @staticmethod
     def scratch(ctx: ItemContext) -> Path:
-        path = ctx.state_dir / "tmp"
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
+        with Beneath(ctx.state_dir) as state:  # no link planted in a reused run dir followed
+            return state.makedirs("tmp", mode=0o700)
 
     def outcome(self, result: CommandResult, stream: _Stream, ctx: ItemContext) -> str:
         if result.stopped:

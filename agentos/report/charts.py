@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import bisect
+import html
 import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -80,18 +81,20 @@ def timeline(record: RunRecord) -> go.Figure:
     for status in statuses:
         picked = [i for i, a in enumerate(attempts) if a.status == status]
         worker_ys.append([by_worker[i] for i in picked])
-        key_ys.append([by_key[i] for i in picked])
+        key_ys.append([_h(by_key[i]) for i in picked])
+        # plotly draws hover text, names and labels as HTML (<a href> included): every value
+        # from the run's files is escaped, only our own <b> and <br> are markup
         hover = [
-            f"<b>{attempts[i].item}</b> attempt {attempts[i].attempt}<br>{status}"
-            f"{' (' + attempts[i].refusal + ')' if attempts[i].refusal else ''}"
-            f"<br>key: {attempts[i].key_label or '-'}<br>{by_worker[i]}"
+            f"<b>{_h(attempts[i].item)}</b> attempt {attempts[i].attempt}<br>{_h(status)}"
+            f"{' (' + _h(attempts[i].refusal) + ')' if attempts[i].refusal else ''}"
+            f"<br>key: {_h(attempts[i].key_label or '-')}<br>{by_worker[i]}"
             f"<br>duration: {_duration(attempts[i].runtime)}"
-            + (f"<br>{_short(attempts[i].error)}" if attempts[i].error else "")
+            + (f"<br>{_h(_short(attempts[i].error))}" if attempts[i].error else "")
             for i in picked
         ]
         fig.add_trace(
             go.Bar(
-                name=status,
+                name=_h(status),
                 orientation="h",
                 y=worker_ys[-1],
                 base=[_when(attempts[i].started) for i in picked],
@@ -133,6 +136,11 @@ def timeline(record: RunRecord) -> go.Figure:
         ],
     )
     return fig
+
+
+def _h(text: object) -> str:
+    """Text from the run's files as plotly text: its HTML-like markup escaped."""
+    return html.escape(str(text))
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -209,7 +217,7 @@ def calls(record: RunRecord) -> go.Figure | None:
         covered = [max(min(width, end - e), 1e-3) for e in edges]
         fig.add_trace(
             go.Scatter(
-                name=f"{name}: calls/min",
+                name=f"{_h(name)}: calls/min",
                 x=[_when(e) for e in edges],  # a step from each bin's start
                 y=[a * 60 / c for a, c in zip(amounts, covered, strict=True)],
                 mode="lines+markers",
@@ -219,7 +227,7 @@ def calls(record: RunRecord) -> go.Figure | None:
         if any(refused):
             fig.add_trace(
                 go.Bar(
-                    name=f"{name}: refusals/min (429, overloaded, quota)",
+                    name=f"{_h(name)}: refusals/min (429, overloaded, quota)",
                     x=[_when(e + c / 2) for e, c in zip(edges, covered, strict=True)],
                     y=[r * 60 / c for r, c in zip(refused, covered, strict=True)],
                     marker={"color": colour, "pattern": {"shape": "x"}},
@@ -229,7 +237,7 @@ def calls(record: RunRecord) -> go.Figure | None:
         if s["rpm"]:
             fig.add_trace(
                 go.Scatter(
-                    name=f"{name}: limit {s['rpm']:g}/min",
+                    name=f"{_h(name)}: limit {s['rpm']:g}/min",
                     x=[_when(start), _when(end)],
                     y=[s["rpm"], s["rpm"]],
                     mode="lines",

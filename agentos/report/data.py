@@ -16,6 +16,7 @@ from typing import Any
 
 from agentos.workflows.parallel.journal import read_journal, read_manifest
 from agentos.workflows.parallel.run_state import read_metrics, read_state
+from agentos.workflows.parallel.sanitize import is_valid_id
 
 #: log lines shown under each failed item
 TAIL_LINES = 20
@@ -67,7 +68,12 @@ class RunRecord:
             samples=read_metrics(path),
             corrupt_lines=len(journal.corrupt_lines),
         )
-        record.tails = {row["id"]: log_tail(path, row["id"]) for row in record.failed_items()}
+        # only ids that name a log: an edited summary must not make the page quote other files
+        record.tails = {
+            row["id"]: log_tail(path, row["id"])
+            for row in record.failed_items()
+            if isinstance(row.get("id"), str) and is_valid_id(row["id"])
+        }
         return record
 
     # -- when
@@ -209,7 +215,7 @@ def _attempt(record: dict[str, Any]) -> AttemptRow | None:
             status=str(record.get("status") or "?"),
             started=float(record["started"]),
             runtime=max(0.0, float(record.get("runtime") or 0.0)),
-            key_label=record.get("key_label") or None,
+            key_label=str(record["key_label"]) if record.get("key_label") else None,
             worker_pid=record.get("worker_pid")
             if isinstance(record.get("worker_pid"), int)
             else None,

@@ -74,6 +74,14 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _num(value: Any, default: float = 0) -> float:
+    """A number from the run's files for a data-v attribute or a cell; `default` for anything
+    else (the files may have been edited: a value is data, never markup)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return value
+
+
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
@@ -129,20 +137,21 @@ def _items_table(record: RunRecord) -> str:
         if tail is not None:
             body = "\n".join(tail) if tail else "(the log is empty)"
             error = f"<details><summary>{error or 'log'}</summary><pre>{_e(body)}</pre></details>"
-        seconds = row.get("seconds") or 0
+        seconds = float(_num(row.get("seconds")))
         # a workflow's word on a done item ("done (Draft)": not an approved LLD)
         detail = f" ({_e(row['detail'])})" if row.get("detail") else ""
+        # every attribute quoted and every value a number or escaped: summary.json is a file
+        # anyone who can write the run directory can edit
         rows.append(
-            f"<tr><td data-v={row.get('seq', n)}>{_e(row.get('id'))}</td>"
+            f'<tr><td data-v="{_num(row.get("seq"), n)}">{_e(row.get("id"))}</td>'
             f"<td>{_e(row.get('title'))}</td>"
-            f"<td class='st st-{_e(status.replace(' ', '-'))}'>{_e(status)}{detail}</td>"
-            f"<td class=num data-v={int(row.get('attempts') or 0)}>{_e(row.get('attempts'))}</td>"
-            f"<td class=num data-v={float(seconds)}>{float(seconds):.1f}</td>"
+            f'<td class="st st-{_e(status.replace(" ", "-"))}">{_e(status)}{detail}</td>'
+            f'<td class="num" data-v="{_num(row.get("attempts"))}">{_e(row.get("attempts"))}</td>'
+            f'<td class="num" data-v="{seconds}">{seconds:.1f}</td>'
             f"<td>{_e(row.get('key') or '-')}</td>"
-            f"<td class=num data-v={int(usage.get('calls') or 0) if usage else 0}>"
+            f'<td class="num" data-v="{_num(usage.get("calls")) if usage else 0}">'
             f"{calls or '-'}</td>"
-            f"<td class=num data-v={cost_value if isinstance(cost_value, (int, float)) else -1}>"
-            f"{cost or '-'}</td>"
+            f'<td class="num" data-v="{_num(cost_value, -1)}">{cost or "-"}</td>'
             + (f"<td>{_e(_result(row))}</td>" if produced else "")
             + f"<td>{error}</td></tr>"
         )

@@ -113,14 +113,12 @@ class UsageFile:
         clean = redact(text)
         if clean == text:
             return
-        tmp = f"{self.path}.scrub"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(clean)
-            os.replace(tmp, self.path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        from agentos.beneath import write_beneath
+
+        with contextlib.suppress(OSError):  # a temp file and a rename: no link is written through
+            write_beneath(
+                os.path.dirname(self.path), os.path.basename(self.path), clean, replace_link=True
+            )
 
     def read_new(self) -> list[tuple[int, Call | str]]:
         """(line number, call or why the line was skipped) for every line appended since the

@@ -3,10 +3,15 @@
     agentos run [OPTIONS] [--items FILE] -- COMMAND [ARG]...
 
 An argument that is exactly `{}` becomes the item, as one argument (agentos starts no shell).
-A `{}` inside a larger argument is replaced by the item *shell-quoted*, as GNU parallel does:
-such arguments are typically scripts for a shell (`sh -c 'echo {}'`), and an item that is
-spliced into a script raw is code (`$(touch pwned)` would run). Without any `{}` the item is
-appended as the last argument. Item ids are `item-<line number>`, or the sanitised line with
+A `{}` inside a larger argument is taken for part of a POSIX shell script (`sh -c 'echo {}'`)
+and the item is quoted for where the `{}` stands, so that it stays data (`$(touch pwned)` must
+never run): bare, it is shell-quoted as GNU parallel does; inside the script's own single
+quotes (`sh -c "echo '{}'"`) each `'` of the item becomes `'\''`; inside its double quotes
+(`sh -c 'echo "{}"'`) `\\ $ ` "` are backslashed. Where no quoting can be trusted (inside
+backquotes, `${...}`, `$'...'`, `$((...))`, after a backslash or a `$`, after a here-document
+`<<`) the command is refused before anything runs, naming the safe form: the item as an
+argument of the script, `sh -c '... "$1" ...' sh {}`. Without any `{}` the item is appended as
+the last argument. Item ids are `item-<line number>`, or the sanitised line with
 `--id-from-item`; for --resume each item is keyed by the command it runs, so a changed input
 list resumes correctly. Exit status 0 is done, 75 or a rate-limit message on stderr is rate
 limited, anything else failed.
@@ -14,8 +19,11 @@ limited, anything else failed.
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -63,6 +71,7 @@ def make_config(items: Path | None, id_from_item: bool, command: tuple[str, ...]
             "no command given; put it after --, e.g. agentos run --items list.txt -- echo {}"
         )
     program = command[0]
+    check_placeholders(tuple(command))
     if PLACEHOLDER not in program and shutil.which(program) is None:
         if os.sep in program and os.path.isfile(program):
             raise ConfigError(f"{program} is not executable; run: chmod +x {program}")
@@ -127,8 +136,163 @@ def split_lines(data: bytes) -> list[str]:
 def substitute(argv: tuple[str, ...], item: str) -> list[str]:
     if not any(PLACEHOLDER in arg for arg in argv):
         return [*argv, item]
-    quoted = shlex.quote(item)
-    return [item if arg == PLACEHOLDER else arg.replace(PLACEHOLDER, quoted) for arg in argv]
+    return [item if arg == PLACEHOLDER else _fill(arg, item) for arg in argv]
+
+
+class Quoting(enum.Enum):
+    """Where a `{}` stands in a shell script, and so how the item is quoted there."""
+
+    BARE = "bare"  # a word of a command (also inside $(...))
+    SINGLE = "single"  # inside '...'
+    DOUBLE = "double"  # inside "..."
+    UNSAFE = "unsafe"  # anywhere else: refused
+
+
+#: why a place is UNSAFE, as the refusal says it
+_UNSAFE_PLACES = {
+    "`": "inside backquotes",
+    "${": "inside ${...}",
+    "$'": "inside $'...'",
+    "$((": "inside $((...))",
+    "\\": "after a backslash",
+    "$": "after a $",
+    "<<": "after a here-document (<<)",
+}
+
+
+def _fill(arg: str, item: str) -> str:
+    pieces = []
+    at = 0
+    for position, quoting, _ in placeholders(arg):
+        pieces.append(arg[at:position])
+        if quoting is Quoting.BARE:
+            pieces.append(shlex.quote(item))
+        elif quoting is Quoting.SINGLE:
+            pieces.append(item.replace("'", "'\\''"))
+        elif quoting is Quoting.DOUBLE:
+            pieces.append(_DOUBLE_SPECIAL.sub(r"\\\g<0>", item))
+        else:  # check_placeholders refused the command before any item was read
+            raise UsageError(unsafe_placeholder(arg, _))
+        at = position + len(PLACEHOLDER)
+    pieces.append(arg[at:])
+    return "".join(pieces)
+
+
+_DOUBLE_SPECIAL = re.compile(r'[\\$`"]')
+
+
+@functools.lru_cache(maxsize=64)
+def placeholders(arg: str) -> tuple[tuple[int, Quoting, str], ...]:
+    """Each `{}` of `arg` read as a POSIX shell script: (offset, how to quote the item there,
+    the place when UNSAFE). A small lexer: quotes, backslashes, $(...), backquotes, ${...},
+    $'...', $((...)) and here-documents; enough to know the quoting at each `{}`."""
+    found: list[tuple[int, Quoting, str]] = []
+    stack = ["bare"]  # bare | ' | " | ` | ${ | $' | $(( | $(
+    heredoc = False
+    depth = [0]  # open parentheses in each $( ... ) level, so `case x in a)` does not close it
+    i, n = 0, len(arg)
+    while i < n:
+        top = stack[-1]
+        if arg.startswith(PLACEHOLDER, i):
+            if heredoc:  # a here-document's body expands $(...) whatever quotes it holds
+                found.append((i, Quoting.UNSAFE, "<<"))
+            elif top in ("bare", "$("):
+                before = arg[i - 1] if i else ""
+                place = "$" if before == "$" else ""
+                found.append((i, Quoting.UNSAFE if place else Quoting.BARE, place))
+            elif top == "'":
+                found.append((i, Quoting.SINGLE, ""))
+            elif top == '"':
+                before = arg[i - 1] if i else ""
+                place = "$" if before == "$" else ""
+                found.append((i, Quoting.UNSAFE if place else Quoting.DOUBLE, place))
+            else:
+                found.append((i, Quoting.UNSAFE, top))
+            i += len(PLACEHOLDER)
+            continue
+        char = arg[i]
+        if top == "'":
+            if char == "'":
+                stack.pop()
+        elif top == "$'":
+            if char == "\\":
+                i += 1
+            elif char == "'":
+                stack.pop()
+        elif top == "${":
+            if char == "}":
+                stack.pop()
+        elif top == "$((":
+            if arg.startswith("))", i):
+                stack.pop()
+                i += 1
+        elif char == "\\":
+            if arg.startswith(PLACEHOLDER, i + 1):
+                found.append((i + 1, Quoting.UNSAFE, "\\"))
+                i += 1 + len(PLACEHOLDER)
+                continue
+            i += 1  # the escaped character is data
+        elif (top == "`" and char == "`") or (top == '"' and char == '"'):
+            stack.pop()
+        elif char == "$" and arg.startswith("$((", i):
+            stack.append("$((")
+            i += 2
+        elif char == "$" and arg.startswith("$(", i):
+            stack.append("$(")
+            depth.append(0)
+            i += 1
+        elif char == "$" and arg.startswith("${", i) and not arg.startswith(PLACEHOLDER, i + 1):
+            stack.append("${")
+            i += 1
+        elif char == "$" and arg.startswith("$'", i) and top != '"':
+            stack.append("$'")
+            i += 1
+        elif char == "`":
+            stack.append("`")
+        elif top in ("bare", "$("):
+            if char == "'":
+                stack.append("'")
+            elif char == '"':
+                stack.append('"')
+            elif char == "#" and (i == 0 or arg[i - 1] in " \t\n;&|()"):
+                end = arg.find("\n", i)  # a comment: its quotes are no quotes
+                i = n if end < 0 else end
+                continue
+            elif arg.startswith("<<<", i):
+                i += 2  # a here-string: its word is quoted like any other
+            elif arg.startswith("<<", i):
+                heredoc = True
+                i += 1
+            elif top == "$(" and char == "(":
+                depth[-1] += 1
+            elif top == "$(" and char == ")":
+                if depth[-1]:
+                    depth[-1] -= 1
+                else:
+                    stack.pop()
+                    depth.pop()
+        i += 1
+    return tuple(found)
+
+
+def unsafe_placeholder(arg: str, place: str) -> str:
+    where = _UNSAFE_PLACES.get(place, "there")
+    shown = arg if len(arg) <= 60 else arg[:57] + "..."
+    return (
+        f"{{}} {where} in {shown!r} cannot be quoted safely (the item could run as code); "
+        "pass the item as an argument of the script instead, e.g. "
+        "agentos run -- sh -c 'echo \"$1\"' sh {}"
+    )
+
+
+def check_placeholders(argv: tuple[str, ...]) -> None:
+    """Refuse, before any item is read, a `{}` that no quoting can keep data (UsageError)."""
+    for arg in argv:
+        if arg == PLACEHOLDER or PLACEHOLDER not in arg:
+            continue
+        for _, quoting, place in placeholders(arg):
+            if quoting is Quoting.UNSAFE:
+                raise UsageError(unsafe_placeholder(arg, place))
 
 
 def item_key(argv: list[str]) -> str:

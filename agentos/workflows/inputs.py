@@ -38,11 +38,25 @@ def markdown_files(folder: Path, repo: Path, what: str) -> list[str]:
     objects and a stat each: a dry run over 10 000 briefs must take about a second."""
     try:
         with os.scandir(folder) as entries:
-            return sorted(e.name for e in entries if e.name.endswith(".md") and e.is_file())
+            found = [e for e in entries if e.name.endswith(".md") and e.is_file()]
     except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(
             f"no {what} folder: {folder} does not exist (is --repo {repo} right?)"
         ) from None
+    outside = [e.name for e in found if e.is_symlink() and not _inside(e.path, repo)]
+    if outside or not _inside(str(folder), repo):
+        # a cloned repository's `ideas/active/x.md -> ~/.ssh/id_rsa` would send the file to
+        # the agent's provider
+        skipped = outside or [e.name for e in found]
+        log.warning(
+            "skipped %d file(s) that link outside %s: %s", len(skipped), repo, ", ".join(skipped)
+        )
+        found = [e for e in found if e.name not in set(skipped)]
+    return sorted(e.name for e in found)
+
+
+def _inside(path: str, repo: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(repo))
 
 
 def names_in(folder: Path) -> set[str]:

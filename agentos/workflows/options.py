@@ -57,6 +57,8 @@ class RunnerOptions:
     item_tokens: int | None = None  # --item-tokens: tokens per item
     prices: Path | None = None  # --prices: the user's price file
     notify: tuple[str, ...] = ()  # --notify: apprise URLs (they carry tokens: never print them)
+    item_memory: int | None = None  # --item-memory: bytes of data each item process may use
+    item_log_size: int | None = None  # --item-log-size: bytes of each item's log
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunnerOptions:
@@ -125,6 +127,8 @@ class RunnerOptions:
             item_tokens=params.pop("item_tokens"),
             prices=params.pop("prices"),
             notify=tuple(params.pop("notify", ())),
+            item_memory=params.pop("item_memory", None),
+            item_log_size=params.pop("item_log_size", None),
         )
 
 
@@ -186,6 +190,25 @@ class WholeNumber(_Bounded, click.IntRange):
 class Number(_Bounded, click.FloatRange):
     noun = "a number"
 
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class _Size(click.ParamType):
+    """A size in bytes: 1048576, 512K, 200M, 2G (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(value), re.IGNORECASE)
+        if match is None or float(match.group(1)) <= 0:
+            self.fail(f"{value!r} is not a size; give it as 500M, 2G or a number of bytes")
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+_SIZE = _Size()
 
 _SHARED: list[Callable[[F], F]] = [
     click.option(
@@ -404,6 +427,23 @@ _SHARED: list[Callable[[F], F]] = [
         "(ntfy://, slack://, mailto://, json://...; repeatable; needs 'agentos-batch[notify]'). "
         "URLs carry tokens: agentos never prints them; AGENTOS_NOTIFY (URLs separated by "
         "spaces) keeps them off the command line, where other users' `ps` sees them.",
+    ),
+    click.option(
+        "--item-memory",
+        type=_SIZE,
+        default=None,
+        metavar="SIZE",
+        help="Each process an item starts may use at most this much data memory (500M, 2G; "
+        "setrlimit RLIMIT_DATA, per process): a runaway item fails instead of making the "
+        "machine swap [default: no limit].",
+    ),
+    click.option(
+        "--item-log-size",
+        type=_SIZE,
+        default=None,
+        metavar="SIZE",
+        help="Keep at most this much of each item's output in its log (logs/<id>.log); the "
+        "rest still reaches the terminal [default: all of it].",
     ),
     click.option("--no-color", is_flag=True, help="No colours (also: NO_COLOR=1)."),
     click.option("-q", "--quiet", count=True, help="Only errors and the items' own output."),

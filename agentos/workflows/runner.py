@@ -56,7 +56,9 @@ from agentos.workflows.parallel.credentials import (
     Redactor,
     load_keys,
     make_credentials,
+    take_secret_environment,
 )
+from agentos.workflows.parallel.escape import escape_text
 from agentos.workflows.parallel.journal import (
     MANIFEST,
     Journal,
@@ -122,7 +124,8 @@ class CommandError(click.ClickException):
         self.error = error
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"agentos: error: {self.error.format_message()}", err=True, file=file)
+        message = escape_text(self.error.format_message())  # it may quote an item
+        click.echo(f"agentos: error: {message}", err=True, file=file)
 
 
 def check_items(items: list[Item]) -> list[Item]:
@@ -190,6 +193,9 @@ def run_workflow(
         from agentos.workflows.recorded import Invocation
 
         invocation = Invocation({}, f"agentos {workflow.name}")
+    # before anything starts a process (an agent's CLI is asked its version while the options
+    # are checked): no process of this run inherits the keys or the notification tokens
+    secret_env = take_secret_environment()
     options = RunnerOptions.from_params(params)
     if options.verbose:  # -v: what the agents found (their CLIs' paths and versions), and more
         logging.getLogger("agentos").setLevel(logging.DEBUG)
@@ -218,7 +224,7 @@ def run_workflow(
         resume = plan_resume(items, earlier)
         items = resume.pending
     skipped = resume.done_count if resume is not None else 0
-    keys = KeyPlan.load(workflow, config, options)
+    keys = KeyPlan.load(workflow, config, options, secret_env)
     credentials = keys.credentials
     reason = workflow.needs_keys(config) if workflow.needs_keys is not None else None
     if reason and not credentials:
@@ -341,7 +347,13 @@ class KeyPlan:
     max_wait: float
 
     @classmethod
-    def load(cls, workflow: Workflow, config: Any, options: RunnerOptions) -> KeyPlan:
+    def load(
+        cls,
+        workflow: Workflow,
+        config: Any,
+        options: RunnerOptions,
+        environ: dict[str, str] | None = None,
+    ) -> KeyPlan:
         defaults = KeyConfig(
             "",
             options.key_group,
@@ -350,7 +362,7 @@ class KeyPlan:
             options.key_rpd,
             options.key_slots,
         )
-        configs = load_keys(options.credentials_file, warn=log.warning, defaults=defaults)
+        configs = load_keys(options.credentials_file, environ, warn=log.warning, defaults=defaults)
         mode = workflow.key_mode(config) if workflow.key_mode is not None else "item"
         credentials = make_credentials(c.secret for c in configs)
         return cls(configs, credentials, mode, options.max_key_wait)
@@ -437,6 +449,7 @@ def _execute(
         max_key_wait=key_plan.max_wait,
         prices=prices,
         limits=account.limits if account.limits else None,
+        memory_limit=options.item_memory,
     )
     # The handlers go in first and stay until the summary is written: a Ctrl+C while the run
     # directory, the key server or the workers are being set up is a stop request like any
@@ -455,7 +468,9 @@ def _execute(
         workspace = workflow.workspace(config) if workflow.workspace is not None else None
         if workspace is not None:
             stack.enter_context(WorkspaceLock(workspace, workflow.name, run_path))
-        run_dir = RunDir(run_path).open()
+        # the default place (.agentos/runs in the working directory) is reached without links
+        default_place = options.resume is None and options.run_dir is None
+        run_dir = RunDir(run_path, confined=default_place).open()
         stack.callback(run_dir.close)
         # run.json first: a run stopped a moment after it made its directory can be resumed
         _record_run(workflow, config, options, run_path, resume, credentials, invocation)
@@ -473,7 +488,7 @@ def _execute(
             resources.callback(terminal.close)
             resources.callback(journal.close)
             if workers:
-                listener = _listener(terminal, run_dir, credentials, prefix=True)
+                listener = _listener(terminal, run_dir, credentials, options, prefix=True)
                 resources.callback(listener.stop)
                 if credentials and options.backend == "loky":
                     from agentos.governor import parked as parked_keys
@@ -492,7 +507,7 @@ def _execute(
                 # sequential output goes through the listener as well, unprefixed: it is how
                 # each item's log is written (a run directory looks the same in both modes) and
                 # how printed keys are redacted
-                listener = _listener(terminal, run_dir, credentials, prefix=False).start()
+                listener = _listener(terminal, run_dir, credentials, options, prefix=False).start()
                 resources.callback(listener.stop)
                 channel = OutputChannel(listener.address, listener.token)
                 resources.callback(channel.close)  # before the listener stops: runs first
@@ -556,6 +571,11 @@ def _execute(
             if keys is not None and batch.keys_lost is None:
                 key_plan.remember(keys)
         resume_command = invocation.resume_command(run_path) if invocation is not None else None
+        lost = listener.lost if listener is not None else {}
+        if lost:  # a run whose output did not all arrive is no success, whatever its items did
+            shown = "; ".join(f"{item}: {why}" for item, why in sorted(lost.items())[:5])
+            more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
+            log.warning("output was lost: %s%s; see logs/ in %s", shown, more, run_path)
         if isinstance(fatal, BudgetReached):  # before _finish: its notification shows them
             fatal.not_started = batch.scheduler.counts()[NOT_RUN]
             fatal.resume_dir = str(run_path)
@@ -569,7 +589,7 @@ def _execute(
             resume,
             options,
             keys_report,
-            failed=fatal is not None,
+            failed=fatal is not None or bool(lost),
             notifier=notifier,
             fatal=fatal,
             resume_command=resume_command,
@@ -620,11 +640,21 @@ def _stop_key_server(server: Any) -> None:
 
 
 def _listener(
-    terminal: Terminal, run_dir: RunDir, credentials: list[Credential], *, prefix: bool
+    terminal: Terminal,
+    run_dir: RunDir,
+    credentials: list[Credential],
+    options: RunnerOptions,
+    *,
+    prefix: bool,
 ) -> OutputListener:
-    redactor = Redactor(credentials)
+    # notification URLs carry tokens: replaced like keys, should an item come by one
+    redactor = Redactor(credentials, [(url, "notify-url") for url in options.notify])
     listener = OutputListener(
-        terminal, run_dir.logs, prefix=prefix, redactor=redactor if redactor else None
+        terminal,
+        run_dir.logs,
+        prefix=prefix,
+        redactor=redactor if redactor else None,
+        log_limit=options.item_log_size,
     )
     listener.set_max_secret_length(redactor.max_length)
     return listener  # started by the executor: parallel mode forks its workers first
@@ -725,4 +755,5 @@ def configure_logging(verbose: bool = False) -> None:
 class _EchoHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = "warning: " if record.levelno >= logging.WARNING else ""
-        click.echo(f"agentos: {level}{record.getMessage()}", err=True)
+        # a notice may name a file of a cloned repository, or quote an item
+        click.echo(f"agentos: {level}{escape_text(record.getMessage())}", err=True)

@@ -321,12 +321,12 @@ def _usage_lines(usage: dict[str, Any]) -> list[str]:
 def _status_cell(row: dict[str, Any]) -> str:
     notes = ["earlier pass"] if row.get("earlier_pass") else []
     if row.get("detail"):
-        notes.append(row["detail"])
+        notes.append(cell(str(row["detail"])))
     return f"{row['status']} ({', '.join(notes)})" if notes else row["status"]
 
 
 def render_dry_run(items: list[Item], skipped: int) -> str:
-    rows = [(i.id, clip(cell(i.title), TITLE_WIDTH), i.source) for i in items]
+    rows = [(i.id, clip(cell(i.title), TITLE_WIDTH), cell(i.source)) for i in items]
     lines = _table(rows, ("id", "title", "source"))
     tail = f"{plural(len(items), 'pending item')}"
     if skipped:

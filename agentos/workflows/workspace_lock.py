@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from agentos.beneath import UnsafePath, open_beneath
 from agentos.errors import ConfigError
 
 
@@ -32,8 +33,16 @@ class WorkspaceLock:
 
     def __enter__(self) -> WorkspaceLock:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # the workspace may be a cloned repository: a lock file (or .agentos) committed as
+            # a link must not make us open, let alone truncate, a file elsewhere
+            fd = open_beneath(
+                self.workspace,
+                self.path.relative_to(self.workspace),
+                os.O_RDWR | os.O_CREAT,
+                create_parents=True,
+            )
+        except UnsafePath as exc:
+            raise ConfigError(f"{exc}; remove the link from {self.workspace}") from None
         except OSError as exc:
             raise ConfigError(
                 f"cannot create the lock file {self.path}: {exc.strerror}; "

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agentos.errors import ConfigError
-from agentos.workflows.parallel.journal import temp_file_beside
 
 
 def check_writable(places: Iterable[Path], why: str) -> None:
@@ -40,8 +39,9 @@ def _problem(place: Path) -> str | None:
         target = target.parent
     if not target.is_dir():
         return f"{target} is not a directory"
+    probe = target / f".agentos-probe.{os.getpid()}.{os.urandom(4).hex()}"
     try:
-        fd, probe = temp_file_beside(target / ".agentos-probe")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         return exc.strerror or str(exc)
     os.close(fd)

@@ -73,6 +73,8 @@ class AttemptSpec:
     #: what calls cost (--prices over the genai-prices database) and the item caps
     prices: PriceBook | None = None
     limits: ItemLimits | None = None
+    #: --item-memory: RLIMIT_DATA of every process the item starts (bytes)
+    memory_limit: int | None = None
 
 
 @dataclass
@@ -166,6 +168,7 @@ def run_attempt(
             prices=spec.prices or PriceBook(),
             limits=spec.limits or ItemLimits(),
             spent_before=spent_before,
+            memory_limit=spec.memory_limit,
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentos.beneath import Beneath
 from agentos.errors import ItemError, RateLimited
 from agentos.usage.budget import ItemLimits
 from agentos.usage.prices import PriceBook
@@ -69,6 +70,18 @@ def kill_started_processes(run_id: str, *, sweep_tag: bool, grace: float = 0.5) 
         ACTIVE_GROUPS.clear()
     if sweep_tag and run_id:
         kill_tagged(run_id, os.getpid())
+
+
+def limited(argv: list[str], memory: int | None) -> list[str]:
+    """`argv`, started under RLIMIT_DATA = `memory` bytes when given: through `sh -c 'ulimit
+    -d'`, which sets it in the child before the exec (no preexec_fn: forking a threaded worker
+    must not run Python in the child). RLIMIT_DATA counts what a process writes to (heap,
+    private mappings), not what it merely reserves, so programs that reserve large address
+    spaces (Node.js, the JVM, Go) still start."""
+    if not memory:
+        return argv
+    kib = max(1, memory // 1024)
+    return ["/bin/sh", "-c", 'ulimit -d "$0" && exec "$@"', str(kib), *argv]
 
 
 @dataclass
@@ -139,6 +152,8 @@ class ItemContext:
     spent_before: Tally | None = None
     #: this attempt's model calls (`record_usage`), carried back in its result
     usage: UsageLog = field(default_factory=UsageLog)
+    #: --item-memory: the data memory (RLIMIT_DATA) each process `run` starts may use
+    memory_limit: int | None = None
     _usage_file: UsageFile | None = field(default=None, repr=False)
     _calls_fd: int | None = field(default=None, repr=False)
     _rate_limit_re: re.Pattern[bytes] | None = field(default=None, repr=False)
@@ -153,9 +168,8 @@ class ItemContext:
     @property
     def state_dir(self) -> Path:
         """`<run-dir>/items/<id>/`: the item's private working state (created on first use)."""
-        path = self.run_dir / "items" / self.item.id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        with Beneath(self.run_dir, create=True) as place:  # no link below it followed
+            return place.makedirs(f"items/{self.item.id}")
 
     def env(
         self,
@@ -409,7 +423,7 @@ class ItemContext:
         self.check_budget()
         self.last_argv = list(argv)
         proc = subprocess.Popen(
-            argv,
+            limited(argv, self.memory_limit),
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture_stdout else None,
             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,

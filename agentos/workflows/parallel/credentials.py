@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentos.errors import ConfigError
 
 CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
+NOTIFY_ENV = "AGENTOS_NOTIFY"  # notification URLs, which carry tokens (agentos.notify)
 BASE_COOLDOWN = 30.0
 MAX_COOLDOWN = 900.0
 
@@ -120,6 +121,46 @@ def load_keys(
     for config in configs:
         unique.setdefault(config.secret, config)  # the first occurrence wins, as for labels
     return list(unique.values())
+
+
+#: variables that hold secrets agentos reads once and takes out of its environment, so that no
+#: process it starts (workers, the key server, resource trackers, Dask workers, items, agents'
+#: CLIs) inherits them
+SECRET_ENV = (CREDENTIALS_ENV, NOTIFY_ENV)
+
+
+def take_secret_environment(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """The SECRET_ENV variables that are set, removed from `os.environ` (and so from every
+    process started from now on). On Linux their values are also wiped from this process's
+    initial environment block, which `/proc/<pid>/environ` shows and every forked worker
+    inherits as it is: popping `os.environ` alone leaves them readable there."""
+    environ = os.environ if environ is None else environ
+    taken = {name: environ.pop(name) for name in SECRET_ENV if name in environ}
+    if taken and environ is os.environ:
+        _wipe_initial_environment([name.encode() for name in taken])
+    return taken
+
+
+def _wipe_initial_environment(names: list[bytes]) -> None:
+    """Overwrite `NAME=value` with NAME= and NUL bytes in the environment block the kernel set
+    up at exec (between env_start and env_end of /proc/self/stat). glibc's unsetenv, which
+    os.environ.pop calls, only drops the pointer to it. Best effort: Linux only."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        env_start = int(fields[47])  # field 50 of proc(5); fields here start at field 3
+        with open("/proc/self/environ", "rb") as f:
+            block = f.read()
+    except (OSError, IndexError, ValueError):
+        return
+    import ctypes
+
+    offset = 0
+    for entry in block.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name in names and value:
+            ctypes.memset(env_start + offset + len(name) + 1, 0, len(value))
+        offset += len(entry) + 1
 
 
 ATTRIBUTES = ("group", "rpm", "tpm", "rpd", "slots")
@@ -238,8 +279,13 @@ def _read_key_file(path: Path, warn: Callable[[str], None]) -> list[KeyConfig]:
 class Redactor:
     """Replaces every configured key with its label, in bytes (output) and text (errors)."""
 
-    def __init__(self, credentials: Iterable[Credential]) -> None:
-        pairs = sorted(((c.secret, f"[{c.label}]") for c in credentials), key=lambda p: -len(p[0]))
+    def __init__(
+        self, credentials: Iterable[Credential], others: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """`others`: more (secret, label) pairs, such as notification URLs."""
+        pairs = [(c.secret, f"[{c.label}]") for c in credentials]
+        pairs += [(secret, f"[{label}]") for secret, label in others if secret]
+        pairs.sort(key=lambda p: -len(p[0]))
         self._text = pairs
         self._bytes = [(s.encode(), label.encode()) for s, label in pairs]
         self.max_length = max((len(s) for s, _ in self._bytes), default=0)

@@ -54,7 +54,13 @@ from agentos.errors import ConfigError, KeyServerLost, UsageError
 from agentos.text import plural
 from agentos.workflows.parallel.attempt import FAILED, INTERRUPTED, AttemptResult
 from agentos.workflows.parallel.controller import Controller, ExecutorPlan, Running
-from agentos.workflows.parallel.credentials import CREDENTIALS_ENV, Credential, KeyConfig, Lease
+from agentos.workflows.parallel.credentials import (
+    CREDENTIALS_ENV,
+    NOTIFY_ENV,
+    Credential,
+    KeyConfig,
+    Lease,
+)
 from agentos.workflows.parallel.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv, sees_markers
 from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged
 from agentos.workflows.parallel.scheduler import ItemState
@@ -76,6 +82,7 @@ DEFAULT_FORWARD = ("AGENTOS_*",)
 NEVER_FORWARD = frozenset(
     {
         CREDENTIALS_ENV,
+        NOTIFY_ENV,
         "AGENTOS_API_KEY",
         RUN_TAG_ENV,
         "AGENTOS_ITEM_ID",
@@ -84,6 +91,14 @@ NEVER_FORWARD = frozenset(
         "AGENTOS_USAGE_FILE",
     }
 )
+
+
+#: the HTTP routes of the local cluster's scheduler and workers: health checks, no dashboard,
+#: no worker logs or call stacks, no proxy (distributed serves them unauthenticated)
+_HTTP_ROUTES = {
+    "distributed.scheduler.http.routes": ["distributed.http.health"],
+    "distributed.worker.http.routes": ["distributed.http.health"],
+}
 
 
 def require_distributed() -> Any:
@@ -174,6 +189,20 @@ def prepare_dask(
     """The checks of a Dask run that need no run directory: a user mistake here must leave
     nothing behind (no run directory, no summary of items that never had a chance)."""
     require_distributed()
+    if not options.scheduler:
+        try:  # Security.temporary() makes the local cluster's certificate with it
+            import cryptography  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--backend dask secures its local cluster with TLS, which needs the "
+                "cryptography package; install it with: pip install 'agentos[dask]'"
+            ) from None
+    elif credentials and not options.scheduler.startswith("tls://"):
+        warn(
+            f"--scheduler {options.scheduler} is not a tls:// address: the keys travel to the "
+            "key actor on a worker unencrypted, and anyone who can reach the scheduler can run "
+            "code on its workers; see the README's Security section"
+        )
     env = forwarded_environment(
         options.forward_env, os.environ, credentials, options.credential_env, warn
     )
@@ -281,6 +310,8 @@ class DaskRun(Controller):
     # -- set-up and tear-down
     def run(self) -> None:
         distributed = require_distributed()
+        from dask import config as dask_config
+
         setup = self.setup
         cluster = None
         client = setup.client
@@ -291,14 +322,23 @@ class DaskRun(Controller):
                     if client is None:
                         client = connect_scheduler(self.scheduler)
                 else:
-                    cluster = distributed.LocalCluster(
-                        n_workers=self.workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,
-                        silence_logs=40,
-                    )
-                    client = distributed.Client(cluster)
+                    # A cluster on TCP that any local user could join (and run code in, and
+                    # read the keys from the actor): TLS with a certificate made for this run,
+                    # required on every connection, on the loopback interface only. The HTTP
+                    # servers beside it, which TLS does not cover, serve health checks only:
+                    # no dashboard, worker logs, call stacks or proxies to the workers
+                    security = distributed.security.Security.temporary()
+                    with dask_config.set(_HTTP_ROUTES):
+                        cluster = distributed.LocalCluster(
+                            n_workers=self.workers,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address=None,
+                            silence_logs=40,
+                            security=security,
+                            host="127.0.0.1",
+                        )
+                    client = distributed.Client(cluster, security=security)
             self.client = client
             if self.key_configs:
                 self._start_key_actor(client)
@@ -399,7 +439,8 @@ class DaskRun(Controller):
         except Exception as exc:  # KilledWorker, or a bug surfacing from the task
             result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
         else:
-            self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT)
+            if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
+                self.listener.mark_lost(run.state.id, "its output did not close after it ended")
         self.batch.end_attempt(run.state, run.lease, result)
 
     def _synthetic(self, run: Running, status: str, error: str) -> AttemptResult:

@@ -45,6 +45,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,10 +147,16 @@ def run_item(
     with contextlib.suppress(BrokenPipeError):
         child.stdin.write(pickle.dumps((spec, item, attempt, key, label, spent_before)))
     child.stdin.close()
+    # what the item prints is redacted here, before it leaves the worker: the scheduler keeps
+    # every event it relays, and whoever reads its event log must not read keys there
+    forward = RedactingForward(
+        lambda message: worker.log_event(
+            topic, {"i": item.id, "a": attempt, "p": child.pid, **message}
+        ),
+        [(key, label or "key")] if key else [],
+    )
+    send = forward.send
     del key
-
-    def send(message: dict[str, Any]) -> None:
-        worker.log_event(topic, {"i": item.id, "a": attempt, "p": child.pid, **message})
 
     send({"start": 1})
     terminate = Event(terminate_name)
@@ -170,20 +177,20 @@ def run_item(
             for event_key, _ in sel.select(timeout=POLL):
                 stream = event_key.data
                 if stream == 4:
-                    if not _relay_one(relay, actor):
+                    if not _relay_one(relay, actor, forward):
                         sel.unregister(relay)
                     continue
                 chunk = os.read(event_key.fd, 65536)
                 if not chunk:
                     sel.unregister(event_key.fileobj)
                     if stream in (1, 2):
-                        send({"s": stream, "eof": 1})
+                        forward.eof(stream)
                     else:
                         result_complete = True
                 elif stream == 3:
                     payload += chunk
                 else:
-                    send({"s": stream, "d": chunk})
+                    forward.data(stream, chunk)
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + POLL
                 if not interrupted and terminate.is_set():
@@ -224,7 +231,54 @@ def run_item(
     )
 
 
-def _relay_one(relay: socket.socket, actor: Any) -> bool:
+class RedactingForward:
+    """An attempt's output on its way to the client as worker events, with every key this
+    attempt was given (its lease, the keys of its calls) replaced by its label first. Whole
+    lines are redacted, so a key cut in two by a read is still found; a line longer than
+    MAX_HELD goes on in pieces that keep back the longest key's length."""
+
+    MAX_HELD = 1024 * 1024
+
+    def __init__(self, send: Callable[[dict[str, Any]], None], keys: list[tuple[str, str]]) -> None:
+        self.send = send
+        self._keys: dict[bytes, bytes] = {}
+        self._longest = 0
+        self._held = {1: b"", 2: b""}
+        for secret, label in keys:
+            self.add_key(secret, label)
+
+    def add_key(self, secret: str, label: str) -> None:
+        if secret:
+            self._keys[secret.encode()] = f"[{label}]".encode()
+            self._longest = max(self._longest, len(secret.encode()))
+
+    def _redact(self, data: bytes) -> bytes:
+        for secret in sorted(self._keys, key=len, reverse=True):  # a key inside a longer one
+            if secret in data:
+                data = data.replace(secret, self._keys[secret])
+        return data
+
+    def data(self, stream: int, chunk: bytes) -> None:
+        if not self._keys:
+            self.send({"s": stream, "d": chunk})
+            return
+        held = self._held[stream] + chunk
+        cut = held.rfind(b"\n") + 1
+        if not cut and len(held) > self.MAX_HELD:
+            held = self._redact(held)
+            cut = len(held) - max(self._longest - 1, 0)
+        self._held[stream] = held[cut:]
+        if cut:
+            self.send({"s": stream, "d": self._redact(held[:cut])})
+
+    def eof(self, stream: int) -> None:
+        rest, self._held[stream] = self._held[stream], b""
+        if rest:
+            self.send({"s": stream, "d": self._redact(rest)})
+        self.send({"s": stream, "eof": 1})
+
+
+def _relay_one(relay: socket.socket, actor: Any, forward: RedactingForward | None = None) -> bool:
     """Answer one governor request of the attempt process; False when it closed its end. The
     actor is never asked to wait: it serves its calls one at a time, and a call waiting there
     for another call's end would wait for itself."""
@@ -238,6 +292,9 @@ def _relay_one(relay: socket.socket, actor: Any) -> bool:
         if name == "acquire_call":
             args = (*args[:3], 0.0)
         answer: Any = getattr(actor, name)(*args).result(timeout=60)
+        secret = getattr(answer, "secret", None)
+        if forward is not None and isinstance(secret, str) and secret:
+            forward.add_key(secret, str(getattr(answer, "label", "key")))  # a key per call
     except Exception as exc:  # the actor is gone: the attempt's call fails, the item retries
         answer = ConnectionError(f"key actor unreachable: {type(exc).__name__}")
     with contextlib.suppress(OSError):

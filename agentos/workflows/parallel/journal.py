@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import json
 import os
 import re
@@ -37,8 +36,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ConfigError
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.attempt import INTERRUPTED, TIMEOUT, AttemptResult
@@ -56,40 +56,14 @@ def default_run_dir(command: str, root: Path = Path(".agentos/runs")) -> Path:
     return candidate
 
 
-_TEMP_NUMBERS = itertools.count()
-
-
-def temp_file_beside(path: Path) -> tuple[int, str]:
-    """Create a new file next to `path`, named `.<name>.<pid>.<n>.tmp`, for writing then renaming
-    onto it. Not `tempfile.mkstemp`: importing tempfile (with random and shutil) costs every run
-    ~5 ms of start-up, and pid + counter is unique among live writers; a leftover of a dead
-    process with the same pid is skipped."""
-    while True:
-        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{next(_TEMP_NUMBERS)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
-        except FileExistsError:
-            continue
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o666, *, durable: bool = True) -> None:
     """Write via a temp file in the same directory, fsync, rename: readers see the old file or
     the whole new one, never half of it. `durable=False` skips the fsync: for a snapshot that
-    is rewritten soon anyway, whose loss in a power cut costs nothing (state.json)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    is rewritten soon anyway, whose loss in a power cut costs nothing (state.json). The
+    directory is taken as given; a link where the file goes is replaced, never written
+    through. `mode` is narrowed by the umask."""
+    with Beneath(path.parent, create=True) as place:
+        place.write_atomic(path.name, data, mode=mode, durable=durable, replace_link=True)
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
@@ -115,11 +89,19 @@ def json_text(value: Any, **options: Any) -> str:
 
 
 class RunDir:
-    """A run directory, created and locked for the duration of a run."""
+    """A run directory, created and locked for the duration of a run.
 
-    def __init__(self, path: Path) -> None:
+    Private to the user: made 0700; an existing one (--run-dir, --resume) must belong to the
+    user. Everything in it is reached without following a symlink (`place`, a Beneath): a
+    reused directory may hold links planted by anyone who could write there. `confined`: the
+    path is agentos's default (`.agentos/runs/...` below the working directory, which may be a
+    cloned repository), so its own components are not followed either."""
+
+    def __init__(self, path: Path, *, confined: bool = False) -> None:
         self.path = path
-        self._lock: IO[str] | None = None
+        self.confined = confined
+        self.place: Beneath | None = None
+        self._lock: int | None = None
 
     @property
     def logs(self) -> Path:
@@ -127,33 +109,57 @@ class RunDir:
 
     def open(self) -> RunDir:
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._lock = open(self.path / ".lock", "a+")  # noqa: SIM115 - held until close()
+            self.place = self._make()
+            self._lock = self.place.open(".lock", os.O_RDWR | os.O_CREAT)
+        except UnsafePath as exc:
+            self.close()
+            raise ConfigError(f"{exc}; choose another --run-dir") from None
         except OSError as exc:
+            self.close()
             raise ConfigError(f"cannot create run directory {self.path}: {exc.strerror}") from None
         try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            self.close()
             raise ConfigError(
                 f"run directory {self.path} is in use by another agentos run; wait for it or "
                 "choose another --run-dir"
             ) from None
         return self
 
+    def _make(self) -> Beneath:
+        if self.confined and not self.path.is_absolute():
+            with Beneath(".") as cwd:
+                place = cwd.sub(self.path, create=True, mode=0o700)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.path, 0o700)
+            place = Beneath(self.path)
+        owner = os.fstat(place.fd).st_uid
+        if owner != os.getuid():
+            place.close()
+            raise ConfigError(
+                f"run directory {self.path} belongs to another user (uid {owner}); agentos "
+                "keeps prompts, answers and logs there: choose a --run-dir of your own"
+            )
+        return place
+
     def check_writable(self) -> None:
         """Everything a run writes here must be writable *before* any item runs: a read-only or
         immutable run directory found at the end would lose the record of paid work."""
+        assert self.place is not None
         try:
-            for sub in (self.logs, self.path / "items", self.path / "usage"):
-                sub.mkdir(exist_ok=True)
+            for sub in ("logs", "items", "usage"):
+                self.place.makedirs(sub)
             for name in ("journal.jsonl", "joblog.tsv", "run.json", "summary.json"):
-                target = self.path / name
-                if target.exists():
-                    os.close(os.open(target, os.O_WRONLY | os.O_APPEND))
-            for directory in (self.path, self.logs):
-                fd, probe = temp_file_beside(directory / ".probe")
-                os.close(fd)
-                os.unlink(probe)
+                if self.place.lstat(name) is not None:
+                    os.close(self.place.open(name, os.O_WRONLY | os.O_APPEND))
+            for probe in (".probe", "logs/.probe"):
+                self.place.write_atomic(probe, b"", durable=False)
+                self.place.unlink(probe)
+        except UnsafePath as exc:
+            raise ConfigError(f"{exc}; choose another --run-dir") from None
         except OSError as exc:
             where = exc.filename or self.path
             raise ConfigError(
@@ -163,8 +169,11 @@ class RunDir:
 
     def close(self) -> None:
         if self._lock is not None:
-            self._lock.close()
+            os.close(self._lock)
             self._lock = None
+        if self.place is not None:
+            self.place.close()
+            self.place = None
 
 
 def end_partial_line(fd: int) -> bool:
@@ -187,8 +196,9 @@ class Journal:
 
     def __init__(self, run_dir: Path, command_name: str) -> None:
         self._command_name = command_name
-        self._jsonl = os.open(run_dir / "journal.jsonl", self._FLAGS, 0o644)
-        self._joblog = os.open(run_dir / "joblog.tsv", self._FLAGS, 0o644)
+        with Beneath(run_dir) as place:  # never through a link planted in a reused directory
+            self._jsonl = place.open("journal.jsonl", self._FLAGS)
+            self._joblog = place.open("joblog.tsv", self._FLAGS)
         self.repaired = [
             name
             for name, fd in (("journal.jsonl", self._jsonl), ("joblog.tsv", self._joblog))

@@ -40,14 +40,26 @@ Why it is built this way:
 * A partial line is held until its newline arrives (so lines of two items never mix), printed
   whole and terminated at EOF, and force-split at 1 MiB so an item printing 50 MB without a newline
   cannot exhaust the parent's memory.
+
+Who may connect. The socket is an abstract Unix socket, which any local process can reach. A
+connection is kept only if its peer (SO_PEERCRED) is this user and this process or one of its
+descendants (a worker), and then only if its hello carries the run's token within
+HELLO_TIMEOUT; anything else is closed at once, so neither another user nor a stray process can
+hold descriptors or forge lines. Running out of descriptors (EMFILE) pauses accepting for a
+moment instead of ending the listener. Output that could not be delivered whole to the
+terminal (a stream dropped after an error, pipes that could not be received, the listener
+itself failing) is recorded in `lost`, and the run then does not report success. A log that
+cannot be written is said once and does not count: the output still reached the terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -56,7 +68,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentos.beneath import Beneath, UnsafePath
 from agentos.workflows.parallel.capture import MAGIC as _MAGIC
+from agentos.workflows.parallel.escape import escape_lines
 
 if TYPE_CHECKING:  # the terminal (and colorama) is the parent's business, not the workers'
     from agentos.workflows.parallel.terminal import Terminal
@@ -67,6 +81,14 @@ _BATCH_WAIT = 0.002  # seconds a busy round waits for more output to gather (see
 _DRAIN_READS = 16  # reads of a pipe after its attempt ended (bounds a writer that never stops)
 MAX_LINE = 1024 * 1024
 _HEADER_LIMIT = 512
+#: seconds a connection has to say its hello before it is closed
+HELLO_TIMEOUT = 5.0
+#: connections accepted but not yet authenticated; more are closed at once
+_MAX_UNAUTHENTICATED = 32
+#: after accept() failed for want of descriptors (EMFILE), how long to stop accepting: pending
+#: connections wait in the backlog meanwhile, nothing is lost
+_ACCEPT_PAUSE = 0.05
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _LOG_FAILED = -2  # log_fd of an attempt whose log could not be written
 
 Redactor = Callable[[bytes], bytes]
@@ -89,6 +111,32 @@ def new_listener_address() -> str:
     return os.path.join(directory, "out.sock")  # pragma: no cover
 
 
+def _peer(sock: socket.socket) -> tuple[int, int] | None:
+    """(pid, uid) of a Unix socket's peer, from SO_PEERCRED; None where it is not available."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:  # pragma: no cover - not Linux
+        return None
+    try:
+        pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, 12))
+    except OSError:
+        return None
+    return pid, uid
+
+
+_GONE = -1
+
+
+def _parent_pid(pid: int) -> int:
+    """The parent of `pid`; _GONE when there is no such process, 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rpartition(b")")[2].split()[1])
+    except FileNotFoundError:
+        return _GONE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 # ----------------------------------------------------------------------------------------------
 # parent side
 
@@ -103,6 +151,7 @@ class _Attempt:
     started: float
     open_streams: int = 2  # stdout and stderr; each EOF counts down
     log_fd: int = -1  # opened on the first line, so silent items leave no empty log
+    log_room: int = -1  # bytes the log may still take (--item-log-size); -1: no limit
     closed: threading.Event = field(default_factory=threading.Event)
     streams: list[_Stream] = field(default_factory=list)
 
@@ -117,6 +166,8 @@ class _Stream:
     pending: bytes = b""
     prefix: bytes = b""
     newline_prefix: bytes = b""
+    escape: bool = True  # control characters shown, not obeyed (escape.py)
+    keep_sgr: bool = False
 
 
 @dataclass
@@ -127,7 +178,9 @@ class _Control:
     buf: bytes = b""
     fds: list[int] = field(default_factory=list)  # received, not yet claimed by a begin
     pid: int = 0  # 0 until the hello was read and checked
+    peer_pid: int = 0  # the connecting process, as the kernel tells it (SO_PEERCRED)
     current: _Attempt | None = None  # the attempt begun and not yet ended
+    deadline: float = 0.0  # monotonic time by which the hello must have come
 
 
 StartedCallback = Callable[[str, int, int], None]
@@ -145,8 +198,10 @@ class OutputListener:
         prefix: bool = True,
         redactor: Redactor | None = None,
         on_started: StartedCallback | None = None,
+        log_limit: int | None = None,
     ) -> None:
         self.terminal = terminal
+        self.log_limit = log_limit  # bytes of each item's log (--item-log-size)
         self.log_dir = log_dir
         self.prefix = prefix
         self.redactor = redactor
@@ -173,9 +228,18 @@ class OutputListener:
         self._external: dict[tuple[str, int, int], _Stream] = {}
         self._max_key = 0
         self._read_view = memoryview(bytearray(_READ_SIZE))  # see _read
+        #: item id -> why some of its output did not reach the terminal or its log
+        self.lost: dict[str, str] = {}
+        self._pending_hellos: list[_Control] = []
+        self._accept_paused_until = 0.0
+        self._told: set[str] = set()  # notices given once per kind
         self._thread = threading.Thread(target=self._run, name="agentos-output", daemon=True)
+        # the logs directory is held open and each log opened in it without following links:
+        # an item (or whoever wrote in a reused run directory) may have planted one
+        self._logs: Beneath | None = None
         if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
+            with Beneath(log_dir.parent, create=True) as run_dir:
+                self._logs = run_dir.sub(log_dir.name, create=True)
 
     def set_max_secret_length(self, length: int) -> None:
         """Force-split partial lines keeping this many bytes, so a key is never cut in two."""
@@ -207,6 +271,8 @@ class OutputListener:
         self._selector.close()
         self._quick.close()
         self._server.close()
+        if self._logs is not None:
+            self._logs.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -230,12 +296,21 @@ class OutputListener:
             record = self._attempts.get((item_id, attempt))
         if record is None:
             # its begin may still wait in a control socket (we read it late), or it never began
-            # (the attempt failed before its capture started): read what is there, look again
-            self.settle(min(timeout, 1.0))
-            with self._lock:
-                record = self._attempts.get((item_id, attempt))
-            if record is None:
-                return True
+            # (the attempt failed before its capture started): read what is there, look again.
+            # While accepting is paused for want of descriptors, its connection may still wait
+            # in the backlog: look until it comes or the time is up.
+            deadline = time.monotonic() + timeout
+            while True:
+                self.settle(min(max(0.0, deadline - time.monotonic()), 1.0))
+                with self._lock:
+                    record = self._attempts.get((item_id, attempt))
+                if record is not None:
+                    break
+                if not self._accept_paused_until:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(_ACCEPT_PAUSE)
         ok = record.closed.wait(timeout)
         if ok:
             with self._lock:
@@ -264,7 +339,7 @@ class OutputListener:
     def _run(self) -> None:
         try:
             while True:
-                timeout = None
+                timeout = self._housekeeping()
                 if self._stopping:
                     timeout = max(0.0, self._drain_deadline - time.monotonic())
                     if timeout == 0.0:
@@ -286,8 +361,9 @@ class OutputListener:
                     for key, _ in self._quick.select(_BATCH_WAIT):
                         if self._handle(key.data):
                             return
-        except Exception as exc:  # pragma: no cover - a bug here must not hang the run
+        except Exception as exc:  # a bug here must not hang the run, nor pass unnoticed
             self.terminal.message(f"output listener failed: {exc!r}", force=True)
+            self._fail_all(f"the output listener failed ({type(exc).__name__})")
 
     def _handle(self, data: object) -> bool:
         """A ready non-stream object (the server, the wake pipe, a control connection); True
@@ -307,6 +383,11 @@ class OutputListener:
 
     def _settle(self) -> None:
         """Read every connection and control message already waiting, then answer settle()."""
+        if self._accept_paused_until:  # try now rather than after the pause
+            self._accept_paused_until = 0.0
+            for selector in (self._selector, self._quick):
+                with contextlib.suppress(KeyError, ValueError):
+                    selector.register(self._server, selectors.EVENT_READ, None)
         for _ in range(1000):  # bounded: a worker that keeps beginning attempts cannot hold us
             ready = [key.data for key, _ in self._quick.select(0) if key.data != "wake"]
             if not ready:
@@ -325,6 +406,8 @@ class OutputListener:
             return self._read(stream)
         except Exception as exc:
             self.terminal.message(f"dropped an output stream after an error: {exc!r}", force=True)
+            if stream.attempt is not None:
+                self.mark_lost(stream.attempt.item_id, f"an output stream failed ({exc!r})")
             with contextlib.suppress(Exception):
                 self._close_stream(stream)
             return 0
@@ -352,10 +435,107 @@ class OutputListener:
                 sock, _ = self._server.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                self._pause_accepting(exc)
+                return
+            peer = _peer(sock)
+            if peer is None or not self._is_ours(*peer):
+                sock.close()
+                self._tell_once(
+                    "stranger",
+                    "refused a connection to the output socket from "
+                    + (f"pid {peer[0]} (uid {peer[1]})" if peer else "an unknown peer")
+                    + ": not a process of this run",
+                )
+                continue
+            if len(self._pending_hellos) >= _MAX_UNAUTHENTICATED:
+                sock.close()
+                continue
             sock.setblocking(False)
-            control = _Control(sock)
+            control = _Control(sock, peer_pid=peer[0], deadline=time.monotonic() + HELLO_TIMEOUT)
+            self._pending_hellos.append(control)
             for selector in (self._selector, self._quick):
                 selector.register(sock, selectors.EVENT_READ, control)
+
+    def _is_ours(self, pid: int, uid: int) -> bool:
+        """The peer is this user's, and this process or a descendant of it (a worker, or a
+        process a worker forked). A peer already gone (a worker that began an attempt and
+        died before we accepted, under load) is let in: its connection holds only what it
+        sent, which still needs the run's token, and its attempt must be known as begun."""
+        if uid != os.getuid():
+            return False
+        me = os.getpid()
+        for depth in range(64):  # the chain up to us is short; a loop in /proc data is not
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+            parent = _parent_pid(pid)
+            if parent == _GONE:
+                return depth == 0
+            pid = parent
+        return False
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors: stop watching the listening socket for a moment (it would be
+        ready again at once, a busy loop); pending connections wait in its backlog."""
+        self._tell_once(
+            "descriptors",
+            f"out of file descriptors ({exc.strerror}); waiting for some to be freed "
+            "before taking more worker connections",
+        )
+        for selector in (self._selector, self._quick):
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(self._server)
+        self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
+
+    def _housekeeping(self) -> float | None:
+        """Close connections whose hello is late, resume accepting after a pause; the time
+        until the next such event (None: nothing pending)."""
+        if not self._pending_hellos and not self._accept_paused_until:
+            return None  # the usual case, once per wake-up of a busy loop
+        now = time.monotonic()
+        next_due: float | None = None
+        if self._accept_paused_until:
+            if now >= self._accept_paused_until:
+                self._accept_paused_until = 0.0
+                for selector in (self._selector, self._quick):
+                    with contextlib.suppress(KeyError, ValueError):
+                        selector.register(self._server, selectors.EVENT_READ, None)
+            else:
+                next_due = self._accept_paused_until
+        waiting = []
+        for control in self._pending_hellos:
+            if control.pid or control.sock.fileno() < 0:
+                continue  # authenticated, or closed
+            if now >= control.deadline:
+                self._close_control(control)
+                continue
+            waiting.append(control)
+            next_due = control.deadline if next_due is None else min(next_due, control.deadline)
+        self._pending_hellos = waiting
+        return None if next_due is None else max(0.0, next_due - now)
+
+    def _tell_once(self, kind: str, text: str) -> None:
+        if kind not in self._told:
+            self._told.add(kind)
+            self.terminal.message(text, force=True)
+
+    def mark_lost(self, item_id: str, why: str) -> None:
+        """Some of this item's output did not arrive whole (see the module docstring)."""
+        self.lost.setdefault(item_id, why)
+
+    def _fail_all(self, why: str) -> None:
+        """The listener cannot go on: every attempt with open streams loses its output, and
+        nobody must wait for it to close."""
+        with self._lock:
+            records = list(self._attempts.values())
+        for record in records:
+            if not record.closed.is_set():
+                self.mark_lost(record.item_id, why)
+                record.closed.set()
 
     # -- control connections
     def _control_guarded(self, control: _Control) -> None:
@@ -376,7 +556,16 @@ class OutputListener:
         except OSError:
             data, fds, flags = b"", [], 0
         control.fds.extend(fds)
-        if not data or flags & socket.MSG_CTRUNC:
+        if flags & socket.MSG_CTRUNC:
+            # the attempt's pipes did not arrive (out of descriptors): its output is lost
+            for line in data.split(b"\n"):
+                kind, _, rest = line.partition(b" ")
+                if kind == b"S":
+                    item = rest.partition(b" ")[2].decode(errors="replace")
+                    self.mark_lost(item, "its output pipes could not be received")
+            self._close_control(control)
+            return
+        if not data:
             self._close_control(control)
             return
         control.buf += data
@@ -397,8 +586,11 @@ class OutputListener:
             parts = line.split(b" ")
             if len(parts) != 3 or parts[0] != _MAGIC or parts[1] != self.token.encode():
                 return False
-            control.pid = int(parts[2]) if parts[2].isdigit() else 0
-            return control.pid > 0
+            pid = int(parts[2]) if parts[2].isdigit() else 0
+            if pid <= 0 or pid != control.peer_pid:
+                return False
+            control.pid = pid
+            return True
         kind, _, rest = line.partition(b" ")
         number, _, name = rest.partition(b" ")
         if not number.isdigit() or not name:
@@ -488,7 +680,9 @@ class OutputListener:
             block = self.redactor(block)
         attempt = conn.attempt
         if attempt is not None and self.log_dir is not None and attempt.log_fd != _LOG_FAILED:
-            self._log(attempt, block)
+            self._log(attempt, block)  # the log keeps the raw bytes
+        if conn.escape:
+            block = escape_lines(block, keep_sgr=conn.keep_sgr)
         if conn.prefix:
             block = conn.prefix + block[:-1].replace(b"\n", conn.newline_prefix) + b"\n"
         self.terminal.write(conn.stream, block)
@@ -513,6 +707,12 @@ class OutputListener:
         """Give a stream (a pipe, or one fed by the Dask backend) its attempt and prefix."""
         conn.stream = stream
         conn.attempt = record
+        # Prefixed lines are for people (and `| tee` shows them on a terminal too): always
+        # escaped. Unprefixed (sequential) output is the items' own bytes unless it goes to a
+        # terminal. Colours stay where agentos shows its own.
+        tty = self.terminal.out_is_tty if stream == 1 else self.terminal.err_is_tty
+        conn.escape = self.prefix or tty
+        conn.keep_sgr = tty and self.terminal.colour
         if self.prefix:
             from agentos.workflows.parallel.terminal import item_prefix
 
@@ -537,24 +737,45 @@ class OutputListener:
         path = self.log_dir / f"{attempt.item_id}.log"
         try:
             if attempt.log_fd < 0:
-                attempt.log_fd = os.open(
-                    path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
-                )
+                assert self._logs is not None
+                attempt.log_fd = self._logs.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
                 # once per attempt, where its log is opened (on its first line, so a silent
                 # attempt leaves no log): attempts of a retried item are told apart in the file
                 started = time.time() - (time.monotonic() - attempt.started)
                 os.write(attempt.log_fd, attempt_header(attempt.item_id, attempt.attempt, started))
+                if self.log_limit is not None:
+                    attempt.log_room = max(0, self.log_limit - os.fstat(attempt.log_fd).st_size)
+            if attempt.log_room >= 0 and len(block) > attempt.log_room:
+                self._cut_log(attempt, block)
+                return
             os.write(attempt.log_fd, block)
+            if attempt.log_room >= 0:
+                attempt.log_room -= len(block)
         except OSError as exc:
             if attempt.log_fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(attempt.log_fd)
             attempt.log_fd = _LOG_FAILED
+            why = str(exc)
+            if not isinstance(exc, UnsafePath):
+                why = f"cannot write {path}: {exc.strerror}"
             self.terminal.message(
-                f"cannot write {path}: {exc.strerror}; {attempt.item_id}'s output goes on to the "
-                "terminal only",
+                f"{why}; {attempt.item_id}'s output goes on to the terminal only",
                 force=True,
             )
+
+    def _cut_log(self, attempt: _Attempt, block: bytes) -> None:
+        """The log reached --item-log-size: what fits (whole lines), a line saying so, and no
+        more for this attempt. Its output still reaches the terminal."""
+        keep = block[: block.rfind(b"\n", 0, attempt.log_room) + 1]
+        os.write(attempt.log_fd, keep)
+        os.write(
+            attempt.log_fd,
+            b"==> agentos: log cut at --item-log-size %d bytes; the rest went to the terminal "
+            b"only <==\n" % (self.log_limit or 0),
+        )
+        os.close(attempt.log_fd)
+        attempt.log_fd = _LOG_FAILED
 
     def _close_stream(self, conn: _Stream) -> None:
         if conn.fd >= 0:

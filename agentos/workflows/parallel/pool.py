@@ -48,8 +48,10 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool  # loky's errors subclass it
+from pathlib import Path
 from typing import Any
 
+from agentos.beneath import write_beneath
 from agentos.errors import PoolBroken
 from agentos.text import plural
 from agentos.workflows.parallel.attempt import (
@@ -266,6 +268,11 @@ class ParallelRun(Controller):
     def run(self) -> None:
         shutdown = self.batch.shutdown
         self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
+        if self.spec.drain_flag:
+            # one a killed run left behind (or anything planted there) must not stop every
+            # item of this run from starting
+            with contextlib.suppress(OSError):
+                os.unlink(self.spec.drain_flag)
         try:
             self.loop()
         finally:
@@ -317,6 +324,7 @@ class ParallelRun(Controller):
                 self.batch.reclaim(run.lease)
                 return
             if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
+                self.listener.mark_lost(run.state.id, "its output did not close after it ended")
                 self.batch.terminal.message(
                     f"{run.state.id}: output still open {OUTPUT_EOF_WAIT:.0f} s after the item "
                     "ended; later lines may be cut",
@@ -425,8 +433,9 @@ class ParallelRun(Controller):
     # -- shutdown
     def on_drain(self) -> None:
         if self.spec.drain_flag:
-            with contextlib.suppress(OSError):
-                open(self.spec.drain_flag, "w").close()
+            flag = Path(self.spec.drain_flag)
+            with contextlib.suppress(OSError):  # a link planted there is replaced, not followed
+                write_beneath(flag.parent, flag.name, b"", durable=False, replace_link=True)
 
     def started(self, run: Running) -> bool:
         return self.listener.running_pid(run.state.id, run.attempt) is not None

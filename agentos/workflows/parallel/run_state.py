@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentos.beneath import open_beneath
 from agentos.workflows.parallel.journal import atomic_write_text, json_text
 
 STATE_FILE = "state.json"
@@ -93,8 +94,14 @@ class StateWriter:
             return
         self._last_sample, self._last_sample_at = sample, now
         line = json_text({"t": state["heartbeat"], **sample}) + "\n"
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(line)
+        # never through a link planted in a reused run directory
+        fd = open_beneath(
+            self.metrics_path.parent, METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        )
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
 
 
 def metrics_sample(state: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,8 @@ import threading
 import time
 from typing import IO, Protocol
 
+from agentos.workflows.parallel.escape import escape_text
+
 
 @functools.cache
 def _palette() -> tuple[tuple[str, ...], str, str]:
@@ -118,9 +120,12 @@ class Terminal:
                 bar.redraw()
 
     def message(self, text: str, *, force: bool = False) -> None:
-        """An agentos line on stderr: `[agentos] text`. Suppressed by -q unless `force`."""
+        """An agentos line on stderr: `[agentos] text`. Suppressed by -q unless `force`. `text`
+        may quote an item or an agent (an error, a title): its control characters are shown,
+        not obeyed."""
         if self.quiet and not force:
             return
+        text = escape_text(text)
         label = "[agentos]"
         if self.colour and self.err_is_tty:
             _, bright, reset = _palette()

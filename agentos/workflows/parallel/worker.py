@@ -95,7 +95,7 @@ def execute_in_worker(
     if _STATE is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("worker used before initialize_worker ran")
     flag = _STATE.spec.drain_flag
-    if flag and os.path.exists(flag):
+    if flag and os.path.lexists(flag):
         return AttemptResult(
             item.id, attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
         )

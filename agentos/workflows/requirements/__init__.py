@@ -22,7 +22,8 @@ from agentos.agents import (
     require_agent,
     resolve_agent,
 )
-from agentos.errors import UsageError
+from agentos.beneath import Beneath, UnsafePath
+from agentos.errors import ConfigError, UsageError
 from agentos.workflows.inputs import repo_path
 from agentos.workflows.items import OnResume, Option, Workflow
 from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS, collect_items
@@ -50,11 +51,16 @@ def make_config(
 ) -> RequirementsConfig:
     if max_iterations < 1:
         raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
+    repo = repo_path(repo)
+    try:  # a cloned repository may link docs/lld elsewhere: refused now, not after the agents ran
+        with Beneath(repo) as place:
+            place.check(APPROVED_LLDS)
+            place.check(DRAFTS)
+    except UnsafePath as exc:
+        raise ConfigError(f"{exc}; agentos writes LLDs only inside --repo") from None
     drafting = require_agent(drafter, "--drafter", "AGENTOS_DRAFTER", api_base)
     reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
-    return RequirementsConfig(
-        repo_path(repo), drafting, reviewing, max_iterations, force, redo_drafts
-    )
+    return RequirementsConfig(repo, drafting, reviewing, max_iterations, force, redo_drafts)
 
 
 WORKFLOW = Workflow(

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 from agentos.agents import AgentRequest
 from agentos.agents.base import ToolPolicy
+from agentos.beneath import Beneath, UnsafePath, write_beneath
 from agentos.errors import ItemError
 from agentos.workflows import lld
 from agentos.workflows.inputs import read_text
 from agentos.workflows.items import Item
 from agentos.workflows.parallel.context import ItemContext
-from agentos.workflows.parallel.journal import atomic_write_text
 from agentos.workflows.requirements import prompts
 from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS
 from agentos.workflows.requirements.verdict import APPROVED, verdict
@@ -46,7 +46,6 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     iteration = 0
     for iteration in range(1, config.max_iterations + 1):
         step = trail / f"iteration-{iteration}"
-        step.mkdir(parents=True, exist_ok=True)
         prompt = prompts.draft_prompt(title, brief, draft, review)
         _keep(ctx, step / "draft-prompt.md", prompt)
         answer = config.drafter.run(
@@ -98,10 +97,13 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     # approved: where `agentos implement` takes it; a Draft stays beside, out of its way
     target = config.repo / (APPROVED_LLDS if approved else DRAFTS) / f"{slug}.md"
     text = _final(draft, title, brief_path, config, iteration, approved, review)
-    try:
-        atomic_write_text(target, ctx.redact(text))
-        if approved:  # a Draft of an earlier run (--redo-drafts) is now approved
-            (config.repo / DRAFTS / f"{slug}.md").unlink(missing_ok=True)
+    try:  # never through a link out of the repository (a cloned one may hold any)
+        with Beneath(config.repo) as place:
+            place.write_atomic(target.relative_to(config.repo), ctx.redact(text))
+            if approved:  # a Draft of an earlier run (--redo-drafts) is now approved
+                place.unlink(f"{DRAFTS}/{slug}.md")
+    except UnsafePath as exc:
+        raise ItemError(str(exc)) from None
     except OSError as exc:
         raise ItemError(f"cannot write {target.relative_to(config.repo)}: {exc.strerror}") from None
     outcome = "Approved" if approved else "Draft"
@@ -110,8 +112,9 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
 
 
 def _keep(ctx: ItemContext, path: Path, text: str) -> None:
-    """A file of the audit trail: redacted like everything written from an agent's answer."""
-    path.write_text(ctx.redact(text))
+    """A file of the audit trail: redacted like everything written from an agent's answer, and
+    written beneath the run directory without following a link."""
+    write_beneath(ctx.run_dir, path.relative_to(ctx.run_dir), ctx.redact(text), durable=False)
 
 
 def _first_line(text: str) -> str:
