@@ -18,7 +18,6 @@ from agentos.workflows.implement.answer import (
     check_path,
     forbidden_changes,
     parse_answer,
-    write_beneath,
     write_files,
 )
 from agentos.workflows.implement.collect import lld_id
@@ -153,6 +152,7 @@ def test_snapshot_changes_and_commit(repo: Path, tmp_path: Path) -> None:
     trees = git.Worktrees(repo)
     path = trees.open("lld-4", "agentos/lld-4", "HEAD")
     base = sh(repo, "rev-parse", "HEAD")
+    (tmp_path / "scratch").mkdir()
     first = git.snapshot(path, tmp_path / "scratch")
     assert git.changed_paths(path, base, first) == []
     (path / "src" / "app.py").write_text("VALUE = 2\nOTHER = 3\n")
@@ -207,11 +207,11 @@ def test_files_are_written_beneath_the_worktree_and_never_through_a_symlink(
     outside.mkdir()
     (root / "docs").symlink_to(outside)  # a committed symlink to elsewhere
     (root / "link.txt").symlink_to(outside / "target.txt")
-    with pytest.raises(ItemError, match="a symlink is in the way"):
+    with pytest.raises(ItemError, match="docs is a symbolic link; agentos does not write through"):
         write_files(root, [AnswerFile("docs/design.md", "x\n")])
     assert list(outside.iterdir()) == []
     # a symlink as the file itself is replaced, not followed
-    write_beneath(root, "link.txt", b"mine\n")
+    write_files(root, [AnswerFile("link.txt", "mine\n")])
     assert not (root / "link.txt").is_symlink() and (root / "link.txt").read_text() == "mine\n"
     assert not (outside / "target.txt").exists()
     write_files(root, [AnswerFile("src/deep/new.py", "y = 2\n")])

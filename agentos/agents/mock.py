@@ -26,7 +26,6 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ItemError, RateLimited
@@ -180,10 +179,10 @@ class MockAgent(Agent):
         if inputs.get("mode") == "tools" and request.cwd:
             # an agent with tools: it writes into its working directory itself, never through
             # a symlink, never outside it
-            from agentos.workflows.implement.answer import write_beneath
+            from agentos.beneath import write_beneath
 
             for path, body in files:
-                write_beneath(Path(request.cwd), path, body.encode())
+                write_beneath(request.cwd, path, body, durable=False, replace_link=True)
             return f"Implemented {item}: wrote {', '.join(path for path, _ in files)}.\n"
         parts = [f"Implementation of {item}: {lld.title_of(text, item)}.", ""]
         for path, body in files:

@@ -7,11 +7,9 @@ path is in backticks. Every path must stay inside the worktree: no absolute path
 backslashes, no duplicates, and none of the `CONTROL_PATHS`. Any unsafe path fails the attempt
 before anything is written.
 
-`write_files` writes them into the worktree without following a symlink anywhere on the way: a
-repository may hold a committed symlink (`docs -> /home/you`) and an answer may name a path
-through it. Each folder is opened relative to the one before with O_NOFOLLOW, and each file is
-written to a temporary name in its folder and renamed over the old one (a rename replaces a
-symlink, it does not follow it).
+`write_files` writes them into the worktree without following a symlink anywhere on the way
+(`agentos.beneath`): a repository may hold a committed symlink (`docs -> /home/you`) and an
+answer may name a path through it.
 
 The same paths are refused whatever wrote them: `forbidden_changes` checks the worktree's diff
 after an agent that edits with its own tools.
@@ -19,13 +17,12 @@ after an agent that edits with its own tools.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from agentos.beneath import UnsafePath, write_beneath
 from agentos.errors import ItemError
 
 MAX_FILES = 500
@@ -149,48 +146,10 @@ def write_files(root: Path, files: list[AnswerFile]) -> None:
     item's scratch space, and the next attempt starts from what is there."""
     for f in files:
         try:
-            write_beneath(root, f.path, f.content.encode("utf-8"))
+            # a symlink where the file goes is replaced (as git would when the file changes
+            # type), never followed
+            write_beneath(root, f.path, f.content, durable=False, replace_link=True)
+        except UnsafePath as exc:
+            raise ItemError(f"cannot write {f.path} in the worktree: {exc}") from None
         except OSError as exc:
-            why = "a symlink is in the way" if exc.errno in (40, 20) else exc.strerror
-            raise ItemError(f"cannot write {f.path} in the worktree: {why}") from None
-
-
-def write_beneath(root: Path, relative: str, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` as `root/relative`, following no symlink below `root` (ELOOP or ENOTDIR
-    when one is in the way), making missing folders, replacing the file atomically."""
-    parts = PurePosixPath(relative).parts
-    if not parts or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"not a relative path: {relative!r}")
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(root, flags)
-    try:
-        for name in parts[:-1]:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o755, dir_fd=fd)
-            next_fd = os.open(name, flags, dir_fd=fd)
-            os.close(fd)
-            fd = next_fd
-        name = parts[-1]
-        tmp = f".{name}.agentos-{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=fd)
-        out = os.open(
-            tmp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            mode,
-            dir_fd=fd,
-        )
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view) :]
-        finally:
-            os.close(out)
-        try:
-            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=fd)
-            raise
-    finally:
-        os.close(fd)
+            raise ItemError(f"cannot write {f.path} in the worktree: {exc.strerror}") from None

@@ -22,16 +22,12 @@ from typing import TYPE_CHECKING
 
 from agentos.agents import AgentRequest
 from agentos.agents.base import ToolPolicy
+from agentos.beneath import Beneath, write_beneath
 from agentos.errors import ItemError
 from agentos.text import plural
 from agentos.usage.record import cost_text
 from agentos.workflows.implement import git
-from agentos.workflows.implement.answer import (
-    forbidden_changes,
-    parse_answer,
-    write_beneath,
-    write_files,
-)
+from agentos.workflows.implement.answer import forbidden_changes, parse_answer, write_files
 from agentos.workflows.implement.collect import BLOB_TRAILER, LLD_TRAILER, TESTS_TRAILER
 from agentos.workflows.implement.prompts import FIRST_LINE, implement_prompt
 from agentos.workflows.implement.tests_gate import TestCommand, TestRun, is_test_file, run_tests
@@ -100,7 +96,8 @@ class Attempt:
         problem = ""  # what the agent is told went wrong in the previous iteration
         for iteration in range(1, config.max_iterations + 1):
             step = self.trail / f"iteration-{iteration}"
-            step.mkdir(parents=True, exist_ok=True)
+            with Beneath(self.ctx.run_dir) as place:  # no link below the run directory followed
+                place.makedirs(step.relative_to(self.ctx.run_dir))
             tree = self.agent(iteration, problem, step)
             changes = git.changed_paths(self.path, config.repository.base, tree)
             self.scrub_keys(changes)
@@ -147,7 +144,7 @@ class Attempt:
         prompt = implement_prompt(
             self.item, self.text, ctx.outputs["branch"], config, problem=problem, tools=tools
         )
-        (step / "prompt.md").write_text(ctx.redact(prompt))
+        ctx.keep(step / "prompt.md", prompt)
         before = git.snapshot(self.path, step)
         answer = config.implementer.run(
             AgentRequest(
@@ -168,7 +165,7 @@ class Attempt:
             ctx,
         )
         answer = ctx.redact(answer)
-        (step / "answer.md").write_text(answer)
+        ctx.keep(step / "answer.md", answer)
         after = git.snapshot(self.path, step)
         if not tools or after == before:
             # an answer is the work of an agent without tools; and of one that changed nothing
@@ -186,7 +183,6 @@ class Attempt:
                 after = git.snapshot(self.path, step)
             elif not tools:
                 raise ItemError(_no_files(answer))
-        (step / "snapshot.index").unlink(missing_ok=True)
         return after
 
     def scrub_keys(self, changes: list[tuple[str, str]]) -> None:
@@ -205,12 +201,18 @@ class Attempt:
             text = data.decode("utf-8", errors="surrogateescape")
             clean = self.ctx.redact(text)
             if clean != text:
-                write_beneath(self.path, path, clean.encode("utf-8", errors="surrogateescape"))
+                write_beneath(
+                    self.path,
+                    path,
+                    clean.encode("utf-8", errors="surrogateescape"),
+                    durable=False,
+                    replace_link=True,
+                )
                 self.ctx.log(f"a key in {path} was replaced by its label")
 
     def tests(self, command: TestCommand, workdir: Path, log: Path) -> TestRun:
         run = run_tests(command, workdir, self.path, self.ctx, self._test_time())
-        log.write_text(self.ctx.redact(run.output))
+        self.ctx.keep(log, run.output)
         return run
 
     def _test_time(self) -> float:
@@ -229,7 +231,7 @@ class Attempt:
         base = worktrees.open_detached(name, config.repository.base)
         try:
             for path in new:
-                write_beneath(base, path, (self.path / path).read_bytes())
+                write_beneath(base, path, (self.path / path).read_bytes(), durable=False)
             prefix = config.repository.prefix
             workdir = base / prefix if prefix else base
             command = config.tests

@@ -23,10 +23,12 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ConfigError, ItemError
 from agentos.text import plural
 from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
@@ -227,27 +229,24 @@ def valid_branch(name: str) -> bool:
 # ---- worktrees, made and removed in the workers ---------------------------------------------
 
 
-def agentos_dir(top: Path) -> Path:
+def agentos_dir(top: Path) -> Beneath:
     """`<top>/.agentos`, made if needed, with a .gitignore of "*" so that git (and the tools
-    that follow .gitignore) never shows what agentos keeps there. A symlink in its place (a
-    hostile repository's) is refused: worktrees must not land where it points."""
-    path = top / AGENTOS_DIR
-    _real_dir(path)
-    ignore = path / ".gitignore"
-    if not ignore.exists() and not ignore.is_symlink():
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(ignore, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "w") as f:
-                f.write("# made by agentos: nothing here belongs in the repository\n*\n")
-    return path
-
-
-def _real_dir(path: Path) -> None:
-    """`path` as a directory of its own (made if missing), never through a symlink."""
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o755)
-    if path.is_symlink() or not path.is_dir():
-        raise ItemError(f"{path} is a symlink or not a folder; agentos will not write through it")
+    that follow .gitignore) never shows what agentos keeps there; reached without following a
+    symlink (a hostile repository's `.agentos -> elsewhere` is refused: worktrees must not land
+    where it points)."""
+    try:
+        with Beneath(top) as repo:
+            repo.makedirs(AGENTOS_DIR)
+            place = repo.sub(AGENTOS_DIR)
+    except UnsafePath as exc:
+        raise ItemError(f"{exc}; agentos will not write through it") from None
+    try:
+        fd = place.open(".gitignore", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return place
+    with os.fdopen(fd, "w") as f:
+        f.write("# made by agentos: nothing here belongs in the repository\n*\n")
+    return place
 
 
 @dataclass(frozen=True)
@@ -265,12 +264,15 @@ class Worktrees:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """One worktree change at a time in this repository, across every process of ours."""
-        locks = agentos_dir(self.top) / "locks"
-        _real_dir(locks)
-        fd = os.open(
-            locks / "worktrees.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-        )
+        """One worktree change at a time in this repository, across every process of ours;
+        the worktrees' folder made, never through a symlink."""
+        with agentos_dir(self.top) as place:
+            try:
+                place.makedirs("worktrees")
+                place.makedirs("locks")
+                fd = place.open("locks/worktrees.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            except UnsafePath as exc:
+                raise ItemError(f"{exc}; agentos will not write through it") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -284,8 +286,6 @@ class Worktrees:
         half-made is cleared first."""
         path = self.path(item_id)
         with self.locked():
-            agentos_dir(self.top)
-            _real_dir(self.root)
             registered = self._registered()
             if registered.get(str(path)) == f"refs/heads/{branch}" and (path / ".git").is_file():
                 return path
@@ -309,7 +309,6 @@ class Worktrees:
         """A scratch worktree `name` of `commit`, on no branch (made anew)."""
         path = self.path(name)
         with self.locked():
-            _real_dir(self.root)
             if path.exists() or path.is_symlink() or str(path) in self._registered():
                 self._clear(path)
             git(self.top, "worktree", "add", "--detach", "--", str(path), commit)
@@ -353,17 +352,23 @@ class Worktrees:
 
 def snapshot(worktree: Path, scratch: Path) -> str:
     """The tree of the worktree as it is now (what `git add -A` would stage: untracked files
-    too, ignored ones not), without touching its index: staged in a copy of it in `scratch`."""
+    too, ignored ones not), without touching its index: staged in a copy of it, a new file of
+    our own in `scratch` (made with O_EXCL: never a file planted there), removed afterwards."""
     index = Path(out(worktree, "rev-parse", "--path-format=absolute", "--git-path", "index"))
-    copy = scratch / "snapshot.index"
-    scratch.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".snapshot-", suffix=".index", dir=scratch)
+    copy = Path(name)
     try:
-        shutil.copyfile(index, copy)
-    except FileNotFoundError:
+        with os.fdopen(fd, "wb") as target:
+            try:
+                with open(index, "rb") as source:
+                    shutil.copyfileobj(source, target)
+            except FileNotFoundError:
+                copy.unlink()  # no index yet: git starts from an empty one
+        env = {"GIT_INDEX_FILE": str(copy)}
+        git(worktree, "add", "-A", env=env)
+        return out(worktree, "write-tree", env=env)
+    finally:
         copy.unlink(missing_ok=True)
-    env = {"GIT_INDEX_FILE": str(copy)}
-    git(worktree, "add", "-A", env=env)
-    return out(worktree, "write-tree", env=env)
 
 
 def changed_paths(worktree: Path, base: str, tree: str) -> list[tuple[str, str]]:

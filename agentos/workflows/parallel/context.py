@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentos.beneath import Beneath
+from agentos.beneath import Beneath, write_beneath
 from agentos.errors import ItemError, RateLimited
 from agentos.usage.budget import ItemLimits
 from agentos.usage.prices import PriceBook
@@ -170,6 +170,13 @@ class ItemContext:
         """`<run-dir>/items/<id>/`: the item's private working state (created on first use)."""
         with Beneath(self.run_dir, create=True) as place:  # no link below it followed
             return place.makedirs(f"items/{self.item.id}")
+
+    def keep(self, path: Path, text: str) -> None:
+        """A file of the item's audit trail (a prompt, an answer, a test run) at `path` under
+        the run directory: redacted like everything written from an agent's answer, and written
+        beneath the run directory without following a link."""
+        rel = path.relative_to(self.run_dir)
+        write_beneath(self.run_dir, rel, self.redact(text), durable=False)
 
     def env(
         self,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from agentos.agents import AgentRequest
 from agentos.agents.base import ToolPolicy
-from agentos.beneath import Beneath, UnsafePath, write_beneath
+from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ItemError
 from agentos.workflows import lld
 from agentos.workflows.inputs import read_text
@@ -47,7 +47,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     for iteration in range(1, config.max_iterations + 1):
         step = trail / f"iteration-{iteration}"
         prompt = prompts.draft_prompt(title, brief, draft, review)
-        _keep(ctx, step / "draft-prompt.md", prompt)
+        ctx.keep(step / "draft-prompt.md", prompt)
         answer = config.drafter.run(
             AgentRequest(
                 "draft",
@@ -66,10 +66,10 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
             ctx,
         )
         draft = _unwrap(ctx.redact(answer))
-        _keep(ctx, step / "draft.md", draft)
+        ctx.keep(step / "draft.md", draft)
         _check_draft(draft, prompt)
         prompt = prompts.review_prompt(title, brief, draft)
-        _keep(ctx, step / "review-prompt.md", prompt)
+        ctx.keep(step / "review-prompt.md", prompt)
         review = ctx.redact(
             config.reviewer.run(
                 AgentRequest(
@@ -86,7 +86,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
                 ctx,
             )
         )
-        _keep(ctx, step / "review.md", review)
+        ctx.keep(step / "review.md", review)
         if _first_line(prompt) in review:
             raise ItemError("the reviewer's answer repeats the prompt instead of reviewing it")
         found = verdict(review)
@@ -109,12 +109,6 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
     outcome = "Approved" if approved else "Draft"
     ctx.detail = outcome
     ctx.log(f"wrote {target.relative_to(config.repo)} ({outcome})")
-
-
-def _keep(ctx: ItemContext, path: Path, text: str) -> None:
-    """A file of the audit trail: redacted like everything written from an agent's answer, and
-    written beneath the run directory without following a link."""
-    write_beneath(ctx.run_dir, path.relative_to(ctx.run_dir), ctx.redact(text), durable=False)
 
 
 def _first_line(text: str) -> str:
