@@ -16,7 +16,7 @@ def _stop_at_start(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-#: what a Ctrl+C before a run began stopped (agentos.workflows.parallel.shutdown says it too)
+#: what a Ctrl+C before a run began stopped (agentos.engine.shutdown says it too)
 STOPPED_BEFORE_RUN = " before the run started: nothing was done; run the command again"
 
 # first, before the imports below (`signal` alone loads enum, functools and collections): the
@@ -28,7 +28,7 @@ import gc  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
-from agentos import quick_exit  # noqa: E402
+from agentos.commands import quick_exit  # noqa: E402
 
 
 def exit_interrupted(*, before_run: bool = False) -> None:
@@ -54,10 +54,10 @@ def main() -> None:
     try:
         if signal.getsignal(signal.SIGINT) is _stop_at_start:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # raises inside this try
-        from agentos.workflows.parallel.shutdown import EarlyInterrupt
+        from agentos.engine.shutdown import EarlyInterrupt
 
         EarlyInterrupt.install()
-        from agentos.cli import main as cli_main
+        from agentos.commands.cli import main as cli_main
 
         gc.freeze()
         gc.enable()

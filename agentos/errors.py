@@ -1,9 +1,10 @@
 """Errors, in two families.
 
 *Run errors* (`AgentosError` and subclasses) end the whole command. Each carries the exit code the
-shell sees and a one-line message that says what to fix; `show()` prints it. They are raised in the
-parent for user mistakes (bad options, bad input files, missing executables) and are never shown
-with a traceback. The CLI turns them into exit codes in exactly one place (`agentos.cli.main`).
+shell sees and a one-line message that says what to fix; `show()` prints it. They are raised in
+the parent for user mistakes (bad options, bad input files, missing executables) and are never
+shown with a traceback. The CLI turns them into exit codes in exactly one place
+(`agentos.commands.cli.main`).
 
 *Item outcomes* (`ItemError`, `RateLimited`, `CredentialRejected`, `ItemTimeout`,
 `Interrupted`) end one attempt of one item. Workflow code raises them inside `execute_item`;
@@ -89,7 +90,7 @@ class RateLimited(RuntimeError):
 
     The key goes into cooldown (`retry_after` seconds when the provider said so) and the item is
     queued again with another key. It does not use up a retry. `kind` says which "no" it was
-    (agentos.governor.signals: "rate", "quota", "overloaded"): a quota parks the key's group
+    (agentos.item.refusals: "rate", "quota", "overloaded"): a quota parks the key's group
     until `retry_after` (or for the run), an overload backs everyone off without blaming the key.
     """
 

@@ -16,10 +16,10 @@ import statistics
 import time
 from typing import Any
 
+from agentos.engine.shutdown import spawn_guard
+from agentos.governor.credentials import KeyConfig
 from agentos.governor.governor import OK
-from agentos.workflows.parallel.credentials import KeyConfig
-from agentos.workflows.parallel.key_server import start_key_server
-from agentos.workflows.parallel.shutdown import spawn_guard
+from agentos.governor.service import start_key_server
 
 TARGET_CALLS_PER_SECOND = 500.0  # 10 items x 50 calls/s
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentos.workflows.items import Item, Option, Workflow
-from agentos.workflows.parallel.context import ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item, Option, Workflow
 
 
 def collect_items(config: dict[str, Any]) -> list[Item]:
@@ -28,6 +28,6 @@ WORKFLOW = Workflow(
 )
 
 if __name__ == "__main__":
-    from agentos.cli import run_workflow_cli
+    from agentos.commands.cli import run_workflow_cli
 
     run_workflow_cli(WORKFLOW, prog_name="noop")

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
 from agentos.usage.prices import PriceBook, UserPrice
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
 
 #: the cheapest model call there is, for the ratio: a few tokens from a small hosted model
 CHEAPEST_CALL_SECONDS = 0.3

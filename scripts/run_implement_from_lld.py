@@ -13,13 +13,13 @@ from pathlib import Path
 
 try:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runnable from a checkout
-    from agentos import quick_exit
+    from agentos.commands import quick_exit
 
     quick_exit.install()  # first: the interpreter's teardown is skipped (see its docstring)
-    from agentos.workflows.parallel.shutdown import EarlyInterrupt
+    from agentos.engine.shutdown import EarlyInterrupt
 
     EarlyInterrupt.install()  # a Ctrl+C from here on is never lost (see its docstring)
-    from agentos.cli import run_workflow_cli
+    from agentos.commands.cli import run_workflow_cli
     from agentos.workflows.implement import WORKFLOW  # collect_items + execute_item
 except KeyboardInterrupt:
     sys.exit(130)

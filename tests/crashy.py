@@ -14,8 +14,8 @@ import signal
 import sys
 import time
 
-from agentos.workflows.items import Item, Option, Workflow
-from agentos.workflows.parallel.context import ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item, Option, Workflow
 
 
 def crash(mode: str) -> None:
@@ -63,6 +63,6 @@ WORKFLOW = Workflow(
 )
 
 if __name__ == "__main__":
-    from agentos.cli import run_workflow_cli
+    from agentos.commands.cli import run_workflow_cli
 
     run_workflow_cli(WORKFLOW, prog_name="crashy")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentos.governor.governor import OK, Governor
-from agentos.governor.signals import RATE
+from agentos.item.refusals import RATE
 
 Provider = Callable[[float], tuple[bool, dict[str, Any]]]
 START = 1000.0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentos import beneath
-from agentos.workflows.parallel.journal import atomic_write_bytes
+from agentos.rundir.journal import atomic_write_bytes
 
 
 def test_replaces_the_file_whole_and_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_summaries_are_fsynced_and_state_snapshots_are_not(
 ) -> None:
     """state.json is rewritten up to ten times a second and a reader that cannot parse it falls
     back to summary.json: an fsync each time bought nothing and cost every small run ~1 ms."""
-    from agentos.workflows.parallel.run_state import StateWriter
+    from agentos.rundir.state import StateWriter
 
     synced: list[int] = []
     real_fsync = os.fsync

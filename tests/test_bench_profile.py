@@ -19,13 +19,13 @@ def test_samples_go_to_the_phase_a_run_was_in(tmp_path: Path) -> None:
             [
                 f"{main};_find_and_load (<frozen importlib._bootstrap>:1176) 50",
                 # loky is imported inside the pool: the pool's time, not "loading modules"
-                f"{main};WorkerPool._ensure (agentos/workflows/parallel/pool.py:123);"
+                f"{main};WorkerPool._ensure (agentos/engine/backends/loky.py:123);"
                 "_find_and_load (<frozen importlib._bootstrap>:1176) 9",
                 f"{main};Controller._wait_for_events (controller.py:1) 20",
                 "Thread._bootstrap (threading.py:1002);OutputListener._run (x.py:1) 99",
                 "_shutdown (threading.py:1560) 2",
                 " 7",
-                f"{main};run_workflow (agentos/workflows/runner.py:1) 3",
+                f"{main};run_workflow (agentos/run/runner.py:1) 3",
             ]
         )
         + "\n"

@@ -34,9 +34,9 @@ from agentos.agents.cli import Executable, NotRetried, Progress, failure, last_l
 from agentos.agents.gemini import GeminiAgent, _Stream
 from agentos.agents.llm import LlmAgent
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import CommandResult, ItemContext
-from agentos.workflows.parallel.process_tree import pid_alive
+from agentos.item.context import CommandResult, ItemContext
+from agentos.item.process_tree import pid_alive
+from agentos.item.workflow import Item
 from conftest import REPO, agentos_argv, clean_env, run, wait_until_gone
 from sim_helpers import keys_file, repo_with_briefs
 

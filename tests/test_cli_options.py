@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentos.cli import cli
-from agentos.workflows.runner import configure_logging
+from agentos.commands.cli import cli
+from agentos.run.runner import configure_logging
 from conftest import agentos_argv, run, script_argv
 
 

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
 
 KEY = "sk-context-run-key-0123456789"
 

@@ -17,22 +17,22 @@ from typing import cast
 import psutil
 import pytest
 
+from agentos.engine import attempt
+from agentos.engine.attempt import AttemptResult
+from agentos.engine.batch import Batch, ExecutionSettings
+from agentos.engine.output.terminal import Terminal
+from agentos.engine.scheduler import ItemState
 from agentos.errors import ConfigError, KeysExhausted
-from agentos.workflows.items import Item
-from agentos.workflows.parallel import attempt
-from agentos.workflows.parallel import credentials as creds
-from agentos.workflows.parallel.attempt import AttemptResult
-from agentos.workflows.parallel.batch import Batch, ExecutionSettings
-from agentos.workflows.parallel.credentials import (
+from agentos.governor import credentials as creds
+from agentos.governor.credentials import (
     CredentialCoordinator,
     Lease,
     Redactor,
     load_credentials,
     make_credentials,
 )
-from agentos.workflows.parallel.journal import Journal
-from agentos.workflows.parallel.scheduler import ItemState
-from agentos.workflows.parallel.terminal import Terminal
+from agentos.item.workflow import Item
+from agentos.rundir.journal import Journal
 
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
 
@@ -301,8 +301,8 @@ def test_waiters_wake_up_when_a_key_is_released() -> None:
 
 KEY_SERVER_CHILD = """
 import os, sys, time
-from agentos.workflows.parallel.key_server import start_key_server
-from agentos.workflows.parallel.shutdown import spawn_guard
+from agentos.governor.service import start_key_server
+from agentos.engine.shutdown import spawn_guard
 with spawn_guard():
     server, proxy = start_key_server(["sk-one", "sk-two"])
 lease = proxy.acquire("x", 0.0, 0)
@@ -449,8 +449,8 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
     """An item that prints or logs its context or its call grant (`f"{ctx}"`, a debugger, a
     traceback with locals) must not print the key it was given."""
     from agentos.governor.governor import CallGrant
-    from agentos.workflows.items import Item
-    from agentos.workflows.parallel.context import ItemContext
+    from agentos.item.context import ItemContext
+    from agentos.item.workflow import Item
 
     ctx = ItemContext(
         item=Item("a"),

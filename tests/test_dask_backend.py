@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentos.status_command import status_data
+from agentos.commands.status import status_data
 from conftest import (
     PYTHON,
     Live,
@@ -249,7 +249,7 @@ def test_first_ctrl_c_drains_second_terminates(tmp_path: Path) -> None:
     assert wait_until_gone(lambda: running("sleep 60"), timeout=5) == []
 
 
-ATTEMPT_PROCESS = "agentos.workflows.parallel.dask_worker"
+ATTEMPT_PROCESS = "agentos.engine.backends.dask_worker"
 
 
 def test_second_ctrl_c_ends_the_items_of_an_attempt_process_that_cannot_run(

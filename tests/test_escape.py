@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_output import Tmux
 
-from agentos.workflows.parallel.escape import escape_lines, escape_text, is_clean
+from agentos.engine.output.escape import escape_lines, escape_text, is_clean
 from conftest import agentos_argv, clean_env, items_file, only_run_dir, run
 
 HOSTILE = (

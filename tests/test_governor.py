@@ -12,9 +12,10 @@ import pytest
 
 from agentos.errors import ConfigError
 from agentos.governor import parked
+from agentos.governor.credentials import KeyConfig, load_keys
 from agentos.governor.governor import ERROR, OK, Governor
 from agentos.governor.pacing import HEADROOM, Pacer
-from agentos.governor.signals import (
+from agentos.item.refusals import (
     OVERLOADED,
     QUOTA,
     RATE,
@@ -25,7 +26,6 @@ from agentos.governor.signals import (
     parse_duration,
     quota_reset,
 )
-from agentos.workflows.parallel.credentials import KeyConfig, load_keys
 
 NOW = 1_800_000_000.0  # a fixed wall clock
 
@@ -325,8 +325,8 @@ def test_agentos_keys_shows_groups_limits_and_parked_keys(
 ) -> None:
     from click.testing import CliRunner
 
-    from agentos.cli import cli
-    from agentos.workflows.parallel.credentials import make_credentials
+    from agentos.commands.cli import cli
+    from agentos.governor.credentials import make_credentials
 
     path = tmp_path / "keys.txt"
     path.write_text("sk-show-one-111111 group=acme rpm=500\nsk-show-two-222222\n")

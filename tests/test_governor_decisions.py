@@ -10,16 +10,16 @@ from typing import cast
 import pytest
 from governor_drive import Clock, best_per_minute, bucket, drive, noisy
 
+from agentos.engine.batch import Batch, ExecutionSettings
+from agentos.engine.output.terminal import Terminal
 from agentos.governor.adaptive import FLOOR_SHARE, AdaptiveRate
+from agentos.governor.credentials import KeyConfig, make_credentials
 from agentos.governor.evidence import NOISE_PRIOR, Cause, judge
 from agentos.governor.governor import OK, Governor
 from agentos.governor.pacing import HEADROOM
-from agentos.governor.signals import RATE
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.batch import Batch, ExecutionSettings
-from agentos.workflows.parallel.credentials import KeyConfig, make_credentials
-from agentos.workflows.parallel.journal import Journal
-from agentos.workflows.parallel.terminal import Terminal
+from agentos.item.refusals import RATE
+from agentos.item.workflow import Item
+from agentos.rundir.journal import Journal
 
 
 # -- the evidence

@@ -64,7 +64,7 @@ def test_a_committed_lld_folder_link_is_refused_before_any_agent_runs(
 def test_an_lld_target_that_is_a_link_fails_its_item_and_leaves_the_target(
     clone: Path, victim: Path
 ) -> None:
-    drafts = clone / "docs" / "lld" / "drafts"
+    drafts = clone / "docs" / "lld" / "active"  # where an approved LLD lands
     drafts.mkdir(parents=True, exist_ok=True)
     os.symlink(victim, drafts / "dark-mode.md")
     done = run(
@@ -85,7 +85,7 @@ def test_a_brief_linking_outside_the_repository_is_not_sent_to_an_agent(
     os.symlink("dark-mode.md", clone / "ideas" / "active" / "inside.md")  # inside: fine
     done = run(agentos_argv("requirements", "--repo", str(clone), "--dry-run"), cwd=clone.parent)
     assert done.returncode == 0, done.stderr
-    assert "skipped 1 file(s) that link outside" in done.stderr
+    assert "skipped 1 file that links outside" in done.stderr
     assert "secret" not in done.stdout
     assert "brief-inside" in done.stdout
 

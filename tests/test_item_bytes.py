@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows.command import split_lines
-from agentos.workflows.parallel.journal import json_text, read_journal
+from agentos.rundir.journal import json_text, read_journal
+from agentos.workflows.each_line import split_lines
 from conftest import agentos_argv, clean_env, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,9 +61,15 @@ def test_a_line_with_separators_inside_is_one_item(workdir: Path, mode: list[str
     )
     assert code == 0, err
     shown = sorted(line.split(b"] ", 1)[-1] for line in out.splitlines())
-    assert shown == sorted([b"<first>", b"<x\x1c--version>", b"<win>", b"<U\xe2\x80\xa8V>"])
-    summary = json.loads((only_run_dir(workdir) / "summary.json").read_text())
+    # prefixed output shows a control character escaped; the item got it raw, as its log says
+    separator = b"\\x1c" if mode else b"\x1c"
+    assert shown == sorted([b"<first>", b"<x" + separator + b"--version>", b"<win>",
+                            b"<U\xe2\x80\xa8V>"])  # fmt: skip
+    run_dir = only_run_dir(workdir)
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary["items"]) == 4
+    logs = b"".join(path.read_bytes() for path in (run_dir / "logs").glob("*.log"))
+    assert b"<x\x1c--version>" in logs
 
 
 @MODES

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentos.cli import cli
+from agentos.commands.cli import cli
 from agentos.governor import parked
-from agentos.workflows.parallel.credentials import make_credentials
+from agentos.governor.credentials import make_credentials
 from bench.provider_sim import Org, ProviderSim
 from conftest import agentos_argv, clean_env, run
 from sim_helpers import keys_file, repo_with_briefs, requirements_argv

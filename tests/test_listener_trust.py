@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from test_output import Captured, FakeAttempt, captured, run_listener
 
-from agentos.workflows.parallel import output
-from agentos.workflows.parallel.output import OutputListener
+from agentos.engine.output import listener as output
+from agentos.engine.output.listener import OutputListener
 from conftest import REPO, Live, agentos_argv, clean_env, items_file
 
 __all__ = ["captured"]  # the fixture, shared with test_output
@@ -86,9 +86,9 @@ EMFILE_SCRIPT = textwrap.dedent(
     import os, resource, sys, time
     sys.path.insert(0, {repo!r})
     from pathlib import Path
-    from agentos.workflows.parallel.capture import OutputChannel
-    from agentos.workflows.parallel.output import OutputListener
-    from agentos.workflows.parallel.terminal import Terminal
+    from agentos.engine.output.capture import OutputChannel
+    from agentos.engine.output.listener import OutputListener
+    from agentos.engine.output.terminal import Terminal
 
     out = os.open({out!r}, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     terminal = Terminal(fds=(out, out))

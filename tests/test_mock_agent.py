@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from agentos import lld
 from agentos.agents import AgentRequest, resolve_agent
 from agentos.agents.base import ToolPolicy
 from agentos.agents.mock import MockAgent
 from agentos.errors import ConfigError, RateLimited
-from agentos.workflows import lld
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
 from agentos.workflows.implement.answer import parse_answer
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
 
 BRIEF = """# Export notes as CSV
 

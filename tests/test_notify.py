@@ -24,7 +24,7 @@ from conftest import Finished, Live, agentos_argv, clean_env, items_file, only_r
 pytest.importorskip("apprise")
 
 from agentos.errors import UsageError
-from agentos.notify import check_urls, redact, scheme_of
+from agentos.run.notify import check_urls, redact, scheme_of
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -240,7 +240,7 @@ def test_urls_are_shown_by_scheme_and_redacted() -> None:
 
 
 def test_the_message_says_out_of_budget_and_the_spend() -> None:
-    from agentos.notify import message
+    from agentos.run.notify import message
     from agentos.usage.budget import BudgetReached, RunBudget
 
     budget = RunBudget(1.0, spent=1.02)

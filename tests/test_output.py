@@ -19,10 +19,10 @@ from unittest.mock import ANY
 
 import pytest
 
-from agentos.workflows.parallel.capture import OutputChannel
-from agentos.workflows.parallel.credentials import Redactor, make_credentials
-from agentos.workflows.parallel.output import MAX_LINE, OutputListener
-from agentos.workflows.parallel.terminal import Terminal
+from agentos.engine.output.capture import OutputChannel
+from agentos.engine.output.listener import MAX_LINE, OutputListener
+from agentos.engine.output.terminal import Terminal
+from agentos.governor.credentials import Redactor, make_credentials
 from conftest import agentos_argv, clean_env, items_file, run
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows.runner import effective_workers
+from agentos.run.runner import effective_workers
 from conftest import REPO, agentos_argv, git_repo, run
 
 
@@ -72,14 +72,14 @@ def test_workers_capped_by_key_slots(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_one_call_and_one_token_in_status() -> None:
-    from agentos.status_command import _spend
+    from agentos.commands.status import _spend
 
     assert _spend({"calls": 1, "tokens": 1, "cost_usd": 0.5}) == "$0.50 (1 call, 1 token)"
     assert _spend({"calls": 2, "tokens": 1200, "cost_usd": 0.5}) == "$0.50 (2 calls, 1,200 tokens)"
 
 
 def test_one_call_in_the_notification() -> None:
-    from agentos.notify import message
+    from agentos.run.notify import message
 
     data = {
         "command": "run",
@@ -106,9 +106,9 @@ def test_one_call_of_unknown_usage_breaks_an_item_cap() -> None:
 
 
 def test_rate_limited_once_is_one_time() -> None:
-    from agentos.workflows.items import Item
-    from agentos.workflows.parallel.attempt import RATE_LIMITED, AttemptResult
-    from agentos.workflows.parallel.scheduler import Scheduler
+    from agentos.engine.attempt import RATE_LIMITED, AttemptResult
+    from agentos.engine.scheduler import Scheduler
+    from agentos.item.workflow import Item
 
     scheduler = Scheduler([Item("a", "a", "x")], max_rate_limit_waits=0)
     state = scheduler.states[0]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pytest import MonkeyPatch
 
-from agentos.workflows.parallel import process_tree
-from agentos.workflows.parallel.process_tree import RUN_TAG_ENV, kill_tagged, tagged_processes
+from agentos.item import process_tree
+from agentos.item.process_tree import RUN_TAG_ENV, kill_tagged, tagged_processes
 from conftest import clean_env, reap_adopted_zombies, wait_until_gone
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agentos.governor.signals import RateInfo, classify_http
-from agentos.workflows import lld
+from agentos import lld
+from agentos.item.refusals import RateInfo, classify_http
 from bench.provider_sim import (
     LLD_ANSWER,
     NOISE,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows import lld
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
+from agentos import lld
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
 from agentos.workflows.requirements.verdict import verdict
 from conftest import REPO, agentos_argv, clean_env, git_repo, run
 

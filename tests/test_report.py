@@ -15,8 +15,8 @@ import pytest
 
 from agentos.report import charts
 from agentos.report.data import RunRecord, log_tail
-from agentos.workflows.parallel.run_state import metrics_sample, read_state
-from agentos.workflows.run_about import masked_argv
+from agentos.run.about import masked_argv
+from agentos.rundir.state import metrics_sample, read_state
 from conftest import PYTHON, REPO, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytest.importorskip("plotly")

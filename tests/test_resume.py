@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows.items import Item
-from agentos.workflows.resume import EarlierItem, EarlierPasses, plan_resume
+from agentos.item.workflow import Item
+from agentos.run.resume import EarlierItem, EarlierPasses, plan_resume
 from conftest import REPO, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import pytest
 
-from agentos.cli import cli
+from agentos.commands.cli import cli
 from conftest import (
     PYTHON,
     REPO,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentos.workflows.command import substitute
+from agentos.workflows.each_line import substitute
 from conftest import PYTHON, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentos.workflows.parallel.sanitize import (
+from agentos.item.ids import (
     MAX_ID_LENGTH,
     duplicate_ids,
     id_problem,

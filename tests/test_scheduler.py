@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import time
 
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.attempt import AttemptResult
-from agentos.workflows.parallel.scheduler import NOT_RUN, PENDING, Scheduler
+from agentos.engine.attempt import AttemptResult
+from agentos.engine.scheduler import NOT_RUN, PENDING, Scheduler
+from agentos.item.workflow import Item
 
 
 def result(item_id: str, status: str, attempt: int = 1, **kw: object) -> AttemptResult:

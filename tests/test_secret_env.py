@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows.parallel.credentials import take_secret_environment
+from agentos.governor.credentials import take_secret_environment
 from conftest import Live, agentos_argv, clean_env, items_file, scoped_processes
 
 KEYS = ("sk-test-FIRSTKEYFIRSTKEY01", "sk-test-SECONDKEYSECONDKEY2")
@@ -68,7 +68,7 @@ def test_the_initial_environment_block_is_wiped_for_forked_children(tmp_path: Pa
     worker inherits as it is: removing the variable from os.environ does not reach it."""
     code = (
         "import os, sys\n"
-        "from agentos.workflows.parallel.credentials import take_secret_environment\n"
+        "from agentos.governor.credentials import take_secret_environment\n"
         "taken = take_secret_environment()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"

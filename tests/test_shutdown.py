@@ -13,7 +13,7 @@ from conftest import PYTHON, REPO, clean_env
 SCRIPT = textwrap.dedent(
     """
     import os, signal
-    from agentos.workflows.parallel.shutdown import ShutdownState, handle_signals, spawn_guard
+    from agentos.engine.shutdown import ShutdownState, handle_signals, spawn_guard
     seen = []
     state = ShutdownState(grace=60)
     with handle_signals(state, on_signal=seen.append):
@@ -51,7 +51,7 @@ DROPPED_CTRL_C = textwrap.dedent(
     import json, signal, sys, weakref
     class Hook:
         def find_spec(self, name, path, target=None):
-            if name == "agentos.cli":
+            if name == "agentos.commands.cli":
                 sys.meta_path.remove(self)
                 class Obj: pass
                 obj = Obj()

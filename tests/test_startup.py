@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agentos.workflows.parallel.pool import _gc_paused
+from agentos.engine.backends.loky import _gc_paused
 from conftest import PYTHON, REPO, clean_env
 
 
@@ -19,8 +19,8 @@ def test_the_cli_runs_with_the_garbage_collector_on_and_the_modules_frozen() -> 
     script = textwrap.dedent(
         """
         import gc
-        import agentos.cli
-        agentos.cli.main = lambda: print(gc.isenabled(), gc.get_freeze_count() > 1000)
+        import agentos.commands.cli
+        agentos.commands.cli.main = lambda: print(gc.isenabled(), gc.get_freeze_count() > 1000)
         from agentos.__main__ import main
         main()
         """
@@ -45,12 +45,12 @@ def test_a_paused_collector_comes_back_as_it_was_even_after_an_error(enabled: bo
         gc.enable() if was else gc.disable()
 
 
-# ---- exit: agentos.quick_exit
+# ---- exit: agentos.commands.quick_exit
 
 _QUICK_EXIT_PROGRAM = textwrap.dedent(
     """
     import atexit, os, sys
-    from agentos import quick_exit
+    from agentos.commands import quick_exit
 
     quick_exit.install()
     marker = sys.argv[1]
@@ -108,7 +108,7 @@ def test_a_run_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import atexit, sys
-        from agentos import quick_exit
+        from agentos.commands import quick_exit
         quick_exit.install()  # the same as main() does; ours runs before it leaves
         unwanted = ("colorama", "secrets", "hmac", "_hashlib")
         atexit.register(lambda: print("loaded:", *[m for m in unwanted if m in sys.modules]))

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from agentos.workflows.parallel.journal import read_journal
-from agentos.workflows.parallel.run_state import read_state
+from agentos.rundir.journal import read_journal
+from agentos.rundir.state import read_state
 from conftest import (
     REPO,
     Finished,
@@ -301,7 +301,7 @@ def test_runs_as_json_and_under_another_folder(workdir: Path, tmp_path: Path) ->
 def test_a_state_file_that_cannot_be_written_is_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agentos.workflows.parallel.run_state import StateWriter
+    from agentos.rundir.state import StateWriter
 
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
@@ -348,7 +348,7 @@ def _state_dir(tmp_path: Path, **state: Any) -> Path:
 def test_started_ago_and_elapsed_agree_while_running(tmp_path: Path) -> None:
     """A run 3.96 s old read "started 3s ago" beside "elapsed 4s": the elapsed time was rounded
     to a tenth (4.0) and then cut to whole seconds, the start only cut."""
-    from agentos.status_command import render, status_data
+    from agentos.commands.status import render, status_data
 
     run_dir = _state_dir(
         tmp_path,
@@ -395,7 +395,7 @@ def test_logs_without_a_run_dir_reads_the_latest_run(workdir: Path) -> None:
 
 
 def test_counts_read_as_the_summary_line_has_them() -> None:
-    from agentos.status_command import counts_text
+    from agentos.commands.status import counts_text
 
     said = counts_text({"done": 4970, "failed": 30}, {"Approved": 4970})
     assert said == "4,970 done (4,970 Approved), 30 failed"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from agentos.engine.attempt import DONE, FAILED, RATE_LIMITED, AttemptResult
+from agentos.engine.scheduler import NOT_RUN, Scheduler
+from agentos.item.workflow import Item
+from agentos.run.summary import MAX_TABLE_ROWS, render_summary, summary_data
 from agentos.text import ELLIPSIS
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.attempt import DONE, FAILED, RATE_LIMITED, AttemptResult
-from agentos.workflows.parallel.scheduler import NOT_RUN, Scheduler
-from agentos.workflows.summary import MAX_TABLE_ROWS, render_summary, summary_data
 from conftest import agentos_argv, items_file, only_run_dir, run
 
 
@@ -174,7 +174,7 @@ def test_a_run_counts_tries_and_requeues_apart(tmp_path: Path) -> None:
 
 
 def test_a_resumed_item_keeps_its_tries_and_requeues_apart(tmp_path: Path) -> None:
-    from agentos.workflows.resume import plan_resume, read_earlier, summary_rows_from_earlier
+    from agentos.run.resume import plan_resume, read_earlier, summary_rows_from_earlier
 
     records = [
         {"item": "a", "key": "a", "attempt": 1, "status": RATE_LIMITED, "final": False},

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agentos.run.summary import _table
 from agentos.text import ELLIPSIS, cell, clip, display_width, ljust, noun_for, plural, rjust
-from agentos.workflows.summary import _table
 
 
 @pytest.mark.parametrize(

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
+from agentos.engine.attempt import DONE, FAILED, AttemptSpec, run_attempt
+from agentos.engine.scheduler import Scheduler
 from agentos.errors import ConfigError
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
+from agentos.run.summary import render_summary
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import START, STOP, WAIT, BudgetReached, ItemLimits, OverBudget, RunBudget
 from agentos.usage.prices import PriceBook, UserPrice, read_price_file
 from agentos.usage.record import Call, Tally, UsageLog, cost_text, money
 from agentos.usage.report import UsageFile, parse_line
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.attempt import DONE, FAILED, AttemptSpec, run_attempt
-from agentos.workflows.parallel.context import ItemContext
-from agentos.workflows.parallel.scheduler import Scheduler
-from agentos.workflows.summary import render_summary
 
 genai_prices = pytest.importorskip("genai_prices")
 
@@ -375,8 +375,8 @@ def test_the_summary_table_shows_tokens_cost_and_the_split_by_group() -> None:
 
 
 def test_the_progress_line_joins_the_keys_countdown_and_the_spend(tmp_path: Path) -> None:
-    from agentos.workflows.parallel.progress import Progress
-    from agentos.workflows.parallel.terminal import Terminal
+    from agentos.engine.output.progress import Progress
+    from agentos.engine.output.terminal import Terminal
 
     terminal = Terminal(colour=False, quiet=False)
     try:

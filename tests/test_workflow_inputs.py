@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from agentos import lld
 from agentos.errors import ItemError
-from agentos.workflows import lld
 from agentos.workflows.implement.answer import check_path, parse_answer
 from conftest import REPO, agentos_argv, clean_env, git_repo, run
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, UsageError
+from agentos.item.workflow import OnResume, Option
 from agentos.usage.prices import ModelRef
-from agentos.workflows.items import OnResume, Option
 
 __all__ = [
     "AGENT_HELP",

@@ -26,8 +26,8 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentos.item.context import ItemContext
     from agentos.usage.prices import ModelRef
-    from agentos.workflows.parallel.context import ItemContext
 
 
 class ToolPolicy(str, Enum):

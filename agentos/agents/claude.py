@@ -48,8 +48,8 @@ from agentos.agents.cli import (
     short,
 )
 from agentos.errors import ItemError
+from agentos.item.context import CommandResult, ItemContext
 from agentos.usage.prices import ModelRef
-from agentos.workflows.parallel.context import CommandResult, ItemContext
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 INSTALL = "npm install -g @anthropic-ai/claude-code"

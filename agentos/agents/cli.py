@@ -37,7 +37,8 @@ from typing import Any, ClassVar, TypeVar
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
-from agentos.governor.signals import (
+from agentos.item.context import CommandResult, ItemContext, LineWatcher
+from agentos.item.refusals import (
     OVERLOADED,
     QUOTA,
     RATE,
@@ -46,7 +47,6 @@ from agentos.governor.signals import (
     classify_http,
     classify_text,
 )
-from agentos.workflows.parallel.context import CommandResult, ItemContext, LineWatcher
 
 log = logging.getLogger("agentos")
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 from agentos.agents.base import Agent, AgentRequest, ToolPolicy
 from agentos.errors import ConfigError, ItemError
+from agentos.item.context import CommandResult, ItemContext
 from agentos.usage.budget import OverBudget
-from agentos.workflows.parallel.context import CommandResult, ItemContext
 
 
 @dataclass(frozen=True)

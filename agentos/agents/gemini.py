@@ -52,8 +52,8 @@ from agentos.agents.cli import (
 )
 from agentos.beneath import Beneath
 from agentos.errors import ItemError
+from agentos.item.context import CommandResult, ItemContext
 from agentos.usage.prices import ModelRef
-from agentos.workflows.parallel.context import CommandResult, ItemContext
 
 KEY_ENV = "GEMINI_API_KEY"
 INSTALL = "npm install -g @google/gemini-cli"

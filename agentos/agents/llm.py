@@ -48,8 +48,8 @@ from agentos.agents.cli import (
     short,
 )
 from agentos.errors import ConfigError, ItemError
+from agentos.item.context import CommandResult, ItemContext
 from agentos.usage.prices import ModelRef
-from agentos.workflows.parallel.context import CommandResult, ItemContext
 
 INSTALL = "pip install llm (or pipx install llm), and the plugin for your model"
 MINIMUM = (0, 19)  # `llm prompt -u`

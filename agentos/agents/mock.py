@@ -27,12 +27,12 @@ import os
 import re
 from dataclasses import dataclass
 
+from agentos import lld
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ItemError, RateLimited
+from agentos.item.context import ItemContext
 from agentos.text import plural
 from agentos.usage.prices import ModelRef
-from agentos.workflows import lld
-from agentos.workflows.parallel.context import ItemContext
 
 _BULLET = re.compile(r"^[-*+]\s+(?:\[[ xX]\]\s+)?(.+?)\s*$")
 _PATH = re.compile(r"`([\w./-]+\.(?:py|md|toml|cfg|ini|ya?ml|json|js|ts|sh|txt|sql|html|css))`")

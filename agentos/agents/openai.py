@@ -42,7 +42,8 @@ from typing import Any
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, ItemTimeout, RateLimited
 from agentos.governor.governor import ERROR, OK
-from agentos.governor.signals import (
+from agentos.item.context import ItemContext
+from agentos.item.refusals import (
     QUOTA,
     RATE,
     REJECTED,
@@ -54,7 +55,6 @@ from agentos.governor.signals import (
 )
 from agentos.text import plural
 from agentos.usage.prices import ModelRef
-from agentos.workflows.parallel.context import ItemContext
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 #: a call refused this many times in a row gives up (the item goes back to the queue): a

@@ -44,10 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentos.governor.evidence import Cause
-from agentos.governor.group import KeyGroup
-from agentos.governor.signals import OVERLOADED, QUOTA, RATE, REJECTED
-from agentos.workflows.parallel.credentials import (
+from agentos.governor.credentials import (
     BASE_COOLDOWN,
     MAX_COOLDOWN,
     Credential,
@@ -55,7 +52,10 @@ from agentos.workflows.parallel.credentials import (
     Lease,
     make_credentials,
 )
-from agentos.workflows.parallel.process_tree import pid_alive
+from agentos.governor.evidence import Cause
+from agentos.governor.group import KeyGroup
+from agentos.item.process_tree import pid_alive
+from agentos.item.refusals import OVERLOADED, QUOTA, RATE, REJECTED
 
 # item-lease outcomes (release); the call outcomes are signals' kinds plus OK/ERROR
 OK = "ok"

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentos.governor.adaptive import AdaptiveRate, Change
+from agentos.governor.credentials import KeyConfig
 from agentos.governor.evidence import MIN_CALLS, NOISE_PRIOR, Cause, Verdict, judge
 from agentos.governor.pacing import Pacer
-from agentos.workflows.parallel.credentials import KeyConfig
 
 DEFAULT_TOKENS_PER_CALL = 1000.0
 DEFAULT_OUTPUT_TOKENS = 300.0  # an answer's size before the group's first usage is seen

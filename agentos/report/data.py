@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentos.workflows.parallel.journal import read_journal, read_manifest
-from agentos.workflows.parallel.run_state import read_metrics, read_state
-from agentos.workflows.parallel.sanitize import is_valid_id
+from agentos.item.ids import is_valid_id
+from agentos.rundir.journal import read_journal, read_manifest
+from agentos.rundir.state import read_metrics, read_state
 
 #: log lines shown under each failed item
 TAIL_LINES = 20
@@ -174,7 +174,7 @@ class RunRecord:
     @property
     def parent_gone(self) -> bool:
         """A run without a summary whose parent process no longer runs (on this machine)."""
-        from agentos.status_command import GONE, status_data
+        from agentos.commands.status import GONE, status_data
 
         return self.summary is None and status_data(self.path).get("state") == GONE
 

@@ -16,9 +16,9 @@ import plotly
 from plotly.offline import get_plotlyjs
 
 from agentos import __version__
+from agentos.commands.status import counts_text, details_of, duration, status_data
 from agentos.report import charts
 from agentos.report.data import RunRecord
-from agentos.status_command import counts_text, details_of, duration, status_data
 from agentos.usage.record import money
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agentos.errors import ConfigError, ItemError
+from agentos.item.ids import id_problem
 from agentos.text import plural
-from agentos.workflows.parallel.sanitize import id_problem
 
 log = logging.getLogger("agentos")
 
@@ -49,7 +49,11 @@ def markdown_files(folder: Path, repo: Path, what: str) -> list[str]:
         # the agent's provider
         skipped = outside or [e.name for e in found]
         log.warning(
-            "skipped %d file(s) that link outside %s: %s", len(skipped), repo, ", ".join(skipped)
+            "skipped %s that link%s outside %s: %s",
+            plural(len(skipped), "file"),
+            "s" if len(skipped) == 1 else "",
+            repo,
+            ", ".join(skipped),
         )
         found = [e for e in found if e.name not in set(skipped)]
     return sorted(e.name for e in found)

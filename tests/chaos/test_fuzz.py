@@ -17,21 +17,21 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentos import lld
 from agentos.agents.mock import MockAgent
-from agentos.cli import cli
+from agentos.commands.cli import cli
 from agentos.errors import ConfigError, ItemError
-from agentos.workflows import lld
+from agentos.governor.credentials import load_credentials
+from agentos.item.context import ItemContext
+from agentos.item.ids import id_problem, sanitize_id
+from agentos.item.workflow import Item
+from agentos.run.runner import configure_logging
 from agentos.workflows.implement import ImplementConfig
 from agentos.workflows.implement import execute_item as implement_item
 from agentos.workflows.implement.answer import parse_answer, write_files
 from agentos.workflows.implement.git import Repository
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
-from agentos.workflows.parallel.credentials import load_credentials
-from agentos.workflows.parallel.sanitize import id_problem, sanitize_id
 from agentos.workflows.requirements import RequirementsConfig
 from agentos.workflows.requirements import execute_item as requirements_item
-from agentos.workflows.runner import configure_logging
 from chaos_helpers import TALLY
 from conftest import agentos_argv, git_repo, run
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agentos.workflows.parallel.output import MAX_LINE
+from agentos.engine.output.listener import MAX_LINE
 from chaos_helpers import TALLY, assert_no_orphans
 from conftest import agentos_argv, clean_env, run
 

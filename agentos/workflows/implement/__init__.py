@@ -29,13 +29,13 @@ from agentos.agents import (
 )
 from agentos.agents.base import ToolPolicy
 from agentos.errors import UsageError
+from agentos.item.workflow import Item, OnResume, Option, Workflow
 from agentos.workflows.implement import tests_gate
 from agentos.workflows.implement.collect import collect_items
 from agentos.workflows.implement.execute import execute_item
 from agentos.workflows.implement.git import WORKTREES, Repository
 from agentos.workflows.implement.tests_gate import TestCommand
 from agentos.workflows.inputs import repo_path
-from agentos.workflows.items import Item, OnResume, Option, Workflow
 
 log = logging.getLogger("agentos")
 

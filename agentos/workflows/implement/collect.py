@@ -20,11 +20,11 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
+from agentos import lld
+from agentos.item.workflow import Item
 from agentos.text import plural
-from agentos.workflows import lld
 from agentos.workflows.implement import git
 from agentos.workflows.inputs import markdown_files, name_items, read_head, slugify
-from agentos.workflows.items import Item
 
 if TYPE_CHECKING:
     from agentos.workflows.implement import ImplementConfig

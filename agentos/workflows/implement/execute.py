@@ -24,6 +24,8 @@ from agentos.agents import AgentRequest
 from agentos.agents.base import ToolPolicy
 from agentos.beneath import Beneath, write_beneath
 from agentos.errors import ItemError
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
 from agentos.text import plural
 from agentos.usage.record import cost_text
 from agentos.workflows.implement import git
@@ -32,8 +34,6 @@ from agentos.workflows.implement.collect import BLOB_TRAILER, LLD_TRAILER, TESTS
 from agentos.workflows.implement.prompts import FIRST_LINE, implement_prompt
 from agentos.workflows.implement.tests_gate import TestCommand, TestRun, is_test_file, run_tests
 from agentos.workflows.inputs import read_text
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
 
 if TYPE_CHECKING:
     from agentos.workflows.implement import ImplementConfig

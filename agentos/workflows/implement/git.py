@@ -30,8 +30,8 @@ from pathlib import Path
 
 from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ConfigError, ItemError
+from agentos.governor.credentials import CREDENTIALS_ENV
 from agentos.text import plural
-from agentos.workflows.parallel.credentials import CREDENTIALS_ENV
 
 #: agentos's folder in a repository, and what it holds
 AGENTOS_DIR = ".agentos"

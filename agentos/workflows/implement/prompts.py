@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agentos.workflows.items import Item
+from agentos.item.workflow import Item
 
 if TYPE_CHECKING:
     from agentos.workflows.implement import ImplementConfig

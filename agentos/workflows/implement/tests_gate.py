@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agentos.item.context import ItemContext
     from agentos.workflows.implement.git import Repository
-    from agentos.workflows.parallel.context import ItemContext
 
 #: how much of a failing run's output the agent is shown
 TAIL_LINES = 80

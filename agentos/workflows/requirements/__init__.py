@@ -24,8 +24,8 @@ from agentos.agents import (
 )
 from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ConfigError, UsageError
+from agentos.item.workflow import OnResume, Option, Workflow
 from agentos.workflows.inputs import repo_path
-from agentos.workflows.items import OnResume, Option, Workflow
 from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS, collect_items
 from agentos.workflows.requirements.execute import execute_item
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from agentos import lld
+from agentos.item.workflow import Item
 from agentos.text import plural
-from agentos.workflows import lld
 from agentos.workflows.inputs import (
     first_heading,
     markdown_files,
@@ -15,7 +16,6 @@ from agentos.workflows.inputs import (
     read_head,
     slugify,
 )
-from agentos.workflows.items import Item
 
 if TYPE_CHECKING:
     from agentos.workflows.requirements import RequirementsConfig

@@ -13,14 +13,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentos import lld
 from agentos.agents import AgentRequest
 from agentos.agents.base import ToolPolicy
 from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ItemError
-from agentos.workflows import lld
+from agentos.item.context import ItemContext
+from agentos.item.workflow import Item
 from agentos.workflows.inputs import read_text
-from agentos.workflows.items import Item
-from agentos.workflows.parallel.context import ItemContext
 from agentos.workflows.requirements import prompts
 from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS
 from agentos.workflows.requirements.verdict import APPROVED, verdict

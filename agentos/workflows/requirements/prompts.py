@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentos.workflows.lld import TEMPLATE
+from agentos.lld import TEMPLATE
 
 
 def draft_prompt(title: str, brief: str, previous_draft: str, review: str) -> str:

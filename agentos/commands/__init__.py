@@ -1,0 +1,2 @@
+"""The `agentos` command and its subcommands: run, requirements, implement, keys, status, logs,
+report."""

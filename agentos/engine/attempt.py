@@ -1,0 +1,262 @@
+"""One attempt of one item: claim the key, capture output, enforce the deadline, classify the end.
+
+The same function runs inside a loky worker (parallel mode) and in the parent's main thread
+(sequential mode), so an item behaves the same either way. It never raises for anything the item
+does: every ending becomes an `AttemptResult` with one of the statuses
+
+    done | failed | rate_limited | rejected | timeout | interrupted
+
+and the runner, not the attempt, decides what happens next (retry, cooldown, stop).
+
+The deadline is a SIGALRM timer whose handler raises `ItemTimeout` in the item's own thread (items
+run in the main thread of their process in both modes); `ctx.run` kills the command's process group
+on the way out, and the attempt kills any group still registered, so a timed-out item leaves
+nothing.
+
+Runs inside workers: imports nothing of the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from agentos.errors import (
+    CredentialRejected,
+    Interrupted,
+    ItemError,
+    ItemTimeout,
+    RateLimited,
+)
+from agentos.item.context import ItemContext, kill_started_processes
+from agentos.item.workflow import ExecuteItem, Item
+from agentos.usage.budget import ItemLimits
+from agentos.usage.prices import PriceBook
+from agentos.usage.record import Tally, UsageLog
+
+DONE = "done"
+FAILED = "failed"
+RATE_LIMITED = "rate_limited"
+REJECTED = "rejected"
+TIMEOUT = "timeout"
+INTERRUPTED = "interrupted"
+NOT_STARTED = "not_started"  # queued in a worker when the run began to drain; never journaled
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """Everything an attempt needs that is the same for the whole run. Sent to each worker once,
+    through the loky initializer."""
+
+    run_dir: str
+    execute_item: ExecuteItem
+    config: Any
+    timeout: float | None
+    credential_env: str
+    rate_limit_pattern: str
+    parallel: bool
+    drain_flag: str = ""  # a file that exists once the run drains: queued items must not start
+    run_id: str = ""  # tags every process the items start (process_tree.RUN_TAG_ENV)
+    #: keys per call (HTTP agents ask the governor for each call) rather than per item
+    call_keys: bool = False
+    #: a call that would have to wait longer than this for any key gives up (the run stops)
+    max_key_wait: float = 900.0
+    #: what calls cost (--prices over the genai-prices database) and the item caps
+    prices: PriceBook | None = None
+    limits: ItemLimits | None = None
+    #: --item-memory: RLIMIT_DATA of every process the item starts (bytes)
+    memory_limit: int | None = None
+
+
+@dataclass
+class AttemptResult:
+    item_id: str
+    attempt: int
+    status: str
+    started: float  # epoch seconds
+    runtime: float
+    exit_code: int = 0
+    signal: int = 0
+    error: str = ""
+    retry_after: float | None = None
+    key_label: str | None = None
+    worker_pid: int = 0
+    command: str = ""
+    refusal: str = ""  # the kind of "no" when rate limited (governor.signals)
+    detail: str = ""  # how a done item ended, in a word ("Draft"): ItemContext.detail
+    outputs: dict[str, str] | None = None  # what the item produced: ItemContext.outputs
+    #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
+    waits: dict[str, float] | None = None
+    #: the attempt's model calls (ItemContext.record_usage, the CLI usage file); None: none
+    usage: UsageLog | None = None
+    #: False when another attempt cannot help (the item is over its budget)
+    retry: bool = True
+    #: False when the parent made this result up because the attempt could not report how it
+    #: ended (its worker was killed or died): what it spent is then read from its usage files
+    reported: bool = True
+
+
+class KeyClaimer(Protocol):
+    def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]: ...
+
+
+CaptureFactory = Callable[[Item, int], AbstractContextManager[Any]]
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise ItemTimeout in this (main) thread after `seconds`."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise ItemTimeout(f"timed out after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_attempt(
+    spec: AttemptSpec,
+    item: Item,
+    attempt: int,
+    lease_id: int | None,
+    keys: KeyClaimer | None,
+    capture: CaptureFactory | None,
+    around_item: Callable[[], AbstractContextManager[Any]] | None = None,
+    spent_before: Tally | None = None,
+) -> AttemptResult:
+    """`spent_before`: what the item's earlier attempts spent, for its caps."""
+    started = time.time()
+    t0 = time.monotonic()
+    pid = os.getpid()
+    result = AttemptResult(item.id, attempt, DONE, started, 0.0, worker_pid=pid)
+    key: str | None = None
+    ctx: ItemContext | None = None
+    try:
+        if lease_id is not None and keys is not None:
+            key, result.key_label = keys.claim(lease_id, pid)
+        ctx = ItemContext(
+            item=item,
+            attempt=attempt,
+            run_dir=Path(spec.run_dir),
+            config=spec.config,
+            credential=key,
+            credential_label=result.key_label,
+            credential_env=spec.credential_env,
+            rate_limit_pattern=spec.rate_limit_pattern,
+            parallel=spec.parallel,
+            run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
+            deadline=t0 + spec.timeout if spec.timeout else None,
+            governor=keys if (spec.call_keys or key) and hasattr(keys, "acquire_call") else None,
+            max_key_wait=spec.max_key_wait,
+            prices=spec.prices or PriceBook(),
+            limits=spec.limits or ItemLimits(),
+            spent_before=spent_before,
+            memory_limit=spec.memory_limit,
+        )
+        with (
+            capture(item, attempt) if capture is not None else contextlib.nullcontext(),
+            _kill_leftovers(spec, result),
+        ):
+            _execute(spec, item, ctx, result, around_item)
+        if ctx.last_argv is not None:
+            result.command = ctx.describe_argv(ctx.last_argv)
+        if ctx.last_command is not None and (
+            result.status != DONE or ctx.last_command.returncode != 0
+        ):
+            result.exit_code = result.exit_code or ctx.last_command.returncode
+        result.waits = dict(ctx.waits) or None
+        result.detail = ctx.detail if result.status == DONE else ""
+        result.outputs = {k: ctx.redact(str(v)) for k, v in ctx.outputs.items()} or None
+    except Interrupted as exc:
+        _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
+    except Exception as exc:  # the claim or the capture failed: infrastructure, not the item
+        _set(result, FAILED, f"could not start the item: {exc}")
+    if ctx is not None:
+        # a command that outlived its `ctx.run` (a daemon) may have reported after it
+        with contextlib.suppress(Exception):
+            ctx.collect_usage_file()
+            ctx.scrub_usage_file()
+        ctx.close_calls()
+        result.usage = ctx.usage if ctx.usage else None
+    result.runtime = time.monotonic() - t0
+    # the error may quote an answer or an environment: every key the attempt saw goes
+    if ctx is not None:
+        result.error = ctx.redact(result.error)
+    elif key:
+        result.error = result.error.replace(key, f"[{result.key_label}]")
+    return result
+
+
+def _execute(
+    spec: AttemptSpec,
+    item: Item,
+    ctx: ItemContext,
+    result: AttemptResult,
+    around_item: Callable[[], AbstractContextManager[Any]] | None,
+) -> None:
+    guard = around_item() if around_item is not None else contextlib.nullcontext()
+    try:
+        with deadline(spec.timeout), guard:
+            spec.execute_item(item, ctx)
+    except RateLimited as exc:
+        _set(result, RATE_LIMITED, str(exc) or "rate limited", exit_code=75)
+        result.retry_after = exc.retry_after
+        result.refusal = getattr(exc, "kind", "rate")
+    except CredentialRejected as exc:
+        _set(result, REJECTED, str(exc) or "credential rejected")
+    except ItemTimeout as exc:
+        _set(result, TIMEOUT, str(exc), exit_code=-1, sig=signal.SIGTERM)
+    except ItemError as exc:
+        _set(result, FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
+        result.retry = getattr(exc, "retry", True)
+    except Interrupted as exc:
+        _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
+    except SystemExit as exc:
+        # sys.exit() in item code must end the item, not the worker (which would break the pool)
+        code = exc.code if isinstance(exc.code, int) else 1
+        _set(
+            result,
+            DONE if code == 0 else FAILED,
+            "" if code == 0 else f"the item called sys.exit({exc.code!r})",
+            exit_code=code,
+        )
+    except (Exception, KeyboardInterrupt) as exc:
+        traceback.print_exc()
+        _set(result, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+
+
+def _set(
+    result: AttemptResult, status: str, error: str, *, exit_code: int = 1, sig: int = 0
+) -> None:
+    result.status = status
+    result.error = error
+    result.exit_code = exit_code
+    result.signal = sig
+
+
+@contextlib.contextmanager
+def _kill_leftovers(spec: AttemptSpec, result: AttemptResult) -> Iterator[None]:
+    """After the item, its processes go; after a timeout or an interrupt, which can strike
+    between a fork and the group's registration, the run-tag sweep too."""
+    try:
+        yield
+    finally:
+        abnormal = result.status in (TIMEOUT, INTERRUPTED)
+        kill_started_processes(spec.run_id, sweep_tag=abnormal, grace=0.3)

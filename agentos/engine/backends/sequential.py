@@ -1,0 +1,98 @@
+"""Sequential mode: no `--parallel`. Items run one after another in this process, exactly like a
+plain tool: no pool, no key server, no prefixes, output straight to the terminal.
+
+Two things still hold, because they are promises rather than parallel features:
+
+* keys are leased, cooled down and redacted (with keys configured, output goes through the same
+  listener as in parallel mode, unprefixed, so a printed key is replaced by its label);
+* retries, timeouts, the journal, the summary and two-stage Ctrl+C behave as in parallel mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from agentos.engine.attempt import (
+    INTERRUPTED,
+    AttemptSpec,
+    CaptureFactory,
+    run_attempt,
+)
+from agentos.engine.batch import Batch
+from agentos.engine.shutdown import DRAINING, GraceTimer
+from agentos.errors import Interrupted, KeysExhausted
+
+
+def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | None) -> None:
+    state = batch.shutdown
+    scheduler = batch.scheduler
+    grace = GraceTimer(state)
+    in_item = False
+
+    def on_signal(signum: int) -> None:
+        if state.phase == DRAINING and state.announced != DRAINING:
+            state.announced = DRAINING
+            if scheduler.running:
+                batch.terminal.message(
+                    "stopping: waiting for 1 running item (Ctrl+C again to terminate)", force=True
+                )
+                grace.start_if_draining()
+            batch.write_state(event=True, flush=True)
+        if state.terminating and in_item:
+            raise Interrupted(state.first_signal or signum)
+
+    @contextmanager
+    def item_running() -> Iterator[None]:
+        nonlocal in_item
+        in_item = True
+        try:
+            yield
+        finally:
+            in_item = False
+
+    batch.on_signal = on_signal
+    try:
+        while not state.draining:
+            current = scheduler.peek_ready()
+            if current is None:
+                delay = scheduler.next_delay()
+                if delay is None:
+                    break
+                time.sleep(min(delay, 0.5))
+                batch.write_state()
+                continue
+            batch.may_start(current)  # --budget: raises BudgetReached when the run must stop
+            lease = None
+            if batch.keys is not None:
+                try:
+                    batch.check_keys(every=0.0)
+                    lease = batch.take_lease(current) if batch.lease_items else None
+                except KeysExhausted:
+                    batch.stop_waiting()
+                    raise
+                if batch.lease_items and lease is None:
+                    status = batch.keys.status()
+                    time.sleep(min(status.next_free_in or 0.5, 0.5))
+                    continue
+            attempt = scheduler.start(current)
+            batch.started(current, lease)
+            batch.write_state(flush=True)  # the item runs here: no loop writes it later
+            result = run_attempt(
+                spec,
+                current.item,
+                attempt,
+                lease.lease_id if lease is not None else None,
+                batch.keys,
+                capture,
+                around_item=item_running,
+                spent_before=batch.account.spent_before(current.id),
+            )
+            batch.end_attempt(current, lease, result)
+            if result.status == INTERRUPTED:
+                break
+    finally:
+        batch.on_signal = None
+        grace.cancel()
+    batch.stop_waiting()
