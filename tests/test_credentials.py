@@ -17,7 +17,6 @@ from typing import cast
 import psutil
 import pytest
 
-from agentos.engine import attempt
 from agentos.engine.attempt import AttemptResult
 from agentos.engine.batch import Batch, ExecutionSettings
 from agentos.engine.output.terminal import Terminal
@@ -31,8 +30,10 @@ from agentos.governor.credentials import (
     load_credentials,
     make_credentials,
 )
+from agentos.item.keys import KeyOutcome
 from agentos.item.workflow import Item
 from agentos.rundir.journal import Journal
+from agentos.rundir.statuses import Status
 
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
 
@@ -204,8 +205,8 @@ def test_leases_are_exclusive_and_rotate() -> None:
     assert first is not None and second is not None
     assert {first.label, second.label} == {"key-1", "key-2"}
     assert coord.acquire("c") is None  # both leased
-    coord.release(first.lease_id, creds.OK)
-    coord.release(second.lease_id, creds.OK)
+    coord.release(first.lease_id, KeyOutcome.OK)
+    coord.release(second.lease_id, KeyOutcome.OK)
     # least recently used first: key-1 was taken first, so it comes back first
     assert coord.acquire("d").label == first.label  # type: ignore[union-attr]
 
@@ -224,7 +225,7 @@ def test_rate_limited_key_cools_for_retry_after() -> None:
     coord = CredentialCoordinator(KEYS[:1])
     lease = coord.acquire("a")
     assert lease is not None
-    assert coord.release(lease.lease_id, creds.RATE_LIMITED, retry_after=0.3) == 0.3
+    assert coord.release(lease.lease_id, KeyOutcome.RATE_LIMITED, retry_after=0.3) == 0.3
     status = coord.status()
     assert (status.free, status.cooling) == (0, 1)
     assert status.next_free_in is not None and 0 < status.next_free_in <= 0.3
@@ -242,7 +243,7 @@ def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> No
         coord._keys[0].cooling_until = 0  # skip the wait between rounds
         lease = coord.acquire("a")
         assert lease is not None
-        return coord.release(lease.lease_id, creds.RATE_LIMITED)
+        return coord.release(lease.lease_id, KeyOutcome.RATE_LIMITED)
 
     cooldowns = [rate_limit_once() for _ in range(7)]
     for got, want in zip(cooldowns, [30, 60, 120, 240, 480, 900, 900], strict=True):
@@ -251,7 +252,7 @@ def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> No
     coord._keys[0].cooling_until = 0
     lease = coord.acquire("a")
     assert lease is not None
-    assert coord.release(lease.lease_id, creds.OK) == 0.0
+    assert coord.release(lease.lease_id, KeyOutcome.OK) == 0.0
     assert rate_limit_once() <= 33  # success reset the exponent
 
 
@@ -259,10 +260,10 @@ def test_revoked_keys_are_never_leased_again() -> None:
     coord = CredentialCoordinator(KEYS[:2])
     lease = coord.acquire("a")
     assert lease is not None
-    coord.release(lease.lease_id, creds.REVOKED)
+    coord.release(lease.lease_id, KeyOutcome.REVOKED)
     other = coord.acquire("b")
     assert other is not None and other.label != lease.label
-    coord.release(other.lease_id, creds.REVOKED)
+    coord.release(other.lease_id, KeyOutcome.REVOKED)
     t0 = time.monotonic()
     assert coord.acquire("c", timeout=5) is None  # all revoked: no waiting
     assert time.monotonic() - t0 < 0.5
@@ -391,10 +392,10 @@ def test_a_retired_key_is_not_waited_for_and_the_wait_is_said_once() -> None:
     batch, said = keyed_batch(KEYS, workers=3, n_items=8)
     running = fill(batch)
     assert len(running) == 3
-    end(batch, running.pop(), attempt.REJECTED)  # key-3 is retired for the run
+    end(batch, running.pop(), Status.REJECTED)  # key-3 is retired for the run
     assert fill(batch) == []
     for _ in range(4):
-        end(batch, running.pop(0), attempt.DONE)
+        end(batch, running.pop(0), Status.DONE)
         running += fill(batch)
         assert len(running) == 2  # the freed key was taken; the next item waits again
     assert said.lines == ["all 2 usable keys are busy or cooling (1 retired)"]
@@ -404,16 +405,16 @@ def test_each_stretch_of_cooling_keys_is_said_once() -> None:
     batch, said = keyed_batch(KEYS[:2], workers=2, n_items=8)
     running = fill(batch)
     for run, wait in zip(running, (0.05, 0.3), strict=True):
-        end(batch, run, attempt.RATE_LIMITED, wait)
+        end(batch, run, Status.RATE_LIMITED, wait)
     running = []
     while len(running) < 2:  # key-1 comes back first, key-2 later: one stretch of waiting
         running += fill(batch)
         time.sleep(0.01)
     assert [line.split(";")[0] for line in said.lines] == ["all 2 keys are busy or cooling"]
-    end(batch, running.pop(0), attempt.DONE)  # both keys in use again: the stretch is over
+    end(batch, running.pop(0), Status.DONE)  # both keys in use again: the stretch is over
     running += fill(batch)
     for run in running:
-        end(batch, run, attempt.RATE_LIMITED, 5.0)
+        end(batch, run, Status.RATE_LIMITED, 5.0)
     assert fill(batch) == [] and fill(batch) == []
     assert len(said.lines) == 2
     assert re.fullmatch(r"all 2 keys are busy or cooling; next free in [45]\.\d s", said.lines[1])
@@ -421,10 +422,10 @@ def test_each_stretch_of_cooling_keys_is_said_once() -> None:
 
 def test_the_only_key_and_the_only_usable_key() -> None:
     batch, said = keyed_batch(KEYS[:1], workers=1, n_items=2)
-    end(batch, fill(batch)[0], attempt.RATE_LIMITED, 5.0)
+    end(batch, fill(batch)[0], Status.RATE_LIMITED, 5.0)
     assert fill(batch) == []
     batch, retired = keyed_batch(KEYS[:2], workers=2, n_items=3)
-    end(batch, fill(batch)[1], attempt.REJECTED)
+    end(batch, fill(batch)[1], Status.REJECTED)
     assert fill(batch) == []
     assert [line.split(";")[0] for line in said.lines] == ["the only key is busy or cooling"]
     assert retired.lines == ["the only usable key is busy or cooling (1 retired)"]
@@ -433,14 +434,14 @@ def test_the_only_key_and_the_only_usable_key() -> None:
 def test_while_every_key_is_parked_the_status_counts_down_then_the_run_stops() -> None:
     batch, said = keyed_batch(KEYS[:1], workers=1, n_items=2)
     lease = batch.keys.acquire("item-1")
-    batch.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
+    batch.keys.release(lease.lease_id, KeyOutcome.RATE_LIMITED, 600.0, "quota")
     batch.check_keys(every=0.0)  # back within --max-key-wait (900 s): wait, and say how long
     assert batch.progress.note in ("keys back in 10m00s", "keys back in 9m59s")
     assert said.lines[0].startswith("key-1: out of quota; group key-1 parked until ")
     short = keyed_batch(KEYS[:1], workers=1, n_items=2)[0]
     short.settings = dataclasses.replace(short.settings, max_key_wait=60.0)
     lease = short.keys.acquire("item-1")
-    short.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
+    short.keys.release(lease.lease_id, KeyOutcome.RATE_LIMITED, 600.0, "quota")
     with pytest.raises(KeysExhausted, match=r"the only key out of quota until \d\d:\d\d UTC"):
         short.check_keys(every=0.0)
 
@@ -448,8 +449,8 @@ def test_while_every_key_is_parked_the_status_counts_down_then_the_run_stops() -
 def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
     """An item that prints or logs its context or its call grant (`f"{ctx}"`, a debugger, a
     traceback with locals) must not print the key it was given."""
-    from agentos.governor.governor import CallGrant
     from agentos.item.context import ItemContext
+    from agentos.item.keys import CallGrant
     from agentos.item.workflow import Item
 
     ctx = ItemContext(

@@ -21,6 +21,7 @@ from agentos.engine.output.escape import escape_lines
 from agentos.errors import ConfigError, UsageError
 from agentos.run.options import _PATH
 from agentos.rundir.journal import read_journal
+from agentos.rundir.statuses import Phase
 
 POLL = 0.25
 
@@ -65,7 +66,7 @@ def _known(run_dir: Path, item_id: str) -> bool:
 
 def _run_over(run_dir: Path) -> bool:
     data = status_data(run_dir)
-    return data.get("phase") == "done" or data.get("state") == GONE
+    return data.get("phase") == Phase.DONE or data.get("state") == GONE
 
 
 def _where(words: tuple[str, ...]) -> tuple[Path | None, str]:

@@ -25,12 +25,13 @@ rate feed the last two rules.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from agentos.vocabulary import StrEnum
 
 #: seconds of outcomes a judgement looks at
 WINDOW = 10.0
@@ -53,7 +54,7 @@ SUSTAINED = 20.0
 MIN_SPAN = 0.5
 
 
-class Cause(str, enum.Enum):
+class Cause(StrEnum):
     """Why a provider refused, as far as the evidence shows."""
 
     LIMIT = "limit"

@@ -54,16 +54,10 @@ from agentos.governor.credentials import (
 )
 from agentos.governor.evidence import Cause
 from agentos.governor.group import KeyGroup
+from agentos.governor.protocol import KeyState
+from agentos.item.keys import CallGrant, KeyOutcome
 from agentos.item.process_tree import pid_alive
-from agentos.item.refusals import OVERLOADED, QUOTA, RATE, REJECTED
-
-# item-lease outcomes (release); the call outcomes are signals' kinds plus OK/ERROR
-OK = "ok"
-FAILED = "failed"
-RATE_LIMITED = "rate_limited"
-REVOKED = "revoked"
-RECLAIMED = "reclaimed"
-ERROR = "error"
+from agentos.item.refusals import RefusalKind
 
 #: a first overload costs a quarter second; consecutive ones double it (not the key's fault, and
 #: one 529 among hundreds of answers is the provider's noise, not a reason to stop for long)
@@ -92,18 +86,6 @@ class KeyStatus:
     back_at: float | None = None
     #: groups slowed by a learned pace: "pacing org-a at 42 req/min after 3 refusals in 10 s"
     pacing: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class CallGrant:
-    """The answer to `acquire_call`. With a key: start the call after `delay` seconds. Without
-    (`call_id` 0): no key can serve now; ask again after `delay` (inf: none will this run)."""
-
-    call_id: int
-    secret: str = field(repr=False)  # an agent that logs its grant must not log the key
-    label: str
-    delay: float
-    reason: str = ""
 
 
 @dataclass
@@ -257,7 +239,7 @@ class Governor:
     def release(
         self,
         lease_id: int,
-        outcome: str = OK,
+        outcome: KeyOutcome = KeyOutcome.OK,
         retry_after: float | None = None,
         kind: str = "",
     ) -> float:
@@ -270,21 +252,25 @@ class Governor:
             key = record.key
             key.leases.discard(lease_id)
             cooldown = 0.0
-            if outcome in (RATE_LIMITED, REVOKED):
-                said = (kind or RATE) if outcome == RATE_LIMITED else REJECTED
+            if outcome in (KeyOutcome.RATE_LIMITED, KeyOutcome.REVOKED):
+                said = (
+                    (kind or RefusalKind.RATE)
+                    if outcome == KeyOutcome.RATE_LIMITED
+                    else RefusalKind.REJECTED
+                )
                 key.group.refusals[said] = key.group.refusals.get(said, 0) + 1
-            if outcome == RATE_LIMITED and kind == QUOTA:
+            if outcome == KeyOutcome.RATE_LIMITED and kind == RefusalKind.QUOTA:
                 until = self._wall() + retry_after if retry_after is not None else FOREVER
                 self._park(key.group, until, f"{key.label}: out of quota")
-            elif outcome == RATE_LIMITED and kind == OVERLOADED:
+            elif outcome == KeyOutcome.RATE_LIMITED and kind == RefusalKind.OVERLOADED:
                 self._overloaded(retry_after)
-            elif outcome == RATE_LIMITED:
+            elif outcome == KeyOutcome.RATE_LIMITED:
                 key.strikes += 1
                 cooldown = self._cooldown(key.strikes, retry_after)
                 key.cooling_until = self._clock() + cooldown
-            elif outcome == REVOKED:
+            elif outcome == KeyOutcome.REVOKED:
                 key.revoked = True
-            elif outcome == OK:
+            elif outcome == KeyOutcome.OK:
                 key.strikes = 0
                 self._overload_strikes = 0
             self._cond.notify_all()
@@ -388,8 +374,10 @@ class Governor:
         group.waited += delay
         return CallGrant(call_id, key.credential.secret, key.label, delay, reason)
 
-    def end_call(self, call_id: int, outcome: str, info: dict[str, Any] | None = None) -> str:
-        """Report how a call ended: OK (with `tokens` used and the limit headers' figures) or a
+    def end_call(
+        self, call_id: int, outcome: KeyOutcome | RefusalKind, info: dict[str, Any] | None = None
+    ) -> str:
+        """Report how a call ended: ok (with `tokens` used and the limit headers' figures) or a
         refusal kind (with `wait`, `limit_unit`/`limit_per`/`limit`, `detail`). Returns what the
         refusal changed (a key parked or retired), also queued for the user (`events`), else
         ""."""
@@ -407,15 +395,16 @@ class Governor:
             group = key.group
             self._events += group.learn(info, now)
             notice = ""
-            if outcome == OK:
+            if outcome == KeyOutcome.OK:
                 self._events += group.answered(record.tokens, info, record.started, now)
                 key.strikes = 0
                 self._overload_strikes = 0
-            elif outcome in (RATE, QUOTA, OVERLOADED, REJECTED):
-                if outcome != RATE:  # a rate refusal is counted by the group's judgement
-                    group.refusals[outcome] = group.refusals.get(outcome, 0) + 1
+            elif outcome in tuple(RefusalKind):
+                kind = RefusalKind(outcome)
+                if kind != RefusalKind.RATE:  # a rate refusal is counted by the group's judgement
+                    group.refusals[kind] = group.refusals.get(kind, 0) + 1
                 group.used_today = max(0, group.used_today - 1)
-                notice = self._refused(record, outcome, info, now)
+                notice = self._refused(record, kind, info, now)
             self._cond.notify_all()
             return notice
 
@@ -480,15 +469,15 @@ class Governor:
             for k in self._keys:
                 g = k.group
                 state = (
-                    "revoked"
+                    KeyState.REVOKED
                     if k.revoked
-                    else "parked"
+                    else KeyState.PARKED
                     if self._parked(g)
-                    else "leased"
+                    else KeyState.LEASED
                     if k.leases
-                    else "cooling"
+                    else KeyState.COOLING
                     if k.cooling_until > now
-                    else "free"
+                    else KeyState.FREE
                 )
                 rows.append(
                     {
@@ -630,12 +619,14 @@ class Governor:
     def _until_midnight(wall: float) -> float:
         return 86400.0 - wall % 86400.0
 
-    def _refused(self, record: _CallRecord, outcome: str, info: dict[str, Any], now: float) -> str:
+    def _refused(
+        self, record: _CallRecord, outcome: RefusalKind, info: dict[str, Any], now: float
+    ) -> str:
         key = record.key
         group = key.group
         wait = info.get("wait")
         wait = float(wait) if isinstance(wait, (int, float)) else None
-        if outcome == REJECTED:
+        if outcome == RefusalKind.REJECTED:
             if key.revoked:
                 return ""
             key.revoked = True
@@ -644,10 +635,10 @@ class Governor:
             notice = f"{key.label} rejected by the provider{said}; not used again this run"
             self._events.append(notice)
             return notice
-        if outcome == OVERLOADED:
+        if outcome == RefusalKind.OVERLOADED:
             self._overloaded(wait)
             return ""
-        if outcome == QUOTA:
+        if outcome == RefusalKind.QUOTA:
             until = self._wall() + wait if wait is not None else FOREVER
             return self._park(group, until, f"{key.label}: out of quota")
         verdict, slow_down, notices = group.rate_refused(info, record.tokens, record.started, now)

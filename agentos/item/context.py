@@ -43,8 +43,9 @@ from agentos.usage.report import (
     call_line,
 )
 
-if TYPE_CHECKING:  # the governor (and email.utils, for its dates) loads only when a call needs it
-    from agentos.governor.governor import CallGrant
+if TYPE_CHECKING:
+    from agentos.item.keys import AttemptKeys, CallGrant, KeyOutcome
+    from agentos.item.refusals import RefusalKind
 
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
 EX_TEMPFAIL = 75
@@ -134,7 +135,7 @@ class ItemContext:
     #: interrupted mid-command still records what it was running (the joblog's Command)
     last_argv: list[str] | None = None
     #: the rate governor (or its proxy), for agents that take a key per call; None without keys
-    governor: Any = None
+    governor: AttemptKeys | None = None
     max_key_wait: float = 900.0
     #: how the item ended, in a word or two, when "done" says too little ("Draft" rather than
     #: "Approved"): shown beside its status in the summary, recorded in the journal
@@ -243,15 +244,26 @@ class ItemContext:
                         continue
                 return grant
             if grant.delay > self.max_key_wait or waited + grant.delay > self.max_key_wait:
-                raise RateLimited(f"no key can serve: {grant.reason}", grant.delay, kind="quota")
+                from agentos.item.refusals import RefusalKind
+
+                raise RateLimited(
+                    f"no key can serve: {grant.reason}", grant.delay, kind=RefusalKind.QUOTA
+                )
             step = max(0.05, min(grant.delay, 5.0))
             self._note_wait(grant.reason, step)
             time.sleep(step)
             waited += step
 
-    def end_call(self, grant: CallGrant, outcome: str, info: dict[str, Any] | None = None) -> None:
+    def end_call(
+        self,
+        grant: CallGrant,
+        outcome: KeyOutcome | RefusalKind,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         """Tell the governor how the call went (see Governor.end_call). What that changed (a
         key parked or retired) the parent says, once, for the whole run."""
+        if self.governor is None:
+            raise RuntimeError("end_call needs keys: check ctx.keys_per_call first")
         self.governor.end_call(grant.call_id, outcome, info or {})
 
     def redact(self, text: str) -> str:
@@ -481,14 +493,15 @@ class ItemContext:
             return result
         if result.rate_limited:
             # which "no" it was: a spent quota parks the key's group, an overloaded provider
-            # backs everyone off, anything else is a rate limit (governor.signals)
-            from agentos.item.refusals import OVERLOADED, QUOTA, RATE, classify_text
+            # backs everyone off, anything else is a rate limit (agentos.item.refusals)
+            from agentos.item.refusals import RefusalKind, classify_text
 
             refusal = classify_text("\n".join(result.stderr_tail))
             kind = (
                 refusal.kind
-                if refusal is not None and refusal.kind in (QUOTA, OVERLOADED)
-                else RATE
+                if refusal is not None
+                and refusal.kind in (RefusalKind.QUOTA, RefusalKind.OVERLOADED)
+                else RefusalKind.RATE
             )
             wait = result.retry_after
             if wait is None and refusal is not None:

@@ -37,7 +37,6 @@ from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.output.escape import escape_text
 from agentos.engine.output.listener import OutputListener
 from agentos.engine.output.terminal import Terminal, colour_wanted
-from agentos.engine.scheduler import NOT_RUN
 from agentos.engine.shutdown import (
     ShutdownState,
     handle_signals,
@@ -60,6 +59,7 @@ from agentos.governor.credentials import (
     make_credentials,
     take_secret_environment,
 )
+from agentos.governor.protocol import GovernorHandle, KeyService, KeyState
 from agentos.item.ids import duplicate_ids, id_problem
 from agentos.item.process_tree import kill_tagged
 from agentos.item.workflow import Item, Workflow
@@ -77,6 +77,7 @@ from agentos.rundir.journal import (
     write_manifest,
 )
 from agentos.rundir.state import StateWriter
+from agentos.rundir.statuses import Status
 from agentos.text import plural
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import BudgetReached, ItemLimits, RunBudget
@@ -85,6 +86,7 @@ from agentos.usage.record import money
 from agentos.usage.report import USAGE_FILE_ENV, lost_attempt_usage
 
 if TYPE_CHECKING:
+    from agentos.governor.governor import Governor
     from agentos.run.notify import Notifier
     from agentos.run.recorded import Invocation
     from agentos.run.resume import ResumePlan
@@ -374,13 +376,13 @@ class KeyPlan:
             return 0
         return sum(c.slots for c in self.configs)
 
-    def governor(self, base_cooldown: float) -> Any:
+    def governor(self, base_cooldown: float) -> Governor:
         from agentos.governor import parked as parked_keys
         from agentos.governor.governor import Governor
 
         return Governor(self.configs, base_cooldown, parked=parked_keys.load())
 
-    def remember(self, governor: Any) -> None:
+    def remember(self, governor: KeyService) -> None:
         """What the run learned about its keys (parked ones, groups, limits, calls), for the next
         run and `agentos keys`; never the keys themselves."""
         from agentos.governor import parked as parked_keys
@@ -390,7 +392,7 @@ class KeyPlan:
             notes = {
                 by_label[row["label"]]: {
                     **{k: row.get(k) for k in _REMEMBERED},
-                    "rejected": row.get("state") == "revoked",
+                    "rejected": row.get("state") == KeyState.REVOKED,
                 }
                 for row in governor.snapshot()
                 if row["label"] in by_label
@@ -480,7 +482,7 @@ def _execute(
         for name in journal.repaired:
             log.warning("%s ended in a partial line (a write cut short); ended it", name)
         listener: OutputListener | None = None
-        keys: Any = None
+        keys: GovernorHandle | None = None
         capture = None
         fatal: AgentosError | None = None
         keys_report: list[dict[str, Any]] = []
@@ -577,7 +579,7 @@ def _execute(
             more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
             log.warning("output was lost: %s%s; see logs/ in %s", shown, more, run_path)
         if isinstance(fatal, BudgetReached):  # before _finish: its notification shows them
-            fatal.not_started = batch.scheduler.counts()[NOT_RUN]
+            fatal.not_started = batch.scheduler.counts()[Status.NOT_RUN]
             fatal.resume_dir = str(run_path)
             fatal.resume_command = resume_command or ""
         code = _finish(

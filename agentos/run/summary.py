@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentos.engine.attempt import DONE, FAILED, INTERRUPTED, TIMEOUT
-from agentos.engine.scheduler import NOT_RUN, ItemState
+from agentos.engine.scheduler import ItemState
 from agentos.item.workflow import Item
 from agentos.rundir.journal import atomic_write_text, json_text
+from agentos.rundir.statuses import FINAL_STATUSES, Status
 from agentos.text import cell, clip, display_width, ljust, plural, rjust
 from agentos.usage.record import Tally, cost_text, count, money
 
@@ -167,7 +167,7 @@ def _table(
 
 
 #: the order rows are listed in when not all fit: what needs a look first
-_LOOK_FIRST = (FAILED, TIMEOUT, INTERRUPTED)
+_LOOK_FIRST = (Status.FAILED, Status.TIMEOUT, Status.INTERRUPTED)
 ERROR_WIDTH = 80
 
 
@@ -181,7 +181,7 @@ def _rows_to_show(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         status = row["status"]
         if status in _LOOK_FIRST:
             return _LOOK_FIRST.index(status)
-        return {NOT_RUN: len(_LOOK_FIRST) + 1, DONE: len(_LOOK_FIRST) + 2}.get(
+        return {Status.NOT_RUN: len(_LOOK_FIRST) + 1, Status.DONE: len(_LOOK_FIRST) + 2}.get(
             status, len(_LOOK_FIRST)
         )
 
@@ -232,7 +232,7 @@ def render_summary(data: dict[str, Any]) -> str:
         where = Path(data["run_dir"]) / "summary.json"
         lines.append(
             f"  ... {plural(len(hidden), 'more row')} ({_counted(hidden)}) in {where}"
-            + ("; failures are listed first" if shown[0]["status"] != DONE else "")
+            + ("; failures are listed first" if shown[0]["status"] != Status.DONE else "")
         )
     lines += _usage_lines(usage)
     paced = group_rows(data.get("groups") or [])
@@ -246,14 +246,14 @@ def _totals_line(data: dict[str, Any]) -> str:
     """`12 items: 9 done (7 Approved, 2 Draft; 3 in an earlier pass), 3 failed in 4.2 s; ...`"""
     items = data["items"]
     totals = data["totals"]
-    order = [DONE, FAILED, TIMEOUT, INTERRUPTED, NOT_RUN]
+    order = FINAL_STATUSES
     parts = [f"{totals[k]:,} {k}" for k in order if totals.get(k)]
     parts += [f"{v:,} {k}" for k, v in totals.items() if k not in order and v]
-    done = totals.get(DONE, 0)
+    done = totals.get(Status.DONE, 0)
     if done:
         details: dict[str, int] = {}
         for i in items:
-            if i["status"] == DONE and i.get("detail"):
+            if i["status"] == Status.DONE and i.get("detail"):
                 details[i["detail"]] = details.get(i["detail"], 0) + 1
         notes = [", ".join(f"{n:,} {d}" for d, n in details.items())] if details else []
         earlier = data.get("skipped_already_done") or 0

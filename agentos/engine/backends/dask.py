@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import FAILED, INTERRUPTED, AttemptResult
+from agentos.engine.attempt import AttemptResult
 from agentos.engine.backends.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv, sees_markers
 from agentos.engine.controller import Controller, ExecutorPlan, Running
 from agentos.engine.scheduler import ItemState
@@ -63,10 +63,13 @@ from agentos.governor.credentials import (
     KeyConfig,
     Lease,
 )
+from agentos.item.keys import KeyOutcome
 from agentos.item.process_tree import RUN_TAG_ENV, kill_tagged
+from agentos.rundir.statuses import Status
 from agentos.text import plural
 
 if TYPE_CHECKING:
+    from agentos.governor.governor import KeyStatus
     from agentos.run.options import RunnerOptions
 
 OUTPUT_EOF_WAIT = 10.0
@@ -250,8 +253,8 @@ def check_shared_folders(client: Any, folders: list[Path]) -> None:
 
 
 class ActorKeys:
-    """The coordinator interface the Batch expects, over a Dask actor. Any failure to reach the
-    actor is a ConnectionError, which the Batch turns into KeyServerLost."""
+    """The governor's `KeyService`, over a Dask actor. Any failure to reach the actor is a
+    ConnectionError, which the Batch turns into KeyServerLost."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
@@ -267,7 +270,11 @@ class ActorKeys:
         return lease
 
     def release(
-        self, lease_id: int, outcome: str = "ok", retry_after: float | None = None, kind: str = ""
+        self,
+        lease_id: int,
+        outcome: KeyOutcome = KeyOutcome.OK,
+        retry_after: float | None = None,
+        kind: str = "",
     ) -> float:
         cooldown: float = self._call("release", lease_id, outcome, retry_after, kind)
         return cooldown
@@ -280,14 +287,19 @@ class ActorKeys:
         found: dict[str, tuple[float, str]] = self._call("parked_keys")
         return found
 
-    def reclaim(self, item_ids: list[str] | None = None, holder_pid: int | None = None) -> Any:
-        return self._call("reclaim", item_ids, holder_pid)
+    def reclaim(
+        self, item_ids: list[str] | None = None, holder_pid: int | None = None
+    ) -> list[str]:
+        labels: list[str] = self._call("reclaim", item_ids, holder_pid)
+        return labels
 
-    def status(self) -> Any:
-        return self._call("status")
+    def status(self) -> KeyStatus:
+        status: KeyStatus = self._call("status")
+        return status
 
-    def snapshot(self) -> Any:
-        return self._call("snapshot")
+    def snapshot(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = self._call("snapshot")
+        return rows
 
 
 class DaskRun(Controller):
@@ -435,15 +447,17 @@ class DaskRun(Controller):
         try:
             result: AttemptResult = future.result()
         except CancelledError:
-            result = self._synthetic(run, INTERRUPTED, "cancelled")
+            result = self._synthetic(run, Status.INTERRUPTED, "cancelled")
         except Exception as exc:  # KilledWorker, or a bug surfacing from the task
-            result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            result = self._synthetic(
+                run, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            )
         else:
             if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
                 self.listener.mark_lost(run.state.id, "its output did not close after it ended")
         self.batch.end_attempt(run.state, run.lease, result)
 
-    def _synthetic(self, run: Running, status: str, error: str) -> AttemptResult:
+    def _synthetic(self, run: Running, status: Status, error: str) -> AttemptResult:
         return AttemptResult(
             run.state.id,
             run.attempt,
@@ -477,16 +491,16 @@ class DaskRun(Controller):
             self.batch.end_attempt(
                 run.state,
                 run.lease,
-                self._synthetic(run, INTERRUPTED, f"interrupted by {self._signal_name()}"),
+                self._synthetic(run, Status.INTERRUPTED, f"interrupted by {self._signal_name()}"),
             )
         self.inflight.clear()
 
     def _interrupted(self, run: Running, future: Any) -> AttemptResult:
         with contextlib.suppress(Exception):
             result: AttemptResult = future.result(timeout=0)
-            if result.status != INTERRUPTED:
+            if result.status != Status.INTERRUPTED:
                 return result
-        return self._synthetic(run, INTERRUPTED, f"interrupted by {self._signal_name()}")
+        return self._synthetic(run, Status.INTERRUPTED, f"interrupted by {self._signal_name()}")
 
     def _signal_name(self) -> str:
         sig = self.batch.shutdown.first_signal or signal.SIGTERM

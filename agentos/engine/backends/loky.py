@@ -52,25 +52,21 @@ from pathlib import Path
 from typing import Any
 
 from agentos.beneath import write_beneath
-from agentos.engine.attempt import (
-    FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
-    TIMEOUT,
-    AttemptResult,
-)
+from agentos.engine.attempt import AttemptResult
 from agentos.engine.backends.loky_worker import execute_in_worker, initialize_worker
 from agentos.engine.controller import Controller, ExecutorPlan, Running
 from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import spawn_guard
 from agentos.errors import PoolBroken
 from agentos.governor.credentials import Lease
+from agentos.item.keys import AttemptKeys
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,
     pid_alive,
     signal_group,
 )
+from agentos.rundir.statuses import Status
 from agentos.text import plural
 
 MAX_WORKERS = 10  # hard cap, also applied (with a warning) by the runner
@@ -232,7 +228,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 class ParallelRun(Controller):
-    def __init__(self, plan: ExecutorPlan, keys_proxy: Any) -> None:
+    def __init__(self, plan: ExecutorPlan, keys_proxy: AttemptKeys | None) -> None:
         # One extra item is queued per worker, so a worker that finishes an item starts the next
         # at once instead of waiting for our round trip; queued items check the drain flag
         # before they start. Items that hold a key lease get no extra: a queued item would hold
@@ -316,10 +312,10 @@ class ParallelRun(Controller):
             return
         run = self.inflight.pop(future)
         if exc is not None:
-            result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}")
+            result = self._synthetic(run, Status.FAILED, f"{type(exc).__name__}: {exc}")
         else:
             result = future.result()
-            if result.status == NOT_STARTED:
+            if result.status == Status.NOT_STARTED:
                 self.batch.scheduler.unstart(run.state)
                 self.batch.reclaim(run.lease)
                 return
@@ -332,7 +328,7 @@ class ParallelRun(Controller):
                 )
         self.batch.end_attempt(run.state, run.lease, result)
 
-    def _synthetic(self, run: Running, status: str, error: str, **kw: Any) -> AttemptResult:
+    def _synthetic(self, run: Running, status: Status, error: str, **kw: Any) -> AttemptResult:
         started_info = self.listener.running_pid(run.state.id, run.attempt)
         started = started_info[1] if started_info else run.submitted
         return AttemptResult(
@@ -376,7 +372,7 @@ class ParallelRun(Controller):
             elif (run.state.id, run.attempt) in self._timed_out:
                 result = self._synthetic(
                     run,
-                    TIMEOUT,
+                    Status.TIMEOUT,
                     f"timed out after {self.spec.timeout:g} s (worker killed)",
                     signal=signal.SIGKILL,
                 )
@@ -384,7 +380,10 @@ class ParallelRun(Controller):
             elif pid is not None and pid in dead:
                 how = _describe_exit(dead[pid])
                 result = self._synthetic(
-                    run, FAILED, f"worker died ({how})", signal=-dead[pid] if dead[pid] < 0 else 0
+                    run,
+                    Status.FAILED,
+                    f"worker died ({how})",
+                    signal=-dead[pid] if dead[pid] < 0 else 0,
                 )
                 self.batch.end_attempt(run.state, run.lease, result)
             elif pid is None:  # still queued in the pool: it never started
@@ -453,7 +452,7 @@ class ParallelRun(Controller):
             return
         sig = self.batch.shutdown.first_signal or signal.SIGTERM
         result = self._synthetic(
-            run, INTERRUPTED, f"interrupted by {signal.Signals(sig).name}", signal=sig
+            run, Status.INTERRUPTED, f"interrupted by {signal.Signals(sig).name}", signal=sig
         )
         self.batch.end_attempt(run.state, run.lease, result)
 

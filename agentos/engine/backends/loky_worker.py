@@ -23,24 +23,25 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from agentos.engine.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
+from agentos.engine.attempt import AttemptResult, AttemptSpec, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.shutdown import survive_sigint
 from agentos.item.context import kill_started_processes
+from agentos.item.keys import AttemptKeys
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     set_parent_death_signal,
 )
 from agentos.item.workflow import Item
+from agentos.rundir.statuses import Status
 from agentos.usage.record import Tally
 
 
 @dataclass
 class _WorkerState:
     spec: AttemptSpec
-    keys: Any  # the Governor's Manager proxy, or None
+    keys: AttemptKeys | None  # the Governor's Manager proxy
     channel: OutputChannel  # to the parent's output listener; connects on the first item
 
 
@@ -60,7 +61,7 @@ def initialize_worker(
     parent_pid: int,
     run_id: str,
     spec: AttemptSpec,
-    keys: Any,
+    keys: AttemptKeys | None,
     listener_address: str,
     listener_token: str,
 ) -> None:
@@ -97,7 +98,7 @@ def execute_in_worker(
     flag = _STATE.spec.drain_flag
     if flag and os.path.lexists(flag):
         return AttemptResult(
-            item.id, attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
+            item.id, attempt, Status.NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
         )
     return run_attempt(
         _STATE.spec, item, attempt, lease_id, _STATE.keys, _capture, spent_before=spent_before

@@ -13,16 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
-from agentos.engine.attempt import (
-    INTERRUPTED,
-    AttemptSpec,
-    CaptureFactory,
-    run_attempt,
-)
+from agentos.engine.attempt import AttemptSpec, CaptureFactory, run_attempt
 from agentos.engine.batch import Batch
-from agentos.engine.shutdown import DRAINING, GraceTimer
+from agentos.engine.shutdown import GraceTimer
 from agentos.errors import Interrupted, KeysExhausted
+from agentos.item.keys import AttemptKeys
+from agentos.rundir.statuses import Phase, Status
 
 
 def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | None) -> None:
@@ -32,8 +30,8 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
     in_item = False
 
     def on_signal(signum: int) -> None:
-        if state.phase == DRAINING and state.announced != DRAINING:
-            state.announced = DRAINING
+        if state.phase == Phase.DRAINING and state.announced != Phase.DRAINING:
+            state.announced = Phase.DRAINING
             if scheduler.running:
                 batch.terminal.message(
                     "stopping: waiting for 1 running item (Ctrl+C again to terminate)", force=True
@@ -84,13 +82,15 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                 current.item,
                 attempt,
                 lease.lease_id if lease is not None else None,
-                batch.keys,
+                # in this process the batch's keys are the Governor itself: it answers an
+                # attempt too
+                cast("AttemptKeys | None", batch.keys),
                 capture,
                 around_item=item_running,
                 spent_before=batch.account.spent_before(current.id),
             )
             batch.end_attempt(current, lease, result)
-            if result.status == INTERRUPTED:
+            if result.status == Status.INTERRUPTED:
                 break
     finally:
         batch.on_signal = None
