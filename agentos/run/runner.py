@@ -105,29 +105,13 @@ def build_command(workflow: Workflow) -> click.Command:
     def command(ctx: click.Context, **params: Any) -> None:
         from agentos.run.recorded import Invocation
 
-        try:
-            invocation = Invocation.from_click(ctx, params, workflow)
-            code = run_workflow(workflow, params, invocation)
-        except AgentosError as exc:
-            raise CommandError(exc) from None
+        invocation = Invocation.from_click(ctx, params, workflow)
+        code = run_workflow(workflow, params, invocation)
         if code != EXIT_OK:
             sys.exit(code)
 
     command.params[:0] = workflow_params(workflow.options)
     return command
-
-
-class CommandError(click.ClickException):
-    """Carries an AgentosError through click, keeping its exit code and one-line format."""
-
-    def __init__(self, error: AgentosError) -> None:
-        super().__init__(error.format_message())
-        self.exit_code = error.exit_code  # type: ignore[misc]  # per instance, not per class
-        self.error = error
-
-    def show(self, file: Any = None) -> None:
-        message = escape_text(self.error.format_message())  # it may quote an item
-        click.echo(f"agentos: error: {message}", err=True, file=file)
 
 
 def check_items(items: list[Item]) -> list[Item]:
