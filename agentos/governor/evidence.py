@@ -192,8 +192,8 @@ def judge(
     min_calls: int = MIN_CALLS,
     answers_around: int | None = None,
 ) -> Verdict:
-    """The cause of one rate refusal. `info`: what the refusal said (signals' figures:
-    remaining_*, limit_*, wait); `calls`, `refused`: the group's recent calls and refusals,
+    """The cause of one rate refusal. `info`: what the refusal said (agentos.item.refusals'
+    figures: remaining_*, limit_*, wait); `calls`, `refused`: the group's recent calls and refusals,
     this one included; `noise`: the refusal share the group has learned to expect at its rate;
     `tokens`: the call's estimate; `refused_before`: the group sends near a rate whose
     refusals were judged a limit; `min_calls`: the calls needed to tell a limit from chance;

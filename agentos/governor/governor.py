@@ -15,11 +15,12 @@ Two ways to use a key:
 * **Per call** (HTTP agents): `acquire_call(item, tokens)` picks the group that can start the
   call soonest, reserves the call's request and estimated tokens there, and returns the key with
   the delay after which the call may start: one round trip, paced, fair. `end_call` reports the
-  answer: real token usage, the limit headers, or the kind of "no" (signals.py). A refused call
-  is asked for again by the agent; the item keeps its finished calls and spends no retry.
+  answer: real token usage, the limit headers, or the kind of "no" (agentos.item.refusals). A
+  refused call is asked for again by the agent; the item keeps its finished calls and spends no
+  retry.
 * **Per item** (CLI agents, `agentos run`): a subprocess reads its key once, from its
-  environment, so it holds a lease for the attempt: `acquire(item)` / `claim` / `release`, as the
-  key coordinator always did, with `slots` items per key and no lease on a key whose group is out
+  environment, so it holds a lease for the attempt: `acquire(item)` / `claim` / `release`, with
+  `slots` items per key and no lease on a key whose group is out
   of budget for the day, parked or cooling.
 
 The four "no"s: *rate* is judged first (evidence.py): a limit pushes the group's schedule out to
@@ -243,7 +244,7 @@ class Governor:
         retry_after: float | None = None,
         kind: str = "",
     ) -> float:
-        """End a lease. `kind` refines a rate-limited outcome (signals: rate, quota,
+        """End a lease. `kind` refines a rate-limited outcome (a RefusalKind: rate, quota,
         overloaded). Returns the cooldown applied to the key (0 unless rate limited)."""
         with self._cond:
             record = self._leases.pop(lease_id, None)
