@@ -22,8 +22,8 @@ from agentos.engine.batch import countdown
 from agentos.engine.output.escape import escape_text
 from agentos.errors import ConfigError
 from agentos.item.process_tree import pid_alive
-from agentos.run.options import _PATH, Number
-from agentos.run.summary import GROUP_HEADERS, _table, group_rows, key_groups
+from agentos.run.options import SAFE_PATH, Number
+from agentos.run.summary import GROUP_HEADERS, group_rows, key_groups, text_table
 from agentos.rundir.journal import json_text
 from agentos.rundir.state import read_state
 from agentos.rundir.statuses import Phase, Status
@@ -261,11 +261,11 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
             (r["id"], str(r.get("attempt", "")), duration(r.get("elapsed")), r.get("key") or "-")
             for r in data["running"]
         ]
-        lines += ["  " + line for line in _table(rows, ("item", "attempt", "for", "key"))]
+        lines += ["  " + line for line in text_table(rows, ("item", "attempt", "for", "key"))]
     if data.get("produced"):
         lines += ["", "produced"]
         rows = [(str(p["id"]), str(p["status"]), str(p["result"])) for p in data["produced"]]
-        lines += ["  " + line for line in _table(rows, ("item", "status", "result"))]
+        lines += ["  " + line for line in text_table(rows, ("item", "status", "result"))]
     if data["keys"]:
         lines += ["", "keys"]
         rows = [
@@ -280,11 +280,11 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
             for k in data["keys"]
         ]
         headers = ("key", "group", "state", "calls", "items", "parked until")
-        lines += ["  " + line for line in _table(rows, headers, right=frozenset({3, 4}))]
+        lines += ["  " + line for line in text_table(rows, headers, right=frozenset({3, 4}))]
         # the governor's pacing decisions per group: its pace, why, what was refused and waited
         paced = group_rows(key_groups(data["keys"]))
         if paced:
-            lines += ["", "pacing"] + ["  " + line for line in _table(paced, GROUP_HEADERS)]
+            lines += ["", "pacing"] + ["  " + line for line in text_table(paced, GROUP_HEADERS)]
     return lines
 
 
@@ -318,7 +318,7 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
 
 
 @click.command(name="status", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run_dir", type=_PATH, required=False)
+@click.argument("run_dir", type=SAFE_PATH, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
     "--watch",
@@ -368,7 +368,7 @@ def _list_runs(root: Path, as_json: bool) -> None:
     if not rows:
         raise ConfigError(f"no runs under {root}")
     headers = ("started (UTC)", "command", "took", "items", "exit", "spend", "state", "run")
-    for line in _table(rows, headers):
+    for line in text_table(rows, headers):
         click.echo(escape_text(line))
 
 

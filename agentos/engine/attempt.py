@@ -208,7 +208,7 @@ def _execute(
     except RateLimited as exc:
         _set(result, Status.RATE_LIMITED, str(exc) or "rate limited", exit_code=75)
         result.retry_after = exc.retry_after
-        result.refusal = getattr(exc, "kind", "rate")
+        result.refusal = exc.kind
     except CredentialRejected as exc:
         _set(result, Status.REJECTED, str(exc) or "credential rejected")
     except ItemTimeout as exc:

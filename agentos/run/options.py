@@ -141,7 +141,7 @@ class _SafePath(click.Path):
         return super().convert(value, param, ctx)
 
 
-_PATH = _SafePath(path_type=Path)
+SAFE_PATH = _SafePath(path_type=Path)
 
 
 class _Bounded:
@@ -227,7 +227,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--run-dir",
-        type=_PATH,
+        type=SAFE_PATH,
         default=None,
         metavar="PATH",
         help="Where the journal, joblog, logs and summary go "
@@ -276,7 +276,7 @@ _SHARED: list[Callable[[F], F]] = [
     ),
     click.option(
         "--credentials-file",
-        type=_PATH,
+        type=SAFE_PATH,
         default=None,
         metavar="PATH",
         help="API keys, one per line ('#' comments). Default: the AGENTOS_CREDENTIALS "
@@ -515,7 +515,7 @@ _KINDS: dict[str, Any] = {
     "str": str,
     "int": WholeNumber(),
     "float": Number(),
-    "path": _PATH,
+    "path": SAFE_PATH,
     "agent": _AgentSpec(),
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from agentos.engine.scheduler import ItemState
+from agentos.item.refusals import RefusalKind
 from agentos.item.workflow import Item
 from agentos.rundir.journal import atomic_write_text, json_text
 from agentos.rundir.statuses import FINAL_STATUSES, Status
@@ -119,7 +120,7 @@ def group_rows(groups: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             continue
         noise = g.get("noise_refusals") or 0
         said = [
-            f"{n} {kind}" + (f" ({noise} as noise)" if kind == "rate" and noise else "")
+            f"{n} {kind}" + (f" ({noise} as noise)" if kind == RefusalKind.RATE and noise else "")
             for kind, n in refusals.items()
         ]
         rpm = g.get("rpm")
@@ -148,7 +149,7 @@ def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "summary.json", text)
 
 
-def _table(
+def text_table(
     rows: Sequence[Sequence[str]], headers: Sequence[str], right: frozenset[int] = frozenset()
 ) -> list[str]:
     """Plain aligned columns, two spaces apart, in display columns (a CJK character takes two);
@@ -225,7 +226,7 @@ def render_summary(data: dict[str, Any]) -> str:
     right = frozenset(
         n for n, h in enumerate(headers) if h not in ("item", "status", "result", "error")
     )
-    lines = _table(rows, headers, right=right) if rows else []
+    lines = text_table(rows, headers, right=right) if rows else []
     if len(shown) < len(items):
         ids = {id(row) for row in shown}
         hidden = [row for row in items if id(row) not in ids]
@@ -237,7 +238,7 @@ def render_summary(data: dict[str, Any]) -> str:
     lines += _usage_lines(usage)
     paced = group_rows(data.get("groups") or [])
     if paced:
-        lines += _table(paced, GROUP_HEADERS)
+        lines += text_table(paced, GROUP_HEADERS)
     lines.append(_totals_line(data))
     return "\n".join(lines)
 
@@ -327,7 +328,7 @@ def _status_cell(row: dict[str, Any]) -> str:
 
 def render_dry_run(items: list[Item], skipped: int) -> str:
     rows = [(i.id, clip(cell(i.title), TITLE_WIDTH), cell(i.source)) for i in items]
-    lines = _table(rows, ("id", "title", "source"))
+    lines = text_table(rows, ("id", "title", "source"))
     tail = f"{plural(len(items), 'pending item')}"
     if skipped:
         tail += f" ({skipped:,} already done)"
