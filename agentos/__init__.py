@@ -18,8 +18,6 @@ Everything else is internal and may change. The names are loaded when first used
 stays as cheap as it is for the `agentos` command, whose start-up every run pays.
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
 
 #: public name -> (module, name there)
@@ -60,7 +58,7 @@ __all__ = [
     "run_workflow",
 ]
 
-TYPE_CHECKING = False  # not typing's: see the module docstring
+TYPE_CHECKING = False  # not typing's, nor __future__: see the module docstring
 if TYPE_CHECKING:
     from agentos.commands.cli import run_workflow_cli as run_workflow
     from agentos.errors import (

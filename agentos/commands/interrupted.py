@@ -7,8 +7,6 @@ imports nothing but what the interpreter has loaded before `main` runs, so `agen
 import it ahead of everything else.
 """
 
-from __future__ import annotations
-
 import _signal
 import os
 import sys
@@ -28,7 +26,7 @@ def stop_at_start(signum: int, frame: object) -> None:
     os._exit(_EXIT_SIGINT)
 
 
-def exit_interrupted(*, before_run: bool = False) -> NoReturn:
+def exit_interrupted(*, before_run: bool = False) -> "NoReturn":
     """Exit 130 after a Ctrl+C that arrived outside a run; `before_run`: it stopped a workflow
     command before its run began."""
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # a second Ctrl+C must not cut the exit short
