@@ -38,7 +38,7 @@ from agentos.errors import (
     RateLimited,
 )
 from agentos.item.context import ItemContext, kill_started_processes
-from agentos.item.keys import AttemptKeys
+from agentos.item.keys import AttemptKeyService
 from agentos.item.workflow import ExecuteItem, Item
 from agentos.rundir.statuses import Status
 from agentos.usage.budget import ItemLimits
@@ -126,7 +126,7 @@ def run_attempt(
     item: Item,
     attempt: int,
     lease_id: int | None,
-    keys: AttemptKeys | None,
+    keys: AttemptKeyService | None,
     capture: CaptureFactory | None,
     around_item: Callable[[], AbstractContextManager[Any]] | None = None,
     spent_before: Tally | None = None,

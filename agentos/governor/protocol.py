@@ -3,7 +3,7 @@
 In this process for a sequential run, in the key server process for loky (the parent holds a
 Manager proxy: agentos.governor.service), in a Dask actor (the parent holds `ActorKeys`): each
 answers `KeyService`, what the batch asks (agentos.engine.batch). An attempt's side is
-`agentos.item.keys.AttemptKeys`; the Governor and its proxy answer both (`GovernorHandle`).
+`agentos.item.keys.AttemptKeyService`; the Governor and its proxy answer both (`GovernorHandle`).
 
 Every call may cross a process boundary: arguments and answers are plain values, and a lost
 connection surfaces as EOFError or OSError (ConnectionError), which the batch turns into
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from agentos.item.keys import AttemptKeys, KeyOutcome
+from agentos.item.keys import AttemptKeyService, KeyOutcome
 from agentos.vocabulary import StrEnum
 
 if TYPE_CHECKING:
@@ -60,5 +60,5 @@ class KeyService(Protocol):
     def parked_keys(self) -> dict[str, tuple[float, str]]: ...
 
 
-class GovernorHandle(KeyService, AttemptKeys, Protocol):
+class GovernorHandle(KeyService, AttemptKeyService, Protocol):
     """The Governor itself or its Manager proxy: it answers the parent and the attempts alike."""

@@ -44,7 +44,7 @@ from agentos.usage.report import (
 )
 
 if TYPE_CHECKING:
-    from agentos.item.keys import AttemptKeys, CallGrant, KeyOutcome
+    from agentos.item.keys import AttemptKeyService, CallGrant, KeyOutcome
     from agentos.item.refusals import RefusalKind
 
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
@@ -135,7 +135,7 @@ class ItemContext:
     #: interrupted mid-command still records what it was running (the joblog's Command)
     last_argv: list[str] | None = None
     #: the rate governor (or its proxy), for agents that take a key per call; None without keys
-    governor: AttemptKeys | None = None
+    governor: AttemptKeyService | None = None
     max_key_wait: float = 900.0
     #: how the item ended, in a word or two, when "done" says too little ("Draft" rather than
     #: "Approved"): shown beside its status in the summary, recorded in the journal

@@ -2,10 +2,10 @@
 
 Whoever hosts the run's governor (this process for a sequential run, the key server for loky,
 a Dask actor: agentos.governor.service, agentos.engine.backends), an attempt reaches it through
-something that answers `AttemptKeys`: the Governor itself, its Manager proxy, or the relay of a
-Dask attempt process. A CLI agent's attempt claims the key it was leased; an HTTP agent asks for
-a key for each model call (`acquire_call`), waits the delay it is given, and says how the call
-ended (`end_call`: a `KeyOutcome` or the provider's `RefusalKind`).
+something that answers `AttemptKeyService`: the Governor itself, its Manager proxy, or the relay
+of a Dask attempt process. A CLI agent's attempt claims the key it was leased; an HTTP agent asks
+for a key for each model call (`acquire_call`), waits the delay it is given, and says how the
+call ended (`end_call`: a `KeyOutcome` or the provider's `RefusalKind`).
 
 Every call may cross a process boundary: arguments and answers are plain values.
 """
@@ -50,7 +50,7 @@ class CallGrant:
     reason: str = ""
 
 
-class AttemptKeys(Protocol):
+class AttemptKeyService(Protocol):
     """What an attempt asks of the governor."""
 
     def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]:

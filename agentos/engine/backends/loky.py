@@ -59,7 +59,7 @@ from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import spawn_guard
 from agentos.errors import PoolBroken
 from agentos.governor.credentials import Lease
-from agentos.item.keys import AttemptKeys
+from agentos.item.keys import AttemptKeyService
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,
@@ -228,7 +228,7 @@ def _describe_exit(code: int | None) -> str:
 
 
 class ParallelRun(Controller):
-    def __init__(self, plan: ExecutorPlan, keys_proxy: AttemptKeys | None) -> None:
+    def __init__(self, plan: ExecutorPlan, keys_proxy: AttemptKeyService | None) -> None:
         # One extra item is queued per worker, so a worker that finishes an item starts the next
         # at once instead of waiting for our round trip; queued items check the drain flag
         # before they start. Items that hold a key lease get no extra: a queued item would hold

@@ -28,7 +28,7 @@ from agentos.engine.attempt import AttemptResult, AttemptSpec, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.shutdown import survive_sigint
 from agentos.item.context import kill_started_processes
-from agentos.item.keys import AttemptKeys
+from agentos.item.keys import AttemptKeyService
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     set_parent_death_signal,
@@ -41,7 +41,7 @@ from agentos.usage.record import Tally
 @dataclass
 class _WorkerState:
     spec: AttemptSpec
-    keys: AttemptKeys | None  # the Governor's Manager proxy
+    keys: AttemptKeyService | None  # the Governor's Manager proxy
     channel: OutputChannel  # to the parent's output listener; connects on the first item
 
 
@@ -61,7 +61,7 @@ def initialize_worker(
     parent_pid: int,
     run_id: str,
     spec: AttemptSpec,
-    keys: AttemptKeys | None,
+    keys: AttemptKeyService | None,
     listener_address: str,
     listener_token: str,
 ) -> None:

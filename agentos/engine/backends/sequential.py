@@ -19,7 +19,7 @@ from agentos.engine.attempt import AttemptSpec, CaptureFactory, run_attempt
 from agentos.engine.batch import Batch
 from agentos.engine.shutdown import GraceTimer
 from agentos.errors import Interrupted, KeysExhausted
-from agentos.item.keys import AttemptKeys
+from agentos.item.keys import AttemptKeyService
 from agentos.rundir.statuses import Phase, Status
 
 
@@ -84,7 +84,7 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
                 lease.lease_id if lease is not None else None,
                 # in this process the batch's keys are the Governor itself: it answers an
                 # attempt too
-                cast("AttemptKeys | None", batch.keys),
+                cast("AttemptKeyService | None", batch.keys),
                 capture,
                 around_item=item_running,
                 spent_before=batch.account.spent_before(current.id),
