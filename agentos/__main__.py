@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import _signal
 
-# first, before the imports below (`signal` alone loads enum, functools and collections): the
-# builtin `_signal` and this module cost nothing, and a Ctrl+C meanwhile ends the program with
-# one line
-from agentos.commands.interrupted import exit_interrupted, stop_at_start
+_EARLY: list[int] = []
 
+
+def _note(signum: int, frame: object) -> None:
+    _EARLY.append(signum)
+
+
+# first, before any import (`signal` alone loads enum, functools and collections): a Ctrl+C from
+# here on is noted by the builtin `_signal`, then ends the program with one line as soon as the
+# module that says it is loaded, and at once after that
 if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _note)
+
+from agentos.commands.interrupted import exit_interrupted, stop_at_start  # noqa: E402
+
+if _signal.getsignal(_signal.SIGINT) is _note:
     _signal.signal(_signal.SIGINT, stop_at_start)
+    if _EARLY:
+        stop_at_start(_EARLY[0], None)
 
-import gc
-import signal
+import gc  # noqa: E402
+import signal  # noqa: E402
 
-from agentos.commands import quick_exit
+from agentos.commands import quick_exit  # noqa: E402
 
 
 def main() -> None:
