@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentos.agents import (
     AGENT_HELP,
@@ -65,46 +66,54 @@ class ImplementConfig:
         return self.policy is ToolPolicy.EDIT and self.implementer.edits_files
 
 
-def make_config(
-    repo: Path,
-    implementer: str | None,
-    force: bool,
-    base: str = "HEAD",
-    test_cmd: str | None = None,
-    test_timeout: float = 600.0,
-    max_iterations: int = 3,
-    edits: str = EDITS_TOOLS,
-    allow_tool: tuple[str, ...] = (),
-    require_red: bool = False,
-    push: str | None = None,
-    api_base: str | None = None,
-) -> ImplementConfig:
-    if max_iterations < 1:
-        raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
-    if test_timeout <= 0:
-        raise UsageError(f"--test-timeout must be more than 0 (got {test_timeout:g})")
-    agent = require_agent(implementer, "--implementer", "AGENTOS_IMPLEMENTER", api_base)
-    folder = repo_path(repo)
-    repository = Repository.open(folder, base)
+@dataclass(frozen=True)
+class ImplementOptions:
+    """What the command line asked for, by option name (the workflow's options below)."""
+
+    repo: Path
+    implementer: str | None
+    force: bool = False
+    base: str = "HEAD"
+    test_cmd: str | None = None
+    test_timeout: float = 600.0
+    max_iterations: int = 3
+    edits: str = EDITS_TOOLS
+    allow_tool: tuple[str, ...] = ()
+    require_red: bool = False
+    push: str | None = None
+    api_base: str | None = None
+
+
+def make_config(**values: Any) -> ImplementConfig:
+    """The run's config from the command line's values: checked, the agent found, the
+    repository opened at --base, the test command chosen. A usage error names what to fix."""
+    asked = ImplementOptions(**values)
+    if asked.max_iterations < 1:
+        raise UsageError(f"--max-iterations must be at least 1 (got {asked.max_iterations})")
+    if asked.test_timeout <= 0:
+        raise UsageError(f"--test-timeout must be more than 0 (got {asked.test_timeout:g})")
+    agent = require_agent(asked.implementer, "--implementer", "AGENTOS_IMPLEMENTER", asked.api_base)
+    folder = repo_path(asked.repo)
+    repository = Repository.open(folder, asked.base)
     repository.check_identity()
-    if push:
-        repository.check_remote(push)
+    if asked.push:
+        repository.check_remote(asked.push)
+    test_cmd = asked.test_cmd
     if test_cmd is not None and not test_cmd.strip():
         raise UsageError("--test-cmd is empty: give the command that runs the tests")
     tests = TestCommand(test_cmd, "--test-cmd") if test_cmd else tests_gate.detect(repository)
-    policy = ToolPolicy.EDIT if edits == EDITS_TOOLS else ToolPolicy.NONE
     config = ImplementConfig(
         repo=folder,
         implementer=agent,
-        force=force,
+        force=asked.force,
         repository=repository,
         tests=tests,
-        test_timeout=test_timeout,
-        max_iterations=max_iterations,
-        policy=policy,
-        allow=tuple(allow_tool),
-        require_red=require_red,
-        push=push,
+        test_timeout=asked.test_timeout,
+        max_iterations=asked.max_iterations,
+        policy=ToolPolicy.EDIT if asked.edits == EDITS_TOOLS else ToolPolicy.NONE,
+        allow=tuple(asked.allow_tool),
+        require_red=asked.require_red,
+        push=asked.push,
     )
     if config.require_red and config.tests is None:
         raise UsageError("--require-red needs tests to run: give --test-cmd")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agentos.agents import (
     AGENT_HELP,
@@ -40,27 +41,39 @@ class RequirementsConfig:
     redo_drafts: bool = False
 
 
-def make_config(
-    repo: Path,
-    drafter: str | None,
-    reviewer: str | None,
-    max_iterations: int,
-    force: bool,
-    api_base: str | None = None,
-    redo_drafts: bool = False,
-) -> RequirementsConfig:
-    if max_iterations < 1:
-        raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
-    repo = repo_path(repo)
+@dataclass(frozen=True)
+class RequirementsOptions:
+    """What the command line asked for, by option name (the workflow's options below)."""
+
+    repo: Path
+    drafter: str | None
+    reviewer: str | None
+    max_iterations: int
+    force: bool = False
+    api_base: str | None = None
+    redo_drafts: bool = False
+
+
+def make_config(**values: Any) -> RequirementsConfig:
+    """The run's config from the command line's values: checked, the agents found, the places
+    the LLDs go checked for links out of the repository."""
+    asked = RequirementsOptions(**values)
+    if asked.max_iterations < 1:
+        raise UsageError(f"--max-iterations must be at least 1 (got {asked.max_iterations})")
+    repo = repo_path(asked.repo)
     try:  # a cloned repository may link docs/lld elsewhere: refused now, not after the agents ran
         with Beneath(repo) as place:
             place.check(APPROVED_LLDS)
             place.check(DRAFTS)
     except UnsafePath as exc:
         raise ConfigError(f"{exc}; agentos writes LLDs only inside --repo") from None
-    drafting = require_agent(drafter, "--drafter", "AGENTOS_DRAFTER", api_base)
-    reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
-    return RequirementsConfig(repo, drafting, reviewing, max_iterations, force, redo_drafts)
+    drafting = require_agent(asked.drafter, "--drafter", "AGENTOS_DRAFTER", asked.api_base)
+    reviewing = (
+        resolve_agent(asked.reviewer, "--reviewer", asked.api_base) if asked.reviewer else drafting
+    )
+    return RequirementsConfig(
+        repo, drafting, reviewing, asked.max_iterations, asked.force, asked.redo_drafts
+    )
 
 
 WORKFLOW = Workflow(
