@@ -23,11 +23,11 @@ from agentos.item.context import ItemContext
 from agentos.item.workflow import Item
 from agentos.workflows.inputs import read_text
 from agentos.workflows.requirements import prompts
-from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS
+from agentos.workflows.requirements.config import APPROVED_LLDS, DRAFTS
 from agentos.workflows.requirements.verdict import APPROVED, verdict
 
 if TYPE_CHECKING:
-    from agentos.workflows.requirements import RequirementsConfig
+    from agentos.workflows.requirements.config import RequirementsConfig
 
 _STATUS_LINE = re.compile(r"^\W*status\b[*_\s]*[:|]", re.IGNORECASE)
 _FINAL_STATUS_LINE = re.compile(r"^\W*final\s+status\b[*_\s]*[:|]", re.IGNORECASE)
