@@ -38,15 +38,16 @@ def test_every_public_name_is_there_and_importing_agentos_loads_nothing_else() -
 
 
 def _guide_example() -> str:
-    """The first Python block under the guide's "your own workflow" heading."""
+    """The Python blocks that are files (`# path/to/file.py` on their first line) of the guide
+    that has a "your own workflow" heading."""
     for guide in GUIDES:
         text = guide.read_text()
         heading = re.search(r"^#+ .*your own workflow.*$", text, re.IGNORECASE | re.MULTILINE)
         if heading is None:
             continue
-        block = re.search(r"```python\n(.*?)```", text[heading.end() :], re.DOTALL)
-        if block is not None:
-            return block.group(1)
+        blocks = re.findall(r"```python\n(# \S+\.py\n.*?)```", text[heading.end() :], re.DOTALL)
+        if blocks:
+            return "".join(blocks)
     raise AssertionError(f"no 'your own workflow' example with a python block in {GUIDES}")
 
 
