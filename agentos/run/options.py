@@ -163,7 +163,7 @@ class _AgentSpec(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.strip().startswith("cmd:"):
-            from agentos.agents.command import absolute_spec
+            from agentos.agents.cmd import absolute_spec
 
             return absolute_spec(value)
         return value
