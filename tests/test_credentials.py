@@ -450,6 +450,7 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
     traceback with locals) must not print the key it was given."""
     from agentos.governor.governor import CallGrant
     from agentos.item.context import ItemContext
+    from agentos.item.keys import AttemptKeys
     from agentos.item.workflow import Item
 
     ctx = ItemContext(
@@ -457,8 +458,7 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
         attempt=1,
         run_dir=tmp_path,
         config=None,
-        credential=KEYS[0],
-        credential_label="key-1",
+        keys=AttemptKeys(KEYS[0], "key-1"),
     )
     grant = CallGrant(7, KEYS[1], "key-2", 0.0)
     for shown in (repr(ctx), str(ctx), repr(grant), f"{grant}"):

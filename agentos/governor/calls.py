@@ -14,7 +14,7 @@ the key (outages.py). Every wait a call is told to make carries its reason, for 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agentos.governor.clocks import Clocks
@@ -23,24 +23,13 @@ from agentos.governor.evidence import Cause
 from agentos.governor.keys import Cooldown, Key, KeyRing
 from agentos.governor.notices import Notices
 from agentos.governor.outages import OVERLOAD_BASE, Outages
+from agentos.item.keys import CallGrant
 from agentos.item.refusals import OVERLOADED, QUOTA, RATE, REJECTED
 
 #: after a refusal judged noise, other calls go to other keys for this long at most (its own
 #: call waits the whole retry-after); a key with no other beside it keeps its pace: holding it
 #: would stall the group and send the held calls at once when the hold ends
 NOISE_KEY_HOLD = 1.0
-
-
-@dataclass(frozen=True)
-class CallGrant:
-    """The answer to `acquire_call`. With a key: start the call after `delay` seconds. Without
-    (`call_id` 0): no key can serve now; ask again after `delay` (inf: none will this run)."""
-
-    call_id: int
-    secret: str = field(repr=False)  # an agent that logs its grant must not log the key
-    label: str
-    delay: float
-    reason: str = ""
 
 
 @dataclass

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentos.errors import ConfigError
+from agentos.item.keys import CREDENTIALS_ENV
 
-CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
 NOTIFY_ENV = "AGENTOS_NOTIFY"  # notification URLs, which carry tokens (agentos.run.notify)
 BASE_COOLDOWN = 30.0
 MAX_COOLDOWN = 900.0

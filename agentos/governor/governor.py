@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agentos.governor.calls import CallGrant, Calls
+from agentos.governor.calls import Calls
 from agentos.governor.clocks import Clocks
 from agentos.governor.credentials import BASE_COOLDOWN, KeyConfig, Lease
 from agentos.governor.keys import Cooldown, KeyRing
@@ -53,6 +53,7 @@ from agentos.governor.leases import Leases
 from agentos.governor.notices import Notices
 from agentos.governor.outages import Outages
 from agentos.governor.report import KeyReport, KeyStatus
+from agentos.item.keys import CallGrant
 
 # item-lease outcomes (release); the call outcomes are signals' kinds plus OK/ERROR
 OK = "ok"

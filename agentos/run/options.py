@@ -17,7 +17,7 @@ import click
 
 from agentos.errors import UsageError
 from agentos.governor.credentials import BASE_COOLDOWN
-from agentos.item.context import DEFAULT_RATE_LIMIT_PATTERN
+from agentos.item.process import DEFAULT_RATE_LIMIT_PATTERN
 from agentos.item.workflow import OnResume, Option
 
 F = TypeVar("F", bound=Callable[..., Any])

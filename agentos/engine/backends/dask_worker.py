@@ -58,7 +58,7 @@ from agentos.engine.attempt import (
 )
 from agentos.engine.shutdown import survive_sigint
 from agentos.governor.credentials import CREDENTIALS_ENV
-from agentos.item.context import kill_started_processes
+from agentos.item.process import kill_started_processes
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,
