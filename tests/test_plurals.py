@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentos.run.runner import effective_workers
+from agentos.run.plan import effective_workers
 from conftest import REPO, agentos_argv, git_repo, run
 
 

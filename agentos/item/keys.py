@@ -20,7 +20,7 @@ from agentos.errors import RateLimited
 #: it once; a command an item runs gets its own lease, never this
 CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
 #: the variable a leased key is put in, unless an agent names its own (ANTHROPIC_API_KEY, ...)
-KEY_ENV = "AGENTOS_API_KEY"
+DEFAULT_CREDENTIAL_ENV = "AGENTOS_API_KEY"
 DEFAULT_MAX_KEY_WAIT = 900.0
 
 
@@ -45,7 +45,7 @@ class AttemptKeys:
     #: not in repr: an item that prints or logs its context (f"{ctx}") must not print the key
     secret: str | None = field(default=None, repr=False)
     label: str | None = None
-    env_name: str = KEY_ENV
+    env_name: str = DEFAULT_CREDENTIAL_ENV
     governor: Any = None
     max_key_wait: float = DEFAULT_MAX_KEY_WAIT
     #: seconds this attempt's calls waited for a key, by reason (journaled)
