@@ -34,7 +34,9 @@ from agentos.agents.cli_agent import Executable, NotRetried, Progress, failure, 
 from agentos.agents.gemini import GeminiAgent, _Stream
 from agentos.agents.llm import LlmAgent
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
-from agentos.item.context import CommandResult, ItemContext
+from agentos.item.context import AttemptSetup, ItemContext
+from agentos.item.keys import AttemptKeys
+from agentos.item.process import CommandResult
 from agentos.item.process_tree import pid_alive
 from agentos.item.workflow import Item
 from conftest import REPO, agentos_argv, clean_env, run, wait_until_gone
@@ -59,9 +61,8 @@ def context(tmp_path: Path, credential: str | None = KEY) -> ItemContext:
         1,
         tmp_path / "run",
         None,
-        credential=credential,
-        credential_label="k1" if credential else None,
-        parallel=False,
+        AttemptKeys(credential, "k1" if credential else None),
+        AttemptSetup(parallel=False),
     )
 
 

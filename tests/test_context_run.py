@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from agentos.item.context import ItemContext
+from agentos.item.context import AttemptSetup, ItemContext
+from agentos.item.keys import AttemptKeys
 from agentos.item.workflow import Item
 
 KEY = "sk-context-run-key-0123456789"
@@ -15,7 +16,7 @@ KEY = "sk-context-run-key-0123456789"
 
 def context(tmp_path: Path) -> ItemContext:
     return ItemContext(
-        Item("x"), 1, tmp_path, None, credential=KEY, credential_label="k1", parallel=False
+        Item("x"), 1, tmp_path, None, AttemptKeys(KEY, "k1"), AttemptSetup(parallel=False)
     )
 
 

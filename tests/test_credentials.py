@@ -27,12 +27,12 @@ from agentos.engine.scheduler import ItemState
 from agentos.errors import ConfigError, KeysExhausted
 from agentos.governor import credentials as creds
 from agentos.governor.credentials import (
-    CredentialCoordinator,
     Lease,
     Redactor,
     load_credentials,
     make_credentials,
 )
+from agentos.governor.governor import Governor as CredentialCoordinator
 from agentos.item.keys import KeyOutcome
 from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
@@ -240,10 +240,10 @@ def test_rate_limited_key_cools_for_retry_after() -> None:
 
 
 def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> None:
-    coord = CredentialCoordinator(KEYS[:1], base_cooldown=30, max_cooldown=900, seed=1)
+    coord = CredentialCoordinator(KEYS[:1], base_cooldown=30, seed=1)
 
     def rate_limit_once() -> float:
-        coord._keys[0].cooling_until = 0  # skip the wait between rounds
+        coord._ring.keys[0].cooling_until = 0  # skip the wait between rounds
         lease = coord.acquire("a")
         assert lease is not None
         return coord.release(lease.lease_id, KeyOutcome.RATE_LIMITED)
@@ -252,7 +252,7 @@ def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> No
     for got, want in zip(cooldowns, [30, 60, 120, 240, 480, 900, 900], strict=True):
         assert want * 0.9 <= got <= want * 1.1
     assert cooldowns[5] != cooldowns[6]  # jitter: two capped cooldowns differ
-    coord._keys[0].cooling_until = 0
+    coord._ring.keys[0].cooling_until = 0
     lease = coord.acquire("a")
     assert lease is not None
     assert coord.release(lease.lease_id, KeyOutcome.OK) == 0.0
@@ -459,7 +459,7 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
     """An item that prints or logs its context or its call grant (`f"{ctx}"`, a debugger, a
     traceback with locals) must not print the key it was given."""
     from agentos.item.context import ItemContext
-    from agentos.item.keys import CallGrant
+    from agentos.item.keys import AttemptKeys, CallGrant
     from agentos.item.workflow import Item
 
     ctx = ItemContext(
@@ -467,8 +467,7 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
         attempt=1,
         run_dir=tmp_path,
         config=None,
-        credential=KEYS[0],
-        credential_label="key-1",
+        keys=AttemptKeys(KEYS[0], "key-1"),
     )
     grant = CallGrant(7, KEYS[1], "key-2", 0.0)
     for shown in (repr(ctx), str(ctx), repr(grant), f"{grant}"):

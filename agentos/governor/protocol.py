@@ -19,7 +19,7 @@ from agentos.vocabulary import StrEnum
 
 if TYPE_CHECKING:
     from agentos.governor.credentials import Lease
-    from agentos.governor.governor import KeyStatus
+    from agentos.governor.report import KeyStatus
 
 
 class KeyState(StrEnum):
