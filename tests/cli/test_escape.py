@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_output import Tmux
+from support.processes import agentos_argv, clean_env, items_file, only_run_dir, run
+from support.tmux import Tmux
 
 from agentos.engine.output.escape import escape_lines, escape_text, is_clean
-from conftest import agentos_argv, clean_env, items_file, only_run_dir, run
 
 HOSTILE = (
     r"printf 'before %s\n' $0; "

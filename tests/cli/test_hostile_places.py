@@ -10,8 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, agentos_argv, clean_env, items_file, only_run_dir, run
+from support.processes import REPO, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
 

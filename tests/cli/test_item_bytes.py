@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
+from support.processes import agentos_argv, clean_env, only_run_dir, run
 
 from agentos.rundir.journal import json_text, read_journal
 from agentos.workflows.each_line import split_lines
-from conftest import agentos_argv, clean_env, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
 

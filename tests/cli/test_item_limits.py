@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from conftest import agentos_argv, items_file, only_run_dir, run
+from support.processes import agentos_argv, items_file, only_run_dir, run
 
 GREEDY = (
     f"{sys.executable} -c "

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.keys import keys_file
+from support.processes import agentos_argv, clean_env, run
+from support.sim import repo_with_briefs, requirements_argv
 
 from agentos.commands.cli import cli
 from agentos.governor import parked
 from agentos.governor.credentials import make_credentials
 from bench.provider_sim import Org, ProviderSim
-from conftest import agentos_argv, clean_env, run
-from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
 
 def keys(path: Path, state: Path) -> list[list[str]]:

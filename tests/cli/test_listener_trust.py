@@ -13,13 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_output import Captured, FakeAttempt, captured, run_listener
+from support.listener import Captured, FakeAttempt, run_listener
+from support.processes import REPO, Live, agentos_argv, clean_env, items_file
 
 from agentos.engine.output import listener as output
 from agentos.engine.output.listener import OutputListener
-from conftest import REPO, Live, agentos_argv, clean_env, items_file
-
-__all__ = ["captured"]  # the fixture, shared with test_output
 
 
 def listener_address(pid: int) -> bytes:

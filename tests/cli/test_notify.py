@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import Finished, Live, agentos_argv, clean_env, items_file, only_run_dir, run
+from support.processes import Finished, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytest.importorskip("apprise")
 

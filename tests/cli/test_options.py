@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.processes import agentos_argv, run, script_argv
 
 from agentos.commands.cli import cli
 from agentos.run.runner import configure_logging
-from conftest import agentos_argv, run, script_argv
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.processes import PYTHON, agentos_argv, clean_env, items_file, only_run_dir, run
 
 from agentos.workflows.each_line import substitute
-from conftest import PYTHON, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,9 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support.processes import PYTHON, REPO, clean_env
 
 from agentos.engine.backends.loky import _gc_paused
-from conftest import PYTHON, REPO, clean_env
 
 
 def test_the_cli_runs_with_the_garbage_collector_on_and_the_modules_frozen() -> None:

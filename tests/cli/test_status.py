@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from agentos.rundir.journal import read_journal
-from agentos.rundir.state import read_state
-from conftest import (
+from support.processes import (
     REPO,
     Finished,
     Live,
@@ -31,6 +28,9 @@ from conftest import (
     scoped_pids,
     wait_until_gone,
 )
+
+from agentos.rundir.journal import read_journal
+from agentos.rundir.state import read_state
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -1,9 +1,9 @@
 """The agents for real agent CLIs: `claude:` (Claude Code), `gemini:` (Gemini CLI), `llm:` (llm).
 
 Claude Code and Gemini CLI run for real, installed from npm by `make test-clis` into build/node,
-against loopback Anthropic and Gemini servers (tests/fake_agent_apis.py); llm runs for real with
-the offline plugin llm-echo. Each refusal a server can give must come out as the outcome the
-governor acts on, and each answer with its usage and cost.
+against loopback Anthropic and Gemini servers (tests/support/fake_agent_apis.py); llm runs for
+real with the offline plugin llm-echo. Each refusal a server can give must come out as the
+outcome the governor acts on, and each answer with its usage and cost.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_agent_apis import (
+from support.agent_clis import KEY, NODE_BIN, need
+from support.fake_agent_apis import (
     CACHE_READ_TOKENS,
     INPUT_TOKENS,
     OUTPUT_TOKENS,
@@ -27,6 +28,9 @@ from fake_agent_apis import (
     FakeAnthropic,
     FakeGemini,
 )
+from support.keys import keys_file
+from support.processes import agentos_argv, clean_env, run, wait_until_gone
+from support.sim import repo_with_briefs
 
 from agentos.agents import AgentRequest, cli, resolve_agent
 from agentos.agents.claude import ClaudeAgent
@@ -37,20 +41,9 @@ from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimit
 from agentos.item.context import CommandResult, ItemContext
 from agentos.item.process_tree import pid_alive
 from agentos.item.workflow import Item
-from conftest import REPO, agentos_argv, clean_env, run, wait_until_gone
-from sim_helpers import keys_file, repo_with_briefs
 
-NODE_BIN = REPO / "build" / "node" / "node_modules" / ".bin"
-KEY = "sk-ant-leased-key-0123456789"
 LLM_KEY = "llm-leased-key-0123456789"
 SAY = "SAY: first line of the answer\nsecond line of the answer"
-
-
-def need(tool: str) -> Path:
-    path = NODE_BIN / tool
-    if not path.exists():
-        pytest.skip(f"{tool} is not installed in {NODE_BIN}: run 'make test-clis' (needs npm)")
-    return path
 
 
 def context(tmp_path: Path, credential: str | None = KEY) -> ItemContext:

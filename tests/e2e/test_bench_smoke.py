@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.processes import REPO, clean_env
 
 from bench.__main__ import ALL
-from conftest import REPO, clean_env
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 

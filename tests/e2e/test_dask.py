@@ -17,9 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from agentos.commands.status import status_data
-from conftest import (
+from support.processes import (
     PYTHON,
     Live,
     agentos_argv,
@@ -30,6 +28,9 @@ from conftest import (
     tagged_pids,
     wait_until_gone,
 )
+from support.rundir import journal
+
+from agentos.commands.status import status_data
 
 pytest.importorskip("distributed")
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -52,10 +53,6 @@ ITEM = ["sh", "-c", "echo start $0; echo key=$AGENTOS_API_KEY; sleep 0.2; echo d
 def _no_headers(log: str) -> list[str]:
     """A log's lines without the attempt headers (their start times differ between runs)."""
     return [line for line in log.splitlines() if not line.startswith("==> ")]
-
-
-def journal(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
 
 
 def test_same_outputs_and_journal_as_loky(tmp_path: Path) -> None:
@@ -552,8 +549,10 @@ def test_forwarding_a_key_or_the_whole_environment_is_refused(tmp_path: Path) ->
 
 def test_http_agents_take_keys_per_call_from_the_actor(tmp_path: Path) -> None:
     pytest.importorskip("httpx")
+    from support.keys import keys_file
+    from support.sim import repo_with_briefs, requirements_argv
+
     from bench.provider_sim import Org, ProviderSim
-    from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
     repo = repo_with_briefs(tmp_path, 4)
     keys = {"sk-dask-call-a-000000": "a"}

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from support.keys import keys_file
+from support.processes import agentos_argv, clean_env, run
+from support.sim import repo_with_briefs, requirements_argv
 
 from bench.provider_sim import Org, ProviderSim
-from conftest import agentos_argv, clean_env, run
-from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
 pytest.importorskip("httpx")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

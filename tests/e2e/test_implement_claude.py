@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_agent_apis import FakeAnthropic, Turn
-from test_cli_agents import KEY, NODE_BIN, need
-from test_implement import make_repo, sh
-
-from conftest import agentos_argv, clean_env, only_run_dir, run
-from sim_helpers import keys_file, repo_with_briefs
+from support.agent_clis import KEY, NODE_BIN, need
+from support.fake_agent_apis import FakeAnthropic, Turn
+from support.keys import keys_file
+from support.processes import agentos_argv, clean_env, only_run_dir, run
+from support.repos import make_repo, sh
+from support.sim import repo_with_briefs
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 MODEL = "claude:claude-sonnet-4-5"

@@ -9,10 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support.keys import keys_file
+from support.processes import Live, agentos_argv, items_file, only_run_dir, run
+from support.rundir import summary
+from support.sim import repo_with_briefs, requirements_argv
 
 from bench.provider_sim import Org, ProviderSim
-from conftest import Live, agentos_argv, items_file, only_run_dir, run
-from sim_helpers import keys_file, repo_with_briefs, requirements_argv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -29,10 +31,6 @@ def stated_cost_script(folder: Path) -> Path:
     )
     script.chmod(0o755)
     return script
-
-
-def summary(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((run_dir / "summary.json").read_text())  # type: ignore[no-any-return]
 
 
 def stop_twice(live: Live) -> None:

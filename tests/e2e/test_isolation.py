@@ -15,16 +15,23 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from conftest import PYTHON, REPO, SCOPE_ENV, Live, agentos_argv, clean_env, scoped_processes
+from support.processes import (
+    PYTHON,
+    REPO,
+    SCOPE_ENV,
+    Live,
+    agentos_argv,
+    clean_env,
+    scoped_processes,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 #: tests whose agentos runs start workers, items, daemons and process trees, and whose fixtures
 #: then look for (and kill) leftovers
 INNER_TESTS = (
-    "tests/test_signals.py::test_double_sigint_terminates_within_three_seconds",
-    "tests/test_signals.py::test_parent_sigkill_takes_workers_and_items_down",
+    "tests/e2e/test_signals.py::test_double_sigint_terminates_within_three_seconds",
+    "tests/e2e/test_signals.py::test_parent_sigkill_takes_workers_and_items_down",
     "tests/chaos/test_hostile_items.py::test_daemonised_grandchildren_do_not_hang_or_outlive_the_run",
 )
 

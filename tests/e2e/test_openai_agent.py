@@ -11,12 +11,13 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from support.fake_openai import FakeOpenAI
+from support.keys import keys_file
+from support.processes import REPO, agentos_argv, clean_env, run
 
 from agentos.agents import resolve_agent
 from agentos.agents.openai import retry_after_seconds
 from agentos.errors import ConfigError
-from conftest import REPO, agentos_argv, clean_env, run
-from fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,13 +34,6 @@ def make_repo(tmp_path: Path, briefs: int) -> Path:
     for n in range(briefs):
         (repo / "ideas" / "active" / f"idea-{n}.md").write_text(f"# Idea {n}\n\n- It works\n")
     return repo
-
-
-def keys_file(tmp_path: Path, *keys: str) -> Path:
-    path = tmp_path / "keys.txt"
-    path.write_text("".join(f"{k}\n" for k in keys))
-    path.chmod(0o600)
-    return path
 
 
 def requirements(repo: Path, server: FakeOpenAI, keys: Path, *extra: str) -> list[str]:
@@ -77,7 +71,7 @@ def test_one_key_rate_limited_one_revoked_the_batch_completes_on_the_third(
             requirements(
                 repo,
                 server,
-                keys_file(tmp_path, LIMITED, REVOKED, GOOD),
+                keys_file(tmp_path, [LIMITED, REVOKED, GOOD]),
                 "-j",
                 "3",
                 "--retries",
@@ -111,7 +105,7 @@ def test_one_key_rate_limited_one_revoked_the_batch_completes_on_the_third(
 def test_streamed_answers_are_prefixed_line_by_line(tmp_path: Path) -> None:
     repo = make_repo(tmp_path, 2)
     with FakeOpenAI({GOOD: "ok"}) as server:
-        done = run(requirements(repo, server, keys_file(tmp_path, GOOD), "-j", "2"), cwd=repo)
+        done = run(requirements(repo, server, keys_file(tmp_path, [GOOD]), "-j", "2"), cwd=repo)
     assert done.returncode == 0, done.stderr[-2000:]
     for item in ("brief-idea-0", "brief-idea-1"):
         streamed = [
@@ -134,7 +128,7 @@ def test_a_slow_answer_times_out(tmp_path: Path) -> None:
             requirements(
                 repo,
                 server,
-                keys_file(tmp_path, GOOD),
+                keys_file(tmp_path, [GOOD]),
                 "-j",
                 "1",
                 "--timeout",
@@ -158,7 +152,7 @@ def test_server_errors_are_failures_that_get_retried(tmp_path: Path) -> None:
     with FakeOpenAI({GOOD: "error_once"}) as server:
         done = run(
             requirements(
-                repo, server, keys_file(tmp_path, GOOD), "-j", "1", "--retry-backoff", "0.1"
+                repo, server, keys_file(tmp_path, [GOOD]), "-j", "1", "--retry-backoff", "0.1"
             ),
             cwd=repo,
         )

@@ -15,8 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, clean_env
+from support.processes import REPO, clean_env
 
 DISTRIBUTION = "agentos-batch"
 #: what an sdist is made from (MANIFEST.in and setup.cfg say what goes in)

@@ -8,22 +8,17 @@ import os
 from pathlib import Path
 
 import pytest
-
-from conftest import PYTHON, REPO, clean_env, only_run_dir, run
+from support.processes import PYTHON, REPO, clean_env, only_run_dir, run
+from support.rundir import journal
 
 pytestmark = pytest.mark.timeout(120)
 
-CRASHY = str(REPO / "tests" / "crashy.py")
+CRASHY = str(REPO / "tests" / "support" / "crashy.py")
 
 
 def crashy(workdir: Path, *args: str):  # type: ignore[no-untyped-def]
-    env = clean_env(PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}")
+    env = clean_env(PYTHONPATH=f"{REPO / 'tests' / 'support'}{os.pathsep}{REPO}")
     return run([PYTHON, CRASHY, *args], cwd=workdir, env=env)
-
-
-def journal(workdir: Path) -> list[dict]:  # type: ignore[type-arg]
-    lines = (only_run_dir(workdir) / "journal.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
 
 
 @pytest.mark.parametrize(
@@ -40,7 +35,7 @@ def journal(workdir: Path) -> list[dict]:  # type: ignore[type-arg]
 def test_crash_modes(workdir: Path, mode: str, reason: str, pool_breaks: bool) -> None:
     done = crashy(workdir, "--items-spec", f"ok,{mode},ok,ok", "-j", "2", "--retry-backoff", "0.1")
     assert done.returncode == 0, done.stderr
-    records = journal(workdir)
+    records = journal(only_run_dir(workdir))
     failed = [r for r in records if r["status"] == "failed"]
     assert [(r["item"], r["error"], r["final"]) for r in failed] == [(f"2-{mode}", reason, False)]
     final = {r["item"]: r["status"] for r in records if r["final"]}
@@ -77,6 +72,6 @@ def test_hung_item_in_python_code_is_timed_out_without_killing_the_worker(workdi
         "0",
     )
     assert done.returncode == 1
-    records = journal(workdir)
+    records = journal(only_run_dir(workdir))
     assert [(r["item"], r["status"]) for r in records] == [("1-hang", "timeout"), ("2-ok", "done")]
     assert records[0]["worker_pid"] == records[1]["worker_pid"]  # the SIGALRM deadline, no kill

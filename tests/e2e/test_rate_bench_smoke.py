@@ -9,10 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.processes import clean_env
 
 from bench import rate_scenarios
 from bench.provider_sim import Org
-from conftest import clean_env
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

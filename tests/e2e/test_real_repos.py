@@ -11,12 +11,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.processes import REPO, agentos_argv, clean_env, git_repo, run
+from support.rundir import journal
 
 from agentos import lld
 from agentos.item.context import ItemContext
 from agentos.item.workflow import Item
 from agentos.workflows.requirements.verdict import verdict
-from conftest import REPO, agentos_argv, clean_env, git_repo, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -82,10 +83,6 @@ def run_dir(repo: Path) -> Path:
 def summary_items(repo: Path) -> dict[str, dict]:  # type: ignore[type-arg]
     data = json.loads((run_dir(repo) / "summary.json").read_text())
     return {row["id"]: row for row in data["items"]}
-
-
-def journal(repo: Path) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in (run_dir(repo) / "journal.jsonl").read_text().splitlines()]
 
 
 # ---- reading real LLDs
@@ -273,7 +270,7 @@ def test_an_answer_without_files_is_a_failed_attempt(
     assert done.returncode == 1
     assert "[agentos] lld-19 failed: " in done.stderr and why in done.stderr
     assert "Traceback" not in done.stderr
-    assert [r["status"] for r in journal(repo)] == ["failed", "failed"]  # --retries 1
+    assert [r["status"] for r in journal(run_dir(repo))] == ["failed", "failed"]  # --retries 1
     assert git_out(repo, "rev-list", "HEAD..agentos/lld-19") == ""  # nothing committed
 
 
@@ -336,8 +333,8 @@ def test_a_drafter_answer_without_lld_structure_is_a_failed_attempt(
     )
     assert done.returncode == 1
     assert "brief-city-watch failed: " in done.stderr and "Traceback" not in done.stderr
-    assert sorted({r["status"] for r in journal(repo)}) == ["failed"]
-    assert len(journal(repo)) == 4  # two briefs, two attempts each
+    assert sorted({r["status"] for r in journal(run_dir(repo))}) == ["failed"]
+    assert len(journal(run_dir(repo))) == 4  # two briefs, two attempts each
     assert not (repo / "docs/lld/drafts").exists()
     assert not (repo / "docs/lld/active/city-watch.md").exists()
 

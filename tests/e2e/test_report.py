@@ -12,12 +12,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.processes import (
+    PYTHON,
+    REPO,
+    Live,
+    agentos_argv,
+    clean_env,
+    items_file,
+    only_run_dir,
+    run,
+)
 
 from agentos.report import charts
 from agentos.report.data import RunRecord, log_tail
 from agentos.run.about import masked_argv
 from agentos.rundir.state import metrics_sample, read_state
-from conftest import PYTHON, REPO, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytest.importorskip("plotly")
 

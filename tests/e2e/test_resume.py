@@ -12,10 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.processes import REPO, Live, agentos_argv, clean_env, items_file, only_run_dir, run
+from support.rundir import journal, summary
 
 from agentos.item.workflow import Item
 from agentos.run.resume import EarlierItem, EarlierPasses, plan_resume
-from conftest import REPO, Live, agentos_argv, clean_env, items_file, only_run_dir, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,14 +26,6 @@ FLAKY = ["sh", "-c", 'if [ -e "fail-$0" ]; then echo failing $0 >&2; exit 3; fi;
 
 def run_items(workdir: Path, *extra: str) -> list[str]:
     return agentos_argv("run", *extra, "--items", str(workdir / "items.txt"), "--", *FLAKY)
-
-
-def journal(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
-
-
-def summary(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((run_dir / "summary.json").read_text())  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("parallel", [(), ("-j", "2")], ids=["sequential", "parallel"])

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import click
 import pytest
-
-from agentos.commands.cli import cli
-from conftest import (
+from support.processes import (
     PYTHON,
     REPO,
     Finished,
@@ -28,15 +26,14 @@ from conftest import (
     only_run_dir,
     run,
 )
-from sim_helpers import repo_with_briefs
+from support.rundir import summary
+from support.sim import repo_with_briefs
+
+from agentos.commands.cli import cli
 
 pytestmark = pytest.mark.timeout(180)
 
 SLOW_ITEM = ["sh", "-c", "echo start $0; sleep 1; echo end $0"]
-
-
-def summary(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((run_dir / "summary.json").read_text())  # type: ignore[no-any-return]
 
 
 def manifest(run_dir: Path) -> dict:  # type: ignore[type-arg]

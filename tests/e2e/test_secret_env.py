@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.processes import Live, agentos_argv, clean_env, items_file, scoped_processes
 
 from agentos.governor.credentials import take_secret_environment
-from conftest import Live, agentos_argv, clean_env, items_file, scoped_processes
 
 KEYS = ("sk-test-FIRSTKEYFIRSTKEY01", "sk-test-SECONDKEYSECONDKEY2")
 TOKEN = "json://127.0.0.1:9/notify-TOKEN-abcdef"

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import (
+from support.processes import (
     Live,
     agentos_argv,
     items_file,

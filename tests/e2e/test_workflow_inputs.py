@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support.processes import REPO, agentos_argv, clean_env, git_repo, run
 
 from agentos import lld
 from agentos.errors import ItemError
 from agentos.workflows.implement.answer import check_path, parse_answer
-from conftest import REPO, agentos_argv, clean_env, git_repo, run
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, Live, agentos_argv, clean_env, git_repo, run, script_argv
+from support.processes import REPO, Live, agentos_argv, clean_env, git_repo, run, script_argv
 
 pytestmark = pytest.mark.timeout(120)
 

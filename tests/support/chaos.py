@@ -10,7 +10,8 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from conftest import REPO, session_pids, tagged_pids, wait_until_gone
+from support.keys import keys_file
+from support.processes import REPO, session_pids, tagged_pids, wait_until_gone
 
 KEYS = ("sk-chaos-alpha-0123456789", "sk-chaos-bravo-9876543210", "sk-chaos-charlie-5555555555")
 TALLY: Counter[str] = Counter()
@@ -23,10 +24,7 @@ def rng(case: str) -> random.Random:
 
 
 def key_file(directory: Path, count: int = 2) -> Path:
-    path = directory / "keys.txt"
-    path.write_text("".join(f"{k}\n" for k in KEYS[:count]))
-    path.chmod(0o600)
-    return path
+    return keys_file(directory, KEYS[:count])
 
 
 def briefs_repo(directory: Path, count: int = 12) -> Path:

@@ -1,6 +1,6 @@
 """A test workflow whose items crash their worker in chosen ways (importable by workers).
 
-    python tests/crashy.py --items-spec "ok,sigkill,ok" -j 2 ...
+    python tests/support/crashy.py --items-spec "ok,sigkill,ok" -j 2 ...
 
 Each item named after a crash mode crashes on its first attempt only (a marker file in the item's
 state directory remembers), so with --retries 1 every item ends done.

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.provider_sim import send_json
-from fake_openai import LLD_ANSWER
+from support.fake_openai import LLD_ANSWER
 
 #: what one answer uses, as the fake reports it
 INPUT_TOKENS = 1000

@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SCOPE_ENV = "AGENTOS_TEST_SCOPE"
 STATE_ENV = "AGENTOS_STATE_DIR"
@@ -139,7 +139,7 @@ _LIVE: list[Live] = []
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The chaos suite's figures (the README's Reliability section quotes them)."""
-    helpers = sys.modules.get("chaos_helpers")
+    helpers = sys.modules.get("support.chaos")
     if helpers is None or not helpers.TALLY:
         return
     terminalreporter.section("chaos figures")

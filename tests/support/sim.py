@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from conftest import REPO, agentos_argv
+from support.processes import REPO, agentos_argv
 
 
 def repo_with_briefs(tmp_path: Path, count: int) -> Path:
@@ -20,14 +20,6 @@ def repo_with_briefs(tmp_path: Path, count: int) -> Path:
             f"# Idea {n}\n\n- The tool shows item {n}.\n- It reports what it did.\n"
         )
     return repo
-
-
-def keys_file(tmp_path: Path, body: str) -> Path:
-    """A credentials file (mode 600) with `body` as its text."""
-    path = tmp_path / "keys.txt"
-    path.write_text(body)
-    path.chmod(0o600)
-    return path
 
 
 def requirements_argv(

@@ -16,6 +16,7 @@ from typing import cast
 
 import psutil
 import pytest
+from support.keys import keys_file
 
 from agentos.engine import attempt
 from agentos.engine.attempt import AttemptResult
@@ -37,21 +38,11 @@ from agentos.rundir.journal import Journal
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
 
 
-def key_file(tmp_path: Path, text: str | bytes, mode: int = 0o600) -> Path:
-    path = tmp_path / "keys.txt"
-    if isinstance(text, str):
-        path.write_text(text)
-    else:
-        path.write_bytes(text)
-    path.chmod(mode)
-    return path
-
-
 # ---- loading
 
 
 def test_key_file_with_comments_blank_lines_and_duplicates(tmp_path: Path) -> None:
-    path = key_file(tmp_path, f"# team keys\n{KEYS[0]}\n\n  {KEYS[1]}  \n{KEYS[0]}\n")
+    path = keys_file(tmp_path, f"# team keys\n{KEYS[0]}\n\n  {KEYS[1]}  \n{KEYS[0]}\n")
     warnings: list[str] = []
     loaded = load_credentials(path, warn=warnings.append)
     assert [c.secret for c in loaded] == KEYS[:2]
@@ -73,7 +64,7 @@ def test_keys_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_a_file_others_can_read_gets_a_warning(tmp_path: Path) -> None:
-    path = key_file(tmp_path, KEYS[0] + "\n", mode=0o644)
+    path = keys_file(tmp_path, KEYS[0] + "\n", mode=0o644)
     warnings: list[str] = []
     load_credentials(path, warn=warnings.append)
     assert warnings == [
@@ -96,7 +87,7 @@ def test_a_file_others_can_read_gets_a_warning(tmp_path: Path) -> None:
 def test_bad_key_files_are_config_errors(
     tmp_path: Path, content: str | bytes | None, mode: int, message: str
 ) -> None:
-    path = tmp_path / "keys.txt" if content is None else key_file(tmp_path, content, mode)
+    path = tmp_path / "keys.txt" if content is None else keys_file(tmp_path, content, mode)
     with pytest.raises(ConfigError) as caught:
         load_credentials(path)
     assert message in caught.value.message
@@ -125,7 +116,7 @@ def assert_no_part_of(key: str, message: str) -> None:
     ],
 )
 def test_a_bad_key_line_is_named_never_quoted(tmp_path: Path, line: str, said: str) -> None:
-    path = key_file(tmp_path, f"# ours\n{line}\n")
+    path = keys_file(tmp_path, f"# ours\n{line}\n")
     with pytest.raises(ConfigError) as caught:
         load_credentials(path)
     assert said in caught.value.message
@@ -143,14 +134,14 @@ def test_a_bad_key_line_is_named_never_quoted(tmp_path: Path, line: str, said: s
     ],
 )
 def test_a_dotenv_line_gives_its_value_as_the_key(tmp_path: Path, line: str) -> None:
-    path = key_file(tmp_path, line + "\n")
+    path = keys_file(tmp_path, line + "\n")
     (config,) = creds.load_keys(path, warn=print)
     assert config.secret == SECRET
     assert config.group == ("acme" if "group=" in line else None)
 
 
 def test_a_key_that_contains_equals_signs_stays_whole(tmp_path: Path) -> None:
-    path = key_file(tmp_path, "AbCdEf0123456789xyz== rpm=5\nKEY=\n")
+    path = keys_file(tmp_path, "AbCdEf0123456789xyz== rpm=5\nKEY=\n")
     assert [c.secret for c in creds.load_keys(path, warn=print)] == [
         "AbCdEf0123456789xyz==",
         "KEY=",
@@ -171,10 +162,10 @@ def test_the_environment_variable_takes_attributes_too() -> None:
     assert_no_part_of(SECRET, caught.value.message)
 
 
-def test_unreadable_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_keys_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root reads files whatever their mode, so make the read itself fail the way it would for
     another user."""
-    path = key_file(tmp_path, KEYS[0] + "\n")
+    path = keys_file(tmp_path, KEYS[0] + "\n")
 
     def denied(self: Path) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))
@@ -318,7 +309,7 @@ def test_key_server_ignores_ctrl_c_and_dies_with_its_parent(tmp_path: Path) -> N
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert parent.stdout is not None
     server_pid, label, claimed = parent.stdout.readline().split()

@@ -8,7 +8,7 @@ import threading
 from typing import cast
 
 import pytest
-from governor_drive import Clock, best_per_minute, bucket, drive, noisy
+from support.governor_drive import Clock, best_per_minute, bucket, drive, noisy
 
 from agentos.engine.batch import Batch, ExecutionSettings
 from agentos.engine.output.terminal import Terminal

@@ -10,6 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+from support.processes import git_repo
+from support.repos import checkout_state, sh
 
 from agentos.errors import ConfigError, ItemError
 from agentos.workflows.implement import git, tests_gate
@@ -21,13 +23,6 @@ from agentos.workflows.implement.answer import (
     write_files,
 )
 from agentos.workflows.implement.collect import lld_id
-from conftest import git_repo
-
-
-def sh(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 @pytest.fixture
@@ -36,15 +31,6 @@ def repo(tmp_path: Path) -> Path:
     (path / "src").mkdir(parents=True)
     (path / "src" / "app.py").write_text("VALUE = 1\n")
     return git_repo(path)
-
-
-def checkout_state(repo: Path) -> tuple[str, str, str]:
-    """HEAD, the index and the working tree's status: what agentos must never change."""
-    return (
-        sh(repo, "rev-parse", "HEAD"),
-        sh(repo, "ls-files", "--stage"),
-        sh(repo, "status", "--porcelain", "--untracked-files=all"),
-    )
 
 
 # ---- the user's repository ------------------------------------------------------------------

@@ -62,9 +62,7 @@ def test_review_flags_missing_sections(tmp_path: Path) -> None:
 
 
 def test_implement_scaffolds_files_and_one_test_per_scenario(tmp_path: Path) -> None:
-    text = (
-        Path(__file__).parent.parent / "examples/demo-repo/docs/lld/active/LLD-102.md"
-    ).read_text()
+    text = (Path(__file__).parents[2] / "examples/demo-repo/docs/lld/active/LLD-102.md").read_text()
     answer = ask(MockAgent(), "implement", ctx(tmp_path), lld=text, item_id="lld-102")
     files = {f.path: f.content for f in parse_answer(answer)}
     assert sorted(files) == [
@@ -114,9 +112,7 @@ def test_implement_with_tools_writes_a_change_whose_tests_pass(
 ) -> None:
     """As an agent with tools, the mock writes into its working directory; the tests it writes
     pass there, and AGENTOS_MOCK_FAIL_FIRST=1 makes its first round fail one of them."""
-    text = (
-        Path(__file__).parent.parent / "examples/demo-repo/docs/lld/active/LLD-102.md"
-    ).read_text()
+    text = (Path(__file__).parents[2] / "examples/demo-repo/docs/lld/active/LLD-102.md").read_text()
 
     def implement(where: Path, **inputs: str) -> subprocess.CompletedProcess[str]:
         where.mkdir()

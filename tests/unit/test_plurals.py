@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.processes import REPO, agentos_argv, git_repo, run
 
 from agentos.run.runner import effective_workers
-from conftest import REPO, agentos_argv, git_repo, run
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from functools import partial
 from pathlib import Path
 
 from pytest import MonkeyPatch
+from support.processes import clean_env, reap_adopted_zombies, wait_until_gone
 
 from agentos.item import process_tree
 from agentos.item.process_tree import RUN_TAG_ENV, kill_tagged, tagged_processes
-from conftest import clean_env, reap_adopted_zombies, wait_until_gone
 
 
 def tagged_shell(script: str) -> tuple[str, subprocess.Popen[bytes]]:

@@ -8,7 +8,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from conftest import PYTHON, REPO, clean_env
+from support.processes import PYTHON, REPO, clean_env
 
 SCRIPT = textwrap.dedent(
     """

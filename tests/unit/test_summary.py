@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.processes import agentos_argv, items_file, only_run_dir, run
 
 from agentos.engine.attempt import DONE, FAILED, RATE_LIMITED, AttemptResult
 from agentos.engine.scheduler import NOT_RUN, Scheduler
 from agentos.item.workflow import Item
 from agentos.run.summary import MAX_TABLE_ROWS, render_summary, summary_data
 from agentos.text import ELLIPSIS
-from conftest import agentos_argv, items_file, only_run_dir, run
 
 
 def row(n: int, status: str = DONE, **extra: Any) -> dict[str, Any]:
