@@ -62,7 +62,7 @@ def test_two_keys_four_workers_rotate_without_overlap(workdir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "using 2 workers: only 2 keys are configured (asked for 4)" in done.stderr
-    records = journal(only_run_dir(workdir))
+    records = journal(workdir)
     assert {r["key_label"] for r in records} == {"key-1", "key-2"}
     counts = [sum(r["key_label"] == k for r in records) for k in ("key-1", "key-2")]
     assert min(counts) >= 3  # neither key starves
@@ -105,7 +105,7 @@ def test_a_rate_limited_key_cools_down_and_every_item_completes(workdir: Path) -
         f"[item-{n + 1}] answered {n}" for n in range(6)
     )
     assert "key-1 rate limited; cooling for 1.0 s" in done.stderr
-    records = journal(only_run_dir(workdir))
+    records = journal(workdir)
     limited = [r for r in records if r["status"] == "rate_limited"]
     assert limited and all(r["key_label"] == "key-1" and not r["final"] for r in limited)
     assert all(r["key_label"] == "key-2" for r in records if r["status"] == "done")
@@ -175,7 +175,7 @@ def test_killed_worker_mid_item(workdir: Path) -> None:
     done = live.finish(timeout=60)
     assert done.returncode == 0, done.stderr  # the killed item was retried, the rest re-run
     assert "a worker died (SIGKILL); restarting the pool (1/10)" in done.stderr
-    records = journal(only_run_dir(workdir))
+    records = journal(workdir)
     died = [r for r in records if "worker died" in r["error"]]
     assert len(died) == 1 and died[0]["signal"] == signal.SIGKILL and not died[0]["final"]
     final = {r["item"]: r["status"] for r in records if r["final"]}
@@ -276,7 +276,7 @@ def test_timeout_kills_the_whole_process_group(workdir: Path) -> None:
     assert time.monotonic() - t0 < 10
     assert done.returncode == 1
     assert "item-1 timeout: timed out after 1 s" in done.stderr
-    (record,) = journal(only_run_dir(workdir))
+    (record,) = journal(workdir)
     assert (record["status"], record["exit_code"], record["signal"]) == ("timeout", -1, 15)
     joblog = (only_run_dir(workdir) / "joblog.tsv").read_text().splitlines()[1].split("\t")
     assert joblog[6:8] == ["-1", "15"]
@@ -302,7 +302,7 @@ def test_timeout_in_sequential_mode_too(workdir: Path) -> None:
         cwd=workdir,
     )
     assert done.returncode == 1
-    assert journal(only_run_dir(workdir))[0]["status"] == "timeout"
+    assert journal(workdir)[0]["status"] == "timeout"
 
 
 def test_keys_from_the_environment_variable(workdir: Path) -> None:
@@ -359,7 +359,7 @@ def test_rate_limit_waits_are_bounded(workdir: Path) -> None:
     )
     assert done.returncode == 1
     assert "item-1 failed: rate limited 3 times (--max-rate-limit-waits 2)" in done.stderr
-    assert [r["status"] for r in journal(only_run_dir(workdir))] == ["rate_limited"] * 3
+    assert [r["status"] for r in journal(workdir)] == ["rate_limited"] * 3
 
 
 def test_simulated_429s_cool_keys_and_the_batch_still_completes(workdir: Path) -> None:

@@ -35,7 +35,7 @@ def crashy(workdir: Path, *args: str):  # type: ignore[no-untyped-def]
 def test_crash_modes(workdir: Path, mode: str, reason: str, pool_breaks: bool) -> None:
     done = crashy(workdir, "--items-spec", f"ok,{mode},ok,ok", "-j", "2", "--retry-backoff", "0.1")
     assert done.returncode == 0, done.stderr
-    records = journal(only_run_dir(workdir))
+    records = journal(workdir)
     failed = [r for r in records if r["status"] == "failed"]
     assert [(r["item"], r["error"], r["final"]) for r in failed] == [(f"2-{mode}", reason, False)]
     final = {r["item"]: r["status"] for r in records if r["final"]}
@@ -72,6 +72,6 @@ def test_hung_item_in_python_code_is_timed_out_without_killing_the_worker(workdi
         "0",
     )
     assert done.returncode == 1
-    records = journal(only_run_dir(workdir))
+    records = journal(workdir)
     assert [(r["item"], r["status"]) for r in records] == [("1-hang", "timeout"), ("2-ok", "done")]
     assert records[0]["worker_pid"] == records[1]["worker_pid"]  # the SIGALRM deadline, no kill

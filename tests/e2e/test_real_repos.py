@@ -270,7 +270,7 @@ def test_an_answer_without_files_is_a_failed_attempt(
     assert done.returncode == 1
     assert "[agentos] lld-19 failed: " in done.stderr and why in done.stderr
     assert "Traceback" not in done.stderr
-    assert [r["status"] for r in journal(run_dir(repo))] == ["failed", "failed"]  # --retries 1
+    assert [r["status"] for r in journal(repo)] == ["failed", "failed"]  # --retries 1
     assert git_out(repo, "rev-list", "HEAD..agentos/lld-19") == ""  # nothing committed
 
 
@@ -333,8 +333,8 @@ def test_a_drafter_answer_without_lld_structure_is_a_failed_attempt(
     )
     assert done.returncode == 1
     assert "brief-city-watch failed: " in done.stderr and "Traceback" not in done.stderr
-    assert sorted({r["status"] for r in journal(run_dir(repo))}) == ["failed"]
-    assert len(journal(run_dir(repo))) == 4  # two briefs, two attempts each
+    assert sorted({r["status"] for r in journal(repo)}) == ["failed"]
+    assert len(journal(repo)) == 4  # two briefs, two attempts each
     assert not (repo / "docs/lld/drafts").exists()
     assert not (repo / "docs/lld/active/city-watch.md").exists()
 

@@ -14,7 +14,7 @@ import pytest
 from support.fake_openai import FakeOpenAI
 from support.keys import keys_file
 from support.processes import Finished, agentos_argv, clean_env, items_file, run
-from support.rundir import summary
+from support.rundir import summary as summary_of
 from support.sim import repo_with_briefs, requirements_argv
 
 from bench.provider_sim import Org, ProviderSim
@@ -76,7 +76,7 @@ def test_totals_equal_the_servers_count_and_cost_is_tokens_times_the_database_pr
         )  # fmt: skip
         server = sim.usage_totals()
     assert done.returncode == 0, done.stderr[-3000:]
-    usage = summary(run_dir)["usage"]
+    usage = summary_of(run_dir)["usage"]
     assert server["calls"] == 12  # a draft and a review per brief
     assert usage["calls"] == server["calls"]
     assert usage["input_tokens"] == server["prompt_tokens"]
@@ -89,10 +89,10 @@ def test_totals_equal_the_servers_count_and_cost_is_tokens_times_the_database_pr
     # per group and per key, and per item: the parts add up to the whole
     assert sum(g["cost_usd"] for g in usage["by_group"].values()) == pytest.approx(expected)
     assert set(usage["by_group"]) <= {"acme", "side"}
-    rows = summary(run_dir)["items"]
+    rows = summary_of(run_dir)["items"]
     assert sum(r["usage"]["input_tokens"] for r in rows) == server["prompt_tokens"]
     assert all(r["usage"]["calls"] == 2 for r in rows)
-    keys = summary(run_dir)["keys"]
+    keys = summary_of(run_dir)["keys"]
     assert sum(k["usage"]["calls"] for k in keys if k["usage"]) == 12
     # each attempt's journal record: its calls, tokens and cost
     records = journal_of(run_dir)
@@ -121,7 +121,7 @@ def test_a_budget_smaller_than_the_batch_stops_it_at_the_right_point(tmp_path: P
         measured = run(requirements(probe, sim.base_url, keys, "--run-dir", str(tmp_path / "p")),
                        cwd=probe)  # fmt: skip
     assert measured.returncode == 0, measured.stderr[-2000:]
-    costs = sorted(r["usage"]["cost_usd"] for r in summary(tmp_path / "p")["items"])
+    costs = sorted(r["usage"]["cost_usd"] for r in summary_of(tmp_path / "p")["items"])
     budget = sum(costs) * 0.45  # room for four or five briefs of ten
 
     run_dir = tmp_path / "run"
@@ -133,7 +133,7 @@ def test_a_budget_smaller_than_the_batch_stops_it_at_the_right_point(tmp_path: P
         )  # fmt: skip
         calls = sim.usage_totals()["calls"]
     assert done.returncode == 1, done.stderr[-3000:]
-    data = summary(run_dir)
+    data = summary_of(run_dir)
     finished = data["totals"]["done"]
     not_run = data["totals"]["not run"]
     assert finished + not_run == 10 and calls == 2 * finished
@@ -168,7 +168,7 @@ def test_a_budget_smaller_than_the_batch_stops_it_at_the_right_point(tmp_path: P
                                 "--resume", str(run_dir), "-j", "4"), cwd=repo)  # fmt: skip
         added = sim.usage_totals()
     assert more.returncode == 0, more.stderr[-3000:]
-    final = summary(run_dir)
+    final = summary_of(run_dir)
     assert final["totals"] == {"done": 10}
     assert final["usage"]["calls"] == calls + added["calls"] == 20
     assert final["usage"]["budget"]["spent_usd"] == pytest.approx(final["usage"]["cost_usd"])
@@ -195,10 +195,10 @@ def test_a_model_without_a_price_records_tokens_and_says_so_once(tmp_path: Path)
     assert done.returncode == 0, done.stderr[-3000:]
     notice = "no price known for model 'house-model-7'"
     assert done.stderr.count(notice) == 1
-    usage = summary(run_dir)["usage"]
+    usage = summary_of(run_dir)["usage"]
     assert usage["input_tokens"] == server["prompt_tokens"]
     assert usage["cost_usd"] is None and usage["unpriced_models"] == ["house-model-7"]
-    assert all(r["usage"]["cost_usd"] is None for r in summary(run_dir)["items"])
+    assert all(r["usage"]["cost_usd"] is None for r in summary_of(run_dir)["items"])
     assert "house-model-7 (their cost is unknown" in done.stderr
 
     # a budget needs its price: a usage error before anything starts...
@@ -225,7 +225,7 @@ def test_a_model_without_a_price_records_tokens_and_says_so_once(tmp_path: Path)
         server = sim.usage_totals()
     assert priced.returncode == 0, priced.stderr[-3000:]
     expected = (server["prompt_tokens"] * 2.0 + server["completion_tokens"] * 8.0) / 1e6
-    assert summary(priced_dir)["usage"]["cost_usd"] == pytest.approx(expected)
+    assert summary_of(priced_dir)["usage"]["cost_usd"] == pytest.approx(expected)
 
 
 def test_item_caps_fail_an_item_at_its_next_call_without_retrying_it(tmp_path: Path) -> None:
@@ -241,7 +241,7 @@ def test_item_caps_fail_an_item_at_its_next_call_without_retrying_it(tmp_path: P
         server = sim.usage_totals()
     assert done.returncode == 1
     assert server["calls"] == 3  # the drafts; no review, no retry
-    rows = summary(run_dir)["items"]
+    rows = summary_of(run_dir)["items"]
     for row in rows:
         tokens = row["usage"]["input_tokens"] + row["usage"]["output_tokens"]
         assert (row["status"], row["attempts"]) == ("failed", 1)
@@ -258,7 +258,7 @@ def test_item_caps_fail_an_item_at_its_next_call_without_retrying_it(tmp_path: P
             cwd=repo,
         )  # fmt: skip
     assert capped.returncode == 1
-    for row in summary(dollars)["items"]:
+    for row in summary_of(dollars)["items"]:
         assert row["error"] == f"over budget: {money(row['usage']['cost_usd'])} of {money(cap)}"
 
 
@@ -278,7 +278,7 @@ def test_a_server_that_reports_no_usage_still_works_with_usage_unknown(tmp_path:
             cwd=repo,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    usage = summary(run_dir)["usage"]
+    usage = summary_of(run_dir)["usage"]
     assert (usage["calls"], usage["unmetered_calls"], usage["cost_usd"]) == (4, 4, None)
     assert done.stderr.count(f"calls of model '{MODEL}' reported no token counts") == 1
     # a budget cannot be kept on calls of unknown cost: the run stops after the first item
@@ -321,7 +321,7 @@ def test_a_cmd_agent_reports_through_its_usage_file(tmp_path: Path) -> None:
     assert "--budget counts the model calls that commands report in $AGENTOS_USAGE_FILE" in (
         done.stderr
     )
-    usage = summary(run_dir)["usage"]
+    usage = summary_of(run_dir)["usage"]
     calls = usage["calls"]
     assert calls >= 4 and usage["skipped_lines"] == calls
     assert usage["cached_tokens"] == 400 * calls
@@ -353,7 +353,7 @@ def test_agentos_run_commands_report_usage_and_a_failed_attempt_counts_toward_th
     )  # fmt: skip
     assert done.returncode == 1
     run_dir = next((tmp_path / ".agentos" / "runs").iterdir())
-    rows = {r["id"]: r for r in summary(run_dir)["items"]}
+    rows = {r["id"]: r for r in summary_of(run_dir)["items"]}
     assert rows["item-1"]["status"] == "done" and rows["item-1"]["usage"]["calls"] == 1
     # the bad item failed once (700 tokens, under 1000), again (1400: over), then stopped
     assert rows["item-2"]["attempts"] == 3
@@ -420,7 +420,7 @@ def test_a_run_budget_on_commands_that_state_their_cost(tmp_path: Path, backend:
         "did b",
         "did c",
     ]
-    usage = summary(run_dir)["usage"]
+    usage = summary_of(run_dir)["usage"]
     assert usage["cost_usd"] == pytest.approx(0.9) and usage["unpriced_models"] == []
 
 

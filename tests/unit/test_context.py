@@ -1,5 +1,6 @@
-"""`ctx.run`'s options for commands that call no model: no key in their environment, stderr
-merged into stdout in order, and a time limit of their own."""
+"""The item's context: `ctx.run`'s options for commands that call no model (no key in their
+environment, stderr merged into stdout in order, a time limit of their own), and no key in what
+it shows of itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from agentos.item.context import ItemContext
 from agentos.item.workflow import Item
 
 KEY = "sk-context-run-key-0123456789"
+KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002"]
 
 
 def context(tmp_path: Path) -> ItemContext:
@@ -44,3 +46,24 @@ def test_a_time_limit_kills_the_command_and_says_so(tmp_path: Path) -> None:
     done = context(tmp_path).run(["sh", "-c", "sleep 30 & sleep 30"], timeout=0.5)
     assert done.timed_out
     assert time.monotonic() - t0 < 10
+
+
+def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
+    """An item that prints or logs its context or its call grant (`f"{ctx}"`, a debugger, a
+    traceback with locals) must not print the key it was given."""
+    from agentos.governor.governor import CallGrant
+    from agentos.item.context import ItemContext
+    from agentos.item.workflow import Item
+
+    ctx = ItemContext(
+        item=Item("a"),
+        attempt=1,
+        run_dir=tmp_path,
+        config=None,
+        credential=KEYS[0],
+        credential_label="key-1",
+    )
+    grant = CallGrant(7, KEYS[1], "key-2", 0.0)
+    for shown in (repr(ctx), str(ctx), repr(grant), f"{grant}"):
+        assert KEYS[0] not in shown and KEYS[1] not in shown
+    assert "key-1" in repr(ctx) and "key-2" in repr(grant)  # which key: still there
