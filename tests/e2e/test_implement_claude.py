@@ -24,6 +24,13 @@ MODEL = "claude:claude-sonnet-4-5"
 
 
 @pytest.fixture
+def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short one: a denied command is shown cut at 80 characters, and the tests name the paths
+    they had the CLI touch (a worker's tmp dir under pytest-xdist is longer)."""
+    return tmp_path_factory.mktemp("claude")
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A home of the test's own: Claude Code keeps its settings and sessions there."""
     need("claude")
