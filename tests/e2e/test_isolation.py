@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from support.processes import (
+    NO_PLUGINS_ENV,
     PYTHON,
     REPO,
     SCOPE_ENV,
@@ -55,7 +56,7 @@ def test_suite_leaves_an_unrelated_run_alone(tmp_path: Path) -> None:
     inner = subprocess.run(
         [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", *INNER_TESTS],
         cwd=REPO,
-        env={k: v for k, v in clean_env().items() if k != SCOPE_ENV},
+        env={k: v for k, v in clean_env().items() if k not in (SCOPE_ENV, NO_PLUGINS_ENV)},
         capture_output=True,
         text=True,
         timeout=200,

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SCOPE_ENV = "AGENTOS_TEST_SCOPE"
 STATE_ENV = "AGENTOS_STATE_DIR"
+NO_PLUGINS_ENV = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 RUN_TAG = b"AGENTOS_RUN_TAG="
 _PR_SET_CHILD_SUBREAPER = 36
 _scopes = itertools.count(1)
@@ -204,6 +205,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     # the implement workflow finds and runs in the demo's worktrees
     env["PATH"] = os.pathsep.join([os.path.dirname(PYTHON), env.get("PATH", os.defpath)])
     env[SCOPE_ENV] = _scope  # marks every process the test starts as this test's
+    # the tests of the repositories agentos works on here need no pytest plugin, and loading
+    # this virtualenv's (hypothesis's above all) costs two seconds of CPU at each start
+    env[NO_PLUGINS_ENV] = "1"
     env[STATE_ENV] = _state_dir
     env.update(SUITE_AGENTS)
     env.update(extra)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.processes import NO_PLUGINS_ENV
 
 from agentos import lld
 from agentos.agents import AgentRequest, resolve_agent
@@ -125,6 +127,7 @@ def test_implement_with_tools_writes_a_change_whose_tests_pass(
         return subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
             cwd=where, capture_output=True, text=True,
+            env={**os.environ, NO_PLUGINS_ENV: "1"},  # the written tests need no plugin
         )  # fmt: skip
 
     assert implement(tmp_path / "whole").stdout.splitlines()[-1].startswith("3 passed")
