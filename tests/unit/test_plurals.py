@@ -36,6 +36,7 @@ printf '### src/a.py\\n```python\\nA = 1\\n```\\n\\n### src/b.py\\n```python\\nB
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow  # agentos implement on a real repository, its tests run
 @pytest.mark.parametrize(("answer", "said"), [(ONE_FILE, "1 file"), (TWO_FILES, "2 files")])
 def test_implement_counts_the_files_it_wrote(tmp_path: Path, answer: str, said: str) -> None:
     repo = tmp_path / "repo"
