@@ -24,7 +24,7 @@ RUN_FLAGS := $(if $(PARALLEL),--parallel $(PARALLEL)) $(if $(DRY_RUN),--dry-run)
 # repository's tests (`python -m pytest -q` for the demo) in each item's worktree
 RUN_PATH  := PATH=$(abspath $(BIN)):$$PATH
 
-.PHONY: install test-tools test-clis test test-fast lint run-requirements run-implement demo-reset bench bench-smoke profile dist clean
+.PHONY: install test-tools test-clis test test-fast lint docs docs-serve run-requirements run-implement demo-reset bench bench-smoke profile dist clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -75,9 +75,11 @@ TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 
 # the virtualenv, the system tools and the agent CLIs install side by side: on a fresh CI
-# machine each takes up to about half a minute
+# machine each takes up to about half a minute. The documentation site is built first (a few
+# seconds): a broken link or anchor in it fails the run, as a failing test does.
 test:
 	@$(MAKE) --no-print-directory -j3 install test-tools test-clis
+	@$(MAKE) --no-print-directory docs
 	$(PYTEST)
 
 # unit/ and cli/: no end-to-end run (e2e/ is `slow`), no chaos; under a minute
@@ -88,6 +90,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check agentos scripts tests bench
 	$(BIN)/ruff format --check agentos scripts tests bench
 	$(BIN)/mypy
+
+# The documentation site, from README.md (its home page) and docs/, into build/site (mkdocs.yml).
+# --strict: a warning is an error, so a link or an anchor that leads nowhere fails the build
+$(VENV)/.docs: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,docs]'
+	@touch $@
+
+# Never --quiet: it hides warnings from the count --strict fails on. The variable only silences
+# the material theme's notice about its own future.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1
+
+docs: $(VENV)/.docs
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.docs
+	$(DOCS_ENV) $(BIN)/mkdocs serve
 
 # The demo repository: a copy of examples/demo-repo made a git repository of its own (implement
 # works on branches), with a committer of its own so that a machine without a git identity runs it.

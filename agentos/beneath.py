@@ -303,17 +303,16 @@ class Beneath:
         *,
         mode: int = 0o666,
         durable: bool = True,
-        create_parents: bool = True,
-        parent_mode: int = 0o777,
         replace_link: bool = False,
     ) -> Path:
         """Write `rel` whole: a new temp file beside it (O_EXCL: never a link's target), fsync
         unless `durable` is False, then rename onto it, so a reader sees the old file or the new
         one. A symlink where the file goes is refused (UnsafePath) unless `replace_link`, which
-        replaces the link itself (its target is never touched). Returns the file's path."""
+        replaces the link itself (its target is never touched). Missing folders are made.
+        Returns the file's path."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        parent, name, parts = self._parent(rel, create_parents, parent_mode)
+        parent, name, parts = self._parent(rel, True, 0o777)
         try:
             if not replace_link:
                 with contextlib.suppress(FileNotFoundError):

@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from agentos.engine.batch import countdown
 from agentos.engine.output.escape import escape_text
+from agentos.engine.output.waiting import countdown
 from agentos.errors import ConfigError
 from agentos.item.process_tree import pid_alive
 from agentos.run.options import _PATH, Number

@@ -26,10 +26,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentos.engine.options import AttemptOptions, KeyOptions
 from agentos.errors import (
     CredentialRejected,
     Interrupted,
@@ -55,26 +56,41 @@ NOT_STARTED = "not_started"  # queued in a worker when the run began to drain; n
 @dataclass(frozen=True)
 class AttemptSpec:
     """Everything an attempt needs that is the same for the whole run. Sent to each worker once,
-    through the loky initializer."""
+    through the loky initializer (or scattered to the Dask workers)."""
 
     run_dir: str
     execute_item: ExecuteItem
     config: Any
-    timeout: float | None
-    credential_env: str
-    rate_limit_pattern: str
-    parallel: bool
-    drain_flag: str = ""  # a file that exists once the run drains: queued items must not start
+    attempts: AttemptOptions = field(default_factory=AttemptOptions)
+    keys: KeyOptions = field(default_factory=KeyOptions)
+    parallel: bool = False
     run_id: str = ""  # tags every process the items start (process_tree.RUN_TAG_ENV)
     #: keys per call (HTTP agents ask the governor for each call) rather than per item
     call_keys: bool = False
-    #: a call that would have to wait longer than this for any key gives up (the run stops)
-    max_key_wait: float = 900.0
     #: what calls cost (--prices over the genai-prices database) and the item caps
     prices: PriceBook | None = None
     limits: ItemLimits | None = None
-    #: --item-memory: RLIMIT_DATA of every process the item starts (bytes)
-    memory_limit: int | None = None
+
+    @property
+    def timeout(self) -> float | None:
+        return self.attempts.timeout
+
+    @property
+    def drain_flag(self) -> str:
+        """A file that exists once a parallel run drains: attempts queued in a worker must not
+        start then."""
+        return f"{self.run_dir}/.draining" if self.parallel else ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One attempt to run: the item, the attempt's number, the key lease it holds (keys per
+    item), and what the item's earlier attempts spent (its caps are the item's)."""
+
+    item: Item
+    attempt: int
+    lease_id: int | None = None
+    spent_before: Tally | None = None
 
 
 @dataclass
@@ -133,15 +149,13 @@ def deadline(seconds: float | None) -> Iterator[None]:
 
 def run_attempt(
     spec: AttemptSpec,
-    item: Item,
-    attempt: int,
-    lease_id: int | None,
-    keys: KeyClaimer | None,
-    capture: CaptureFactory | None,
+    task: Task,
+    keys: KeyClaimer | None = None,
+    capture: CaptureFactory | None = None,
     around_item: Callable[[], AbstractContextManager[Any]] | None = None,
-    spent_before: Tally | None = None,
 ) -> AttemptResult:
-    """`spent_before`: what the item's earlier attempts spent, for its caps."""
+    """Run `task` (see the module docstring); `around_item` wraps the item's own code."""
+    item, attempt, lease_id = task.item, task.attempt, task.lease_id
     started = time.time()
     t0 = time.monotonic()
     pid = os.getpid()
@@ -158,17 +172,17 @@ def run_attempt(
             config=spec.config,
             credential=key,
             credential_label=result.key_label,
-            credential_env=spec.credential_env,
-            rate_limit_pattern=spec.rate_limit_pattern,
+            credential_env=spec.keys.credential_env,
+            rate_limit_pattern=spec.keys.rate_limit_pattern,
             parallel=spec.parallel,
             run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
             deadline=t0 + spec.timeout if spec.timeout else None,
             governor=keys if (spec.call_keys or key) and hasattr(keys, "acquire_call") else None,
-            max_key_wait=spec.max_key_wait,
+            max_key_wait=spec.keys.max_key_wait,
             prices=spec.prices or PriceBook(),
             limits=spec.limits or ItemLimits(),
-            spent_before=spent_before,
-            memory_limit=spec.memory_limit,
+            spent_before=task.spent_before,
+            memory_limit=spec.attempts.item_memory,
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),

@@ -1,18 +1,17 @@
-"""What both execution modes share: the queue, the keys, the journal, progress and messages.
+"""What every backend shares: the queue, the keys, the journal, progress and messages.
 
-`Batch` is driven by an executor (`sequential.run_sequential` or `pool.ParallelRun`): the executor
-asks it for the next item and a lease, runs the attempt however it runs attempts, and hands the
-`AttemptResult` back to `end_attempt`, which releases the lease with the right outcome, records the
-attempt in the journal, applies the retry rules and tells the user what happened.
+`Batch` is driven by a backend (agentos.engine.backends): the backend asks it for the next item
+and a lease, runs the attempt however it runs attempts, and hands the `AttemptResult` back to
+`end_attempt`, which releases the lease with the right outcome, records the attempt in the
+journal, applies the retry rules and tells the user what happened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from agentos.engine.attempt import (
     DONE,
@@ -25,87 +24,20 @@ from agentos.engine.attempt import (
 )
 from agentos.engine.output.progress import Progress
 from agentos.engine.output.terminal import Terminal
-from agentos.engine.scheduler import NOT_RUN, ItemState, Scheduler
+from agentos.engine.output.waiting import all_out, countdown, keys_busy, seconds
+from agentos.engine.scheduler import NOT_RUN, Backoff, ItemState, Scheduler
 from agentos.engine.shutdown import ShutdownState
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
 from agentos.governor import credentials as creds
-from agentos.governor.credentials import Credential, Lease, Redactor
-from agentos.item.workflow import Item
+from agentos.governor.credentials import Lease, Redactor
 from agentos.rundir.journal import Journal
 from agentos.rundir.state import STARTING, StateWriter
-from agentos.usage.account import RunAccount
 from agentos.usage.budget import STOP, WAIT, BudgetReached
 from agentos.usage.record import UsageLog
+from agentos.usage.report import lost_attempt_usage
 
-
-@dataclass(frozen=True)
-class ExecutionSettings:
-    command_name: str
-    workers: int | None  # None: sequential mode
-    grace: float = 60.0
-    timeout: float | None = 1800.0
-    retries: int = 1
-    retry_backoff: float = 2.0
-    max_rate_limit_waits: int = 20
-    rate_limit_pattern: str = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
-    rate_limit_cooldown: float = creds.BASE_COOLDOWN
-    credential_env: str = "AGENTOS_API_KEY"
-    #: "item": each attempt leases a key (CLI agents); "call": agents ask per call, items run
-    #: without a lease (HTTP agents)
-    key_mode: str = "item"
-    max_key_wait: float = 900.0
-    quiet: bool = False
-    verbose: bool = False
-    colour: bool = False
-
-
-def seconds(value: float) -> str:
-    """3.2 s, 42 s: a tenth of a second where it matters, whole seconds otherwise."""
-    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
-
-
-def _all_out(status: Any) -> str:
-    """`all 3 keys out of quota until 17:00 UTC; rerun then (done items are kept)`."""
-    usable = status.total - status.revoked
-    if not usable:
-        return (
-            f"every key was rejected by the provider ({status.total} of {status.total}); "
-            "check the keys in --credentials-file or AGENTOS_CREDENTIALS"
-        )
-    keys = f"all {usable} keys" if usable > 1 else "the only key"
-    back = getattr(status, "back_at", None)
-    if back is None or back == float("inf") or back > time.time() + 7 * 86400:
-        return f"{keys} out of quota for this run; rerun when it is back (done items are kept)"
-    when = time.strftime("%H:%M UTC", time.gmtime(back))
-    return f"{keys} out of quota until {when}; rerun then (done items are kept)"
-
-
-def countdown(seconds: float) -> str:
-    """4m12s, 1h05m, 42s."""
-    whole = max(0, int(seconds))
-    if whole >= 3600:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole}s"
-
-
-def _keys_busy(status: Any) -> str:
-    """`all 2 keys are busy or cooling; next free in 42 s`: retired (revoked) keys are not counted
-    as waited for, since they do not come back this run."""
-    usable = status.total - status.revoked
-    which = "usable key" if status.revoked else "key"
-    if usable > 1:
-        said = f"all {usable} {which}s are busy or cooling"
-    else:
-        said = f"the only {which} is busy or cooling"
-    if status.revoked:
-        said += f" ({status.revoked} retired)"
-    if getattr(status, "parked", 0):
-        said += f"; {status.parked} parked, out of quota"
-    if status.next_free_in is not None:
-        said += f"; next free in {seconds(status.next_free_in)}"
-    return said
+if TYPE_CHECKING:
+    from agentos.engine.plan import RunPlan
 
 
 _OUTCOME = {
@@ -125,68 +57,97 @@ MAX_PRODUCED = 200
 class Batch:
     def __init__(
         self,
-        settings: ExecutionSettings,
-        items: list[Item],
+        plan: RunPlan,
         journal: Journal,
         terminal: Terminal,
-        credentials: list[Credential],
         keys: Any = None,
-        *,
-        progress: bool = True,
         shutdown: ShutdownState | None = None,
-        attempts_before: dict[str, int] | None = None,
-        requeues_before: dict[str, int] | None = None,
-        account: RunAccount | None = None,
     ) -> None:
-        self.settings = settings
+        """`keys`: the Governor, its Manager proxy or Dask actor, None without keys."""
+        options = plan.options
+        self.plan = plan
+        self.workers = plan.workers or 1  # attempts at once
+        self.attempts = options.attempts  # --timeout, --retries, ...
+        self.key_options = options.keys  # --max-key-wait, --rate-limit-cooldown, ...
+        self.verbose = options.output.says_more
         #: the run's usage and its --budget (agentos.usage)
-        self.account = account if account is not None else RunAccount()
+        self.account = plan.account
         self.scheduler = Scheduler(
-            items,
-            retries=settings.retries,
-            max_rate_limit_waits=settings.max_rate_limit_waits,
-            backoff_base=settings.retry_backoff,
-            attempts_before=attempts_before,
-            requeues_before=requeues_before,
+            plan.items,
+            retries=options.attempts.retries,
+            max_rate_limit_waits=options.keys.max_rate_limit_waits,
+            backoff=Backoff(options.attempts.retry_backoff),
+            attempts_before=plan.attempts_before,
+            requeues_before=plan.requeues_before,
         )
         self.journal = journal
         self.terminal = terminal
-        self.credentials = credentials
-        self.keys = keys  # the Governor, its Manager proxy / Dask actor, or None without keys
+        self.credentials = plan.keys.credentials
+        self.keys = keys
         self._keys_checked = 0.0
-        self.redactor = Redactor(credentials)
-        self.shutdown = shutdown if shutdown is not None else ShutdownState(settings.grace)
+        self.redactor = Redactor(self.credentials)
+        self.shutdown = shutdown if shutdown is not None else ShutdownState(options.execution.grace)
         self.progress = Progress(
-            terminal, len(items), self.progress_counts, enabled=progress and not settings.quiet
+            terminal,
+            len(plan.items),
+            self.progress_counts,
+            enabled=plan.parallel and not options.output.says_less,
         )
+        self.progress.set_note("spend", self.account.progress_note())
         self._waiting_for_key = False  # within a stretch of waiting for a key (said once)
         self.keys_lost: KeyServerLost | None = None
-        #: taken by a backend whose coordinator goes away with it (the Dask actor)
-        self.frozen_keys_report: list[dict[str, Any]] | None = None
-        #: what the executor wants done on a signal, besides recording it in `shutdown`
-        self.on_signal: Callable[[int], None] | None = None
-        #: state.json for `agentos status`; set by the runner
-        self.run_state: StateWriter | None = None
-        #: (item id, attempt, key label) -> what an attempt that could not report spent, read
-        #: from its usage files (agentos.usage.report.lost_attempt_usage); set by the runner
-        self.lost_usage: Callable[[str, int, str | None], UsageLog | None] | None = None
+        self._frozen_keys_report: list[dict[str, Any]] | None = None
+        #: whom to tell of a signal, besides `shutdown` (a backend's event loop)
+        self._signal_listeners: list[Callable[[int], None]] = []
+        #: state.json for `agentos status`
+        self.run_state = StateWriter(plan.run_path, plan.name, time.time())
         self._attempt_started: dict[str, tuple[float, str | None]] = {}  # id -> (epoch, label)
         #: the run stops starting items for a reason of its own (--budget, keys out of quota)
         self.stopping = False
-        #: set by an executor whose submitted attempts may wait in a worker's queue: when did
-        #: this attempt begin to run (epoch), None while it waits? (state.json lists only those
-        #: that run, since they began: the hand-over to a worker is earlier by a whole item)
-        self.attempt_began: Callable[[str, int], float | None] | None = None
+        self._attempt_clock: Callable[[str, int], float | None] | None = None
 
     @property
     def lease_items(self) -> bool:
-        """Attempts take an item lease (keys per item) rather than asking per call. A property:
-        the Dask backend hands its key actor over only once the cluster is up."""
-        return self.keys is not None and self.settings.key_mode == "item"
+        """Attempts take an item lease (keys per item) rather than asking per call."""
+        return self.keys is not None and self.plan.keys.mode == "item"
 
+    # -- what a backend tells the batch
     def signal_received(self, signum: int) -> None:
-        if self.on_signal is not None:
-            self.on_signal(signum)
+        for listener in list(self._signal_listeners):
+            listener(signum)
+
+    @contextlib.contextmanager
+    def signals_to(self, listener: Callable[[int], None]) -> Iterator[None]:
+        """While the block runs, `listener(signum)` hears of every signal the run gets."""
+        self._signal_listeners.append(listener)
+        try:
+            yield
+        finally:
+            self._signal_listeners.remove(listener)
+
+    def clock_attempts(self, began: Callable[[str, int], float | None]) -> None:
+        """For a backend whose submitted attempts may wait in a worker's queue: `began(item id,
+        attempt)` says when an attempt began to run (epoch), None while it waits, so that
+        state.json lists only those that run, since they began."""
+        self._attempt_clock = began
+
+    def replace_keys(self, keys: Any) -> None:
+        """The keys service again, after it was lost and started anew (the Dask key actor)."""
+        self.keys = keys
+        self.keys_lost = None
+
+    def freeze_keys_report(self) -> list[dict[str, Any]]:
+        """The keys' report as it is now, kept for the rest of the run (the summary, the last
+        state.json) whatever becomes of the keys service."""
+        self._frozen_keys_report = self.keys_report()
+        return self._frozen_keys_report
+
+    def lost_usage(self, item_id: str, attempt: int, label: str | None) -> UsageLog | None:
+        """What an attempt that could not report spent, read from its usage files."""
+        return lost_attempt_usage(
+            self.plan.run_path, item_id, attempt, label, prices=self.plan.prices,
+            redact=self.redactor.text,
+        )  # fmt: skip
 
     # -- keys
     def _ask(self, method: str, *args: Any) -> Any:
@@ -222,17 +183,17 @@ class Batch:
                 self.terminal.message(f"{s.id} failed: {s.error}", force=True)
             return None
         out_for = getattr(status, "all_out_for", None)
-        if out_for is not None and out_for > self.settings.max_key_wait:
-            raise KeysExhausted(_all_out(status))
+        if out_for is not None and out_for > self.key_options.max_key_wait:
+            raise KeysExhausted(all_out(status))
         if not self._waiting_for_key:
             self._waiting_for_key = True
-            self.terminal.message(_keys_busy(status))
+            self.terminal.message(keys_busy(status))
         return None
 
     def _next_item_waits(self, status: Any) -> bool:
         """After a lease that ended a wait: is the stretch of waiting still on? It is when no key
         is free and another item could start (a free slot) but will find none."""
-        slots = (self.settings.workers or 1) - len(self.scheduler.running) - 1
+        slots = self.workers - len(self.scheduler.running) - 1
         return status.free == 0 and slots > 0
 
     def check_keys(self, every: float = 0.25) -> None:
@@ -246,8 +207,8 @@ class Batch:
             self.terminal.message(self.redactor.text(notice), force=True)
         status = self._ask("status")
         out_for = getattr(status, "all_out_for", None)
-        if out_for is not None and out_for > self.settings.max_key_wait:
-            raise KeysExhausted(_all_out(status))
+        if out_for is not None and out_for > self.key_options.max_key_wait:
+            raise KeysExhausted(all_out(status))
         # every key out, but back within --max-key-wait: the run waits, and shows for how long
         self.progress.set_note("keys", f"keys back in {countdown(out_for)}" if out_for else "")
         # a group the governor slowed down, while it holds (the change itself was a notice)
@@ -276,8 +237,8 @@ class Batch:
 
     def keys_report(self) -> list[dict[str, Any]]:
         """Each key's label, fingerprint, state at the end and how often it was leased."""
-        if self.frozen_keys_report is not None:
-            return self.frozen_keys_report
+        if self._frozen_keys_report is not None:
+            return self._frozen_keys_report
         if self.keys is None or self.keys_lost is not None:
             return []
         try:
@@ -290,7 +251,7 @@ class Batch:
     def end_attempt(self, state: ItemState, lease: Lease | None, result: AttemptResult) -> bool:
         """Record one finished attempt. Returns True when the item reached its final status."""
         result.error = self.redactor.text(result.error)
-        if not result.reported and result.usage is None and self.lost_usage is not None:
+        if not result.reported and result.usage is None:
             # killed before it could say: what it spent is still spent (and counts on a resume)
             with contextlib.suppress(Exception):
                 result.usage = self.lost_usage(state.id, result.attempt, result.key_label)
@@ -302,7 +263,7 @@ class Batch:
             wait = (
                 result.retry_after
                 if result.retry_after is not None
-                else self.settings.rate_limit_cooldown
+                else self.key_options.rate_limit_cooldown
             )
         final = self.scheduler.finish(state, result, rate_limit_wait=wait)
         self.journal.record(result, state.item, final=final)
@@ -353,7 +314,7 @@ class Batch:
                 force=True,
             )
         if result.status in (DONE, INTERRUPTED):
-            if self.settings.verbose:
+            if self.verbose:
                 self.terminal.message(f"{state.id} {result.status} in {result.runtime:.1f} s")
         elif final:
             self.terminal.message(f"{state.id} {state.status}: {state.error}", force=True)
@@ -374,7 +335,7 @@ class Batch:
         elif result.status != REJECTED:
             self.terminal.message(
                 f"{state.id} {result.status}: {result.error}; retry {state.failures} of "
-                f"{self.settings.retries} in {seconds(state.retry_delay)}"
+                f"{self.attempts.retries} in {seconds(state.retry_delay)}"
             )
 
     def update_progress(self, force: bool = False) -> None:
@@ -392,7 +353,7 @@ class Batch:
         starts the moment the worker's current attempt ends, before its result even reaches us.
         (Counting attempts whose output connection arrived instead lags behind each of those
         starts, and counts the ended attempt and its successor together for a moment.)"""
-        return min(len(self.scheduler.running), self.settings.workers or 1)
+        return min(len(self.scheduler.running), self.workers)
 
     def stop_waiting(self) -> None:
         self.scheduler.stop_waiting()
@@ -405,8 +366,6 @@ class Batch:
         about once a second, plus one per event (`event`) and the last one (`final`). `flush`:
         write a pending event now, for a caller with no loop to do it later (sequential mode)."""
         writer = self.run_state
-        if writer is None:
-            return
         if final is None and not writer.due(event=event) and not (flush and writer.dirty):
             return
         writer.write(self.state_data(final))
@@ -419,8 +378,8 @@ class Batch:
         queued = 0
         for item_id, state in self.scheduler.running.items():
             started, label = self._attempt_started.get(item_id, (None, None))
-            if self.attempt_began is not None:
-                began = self.attempt_began(item_id, state.attempts)
+            if self._attempt_clock is not None:
+                began = self._attempt_clock(item_id, state.attempts)
                 if began is None:
                     queued += 1
                     continue
@@ -448,7 +407,7 @@ class Batch:
             "phase": "done" if final is not None else phase,
             "details": details,
             "produced": produced,
-            "workers": self.settings.workers or 1,
+            "workers": self.workers,
             "items": len(self.scheduler.states),
             "counts": {k: v for k, v in counts.items() if v},
             "running": running,

@@ -19,11 +19,8 @@ import queue
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import AttemptSpec
-from agentos.engine.batch import Batch
-from agentos.engine.output.listener import OutputListener
 from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import DRAINING
 from agentos.errors import AgentosError, KeyServerLost, KeysExhausted
@@ -31,19 +28,10 @@ from agentos.governor.credentials import Lease
 from agentos.text import plural
 from agentos.usage.budget import BudgetReached
 
+if TYPE_CHECKING:
+    from agentos.engine.session import Run
+
 TICK = 0.5  # seconds between backend ticks when no event comes
-
-
-@dataclass(frozen=True)
-class ExecutorPlan:
-    """What every backend is given for a run, made once by the runner: the batch (queue, keys,
-    journal, terminal), what each attempt needs, how many items at once, where output goes."""
-
-    batch: Batch
-    spec: AttemptSpec
-    workers: int
-    listener: OutputListener
-    run_id: str
 
 
 @dataclass
@@ -57,13 +45,20 @@ class Running:
 
 
 class Controller(ABC):
-    def __init__(self, batch: Batch, capacity: int) -> None:
-        self.batch = batch
+    """The loop of a parallel backend over the run `run`, `capacity` attempts submitted at
+    once."""
+
+    def __init__(self, run: Run, capacity: int) -> None:
+        self.session = run
+        self.batch = run.batch
+        self.spec = run.plan.attempt_spec()
+        self.listener = run.listener
+        self.run_id = run.plan.run_id
         self.capacity = capacity  # submitted attempts at once
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.inflight: dict[Any, Running] = {}
         self.fatal: AgentosError | None = None  # set when the run must stop after the running
-        batch.attempt_began = self._attempt_began
+        self.batch.clock_attempts(self._attempt_began)
 
     # -- what a backend provides
     @abstractmethod

@@ -21,6 +21,7 @@ import heapq
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from agentos.engine.attempt import (
     DONE,
@@ -97,6 +98,18 @@ class ItemState:
         return self.attempts - self.requeues
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """The wait before a failed item's next try: `base` seconds, doubled with each failure,
+    at most `cap` (--retry-backoff is the base)."""
+
+    base: float = 2.0
+    cap: float = 60.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.base * 2 ** (failures - 1), self.cap)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -104,8 +117,7 @@ class Scheduler:
         *,
         retries: int = 1,
         max_rate_limit_waits: int = 20,
-        backoff_base: float = 2.0,
-        backoff_cap: float = 60.0,
+        backoff: Backoff = Backoff(),
         attempts_before: Mapping[str, int] | None = None,
         requeues_before: Mapping[str, int] | None = None,
     ) -> None:
@@ -122,8 +134,7 @@ class Scheduler:
                 state.requeues = requeues_before.get(state.id, 0)
         self.retries = retries
         self.max_rate_limit_waits = max_rate_limit_waits
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.backoff = backoff
         self._ready: deque[ItemState] = deque(self.states)
         self._delayed: list[tuple[float, int, ItemState]] = []
         self._tiebreak = 0
@@ -205,7 +216,7 @@ class Scheduler:
         # failed or timeout: counts against --retries
         state.failures += 1
         if state.failures <= self.retries and result.retry:
-            delay = min(self.backoff_base * 2 ** (state.failures - 1), self.backoff_cap)
+            delay = self.backoff.delay(state.failures)
             state.retry_delay = delay
             self._requeue_later(state, delay)
             return False

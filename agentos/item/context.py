@@ -46,6 +46,8 @@ from agentos.usage.report import (
 if TYPE_CHECKING:  # the governor (and email.utils, for its dates) loads only when a call needs it
     from agentos.governor.governor import CallGrant
 
+#: the environment variable an item's command finds its leased key in (--credential-env)
+DEFAULT_CREDENTIAL_ENV = "AGENTOS_API_KEY"
 DEFAULT_RATE_LIMIT_PATTERN = r"429|rate.?limit|quota exceeded|RESOURCE_EXHAUSTED"
 EX_TEMPFAIL = 75
 _RETRY_AFTER = re.compile(rb"retry[-_ ]?after[\"']?\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
@@ -124,7 +126,7 @@ class ItemContext:
     #: not in repr: an item that prints or logs its context (f"{ctx}") must not print the key
     credential: str | None = field(default=None, repr=False)
     credential_label: str | None = None
-    credential_env: str = "AGENTOS_API_KEY"
+    credential_env: str = DEFAULT_CREDENTIAL_ENV
     rate_limit_pattern: str = DEFAULT_RATE_LIMIT_PATTERN
     parallel: bool = True
     run_tag: str = ""  # exported to subprocesses so that cleanup can find them (process_tree)

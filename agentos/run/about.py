@@ -7,7 +7,6 @@ stored with notification URLs (they carry tokens) and keys masked.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import socket
@@ -15,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentos.engine.options import RunnerOptions
 from agentos.governor.credentials import Redactor
-from agentos.run.options import RunnerOptions
 
 #: run.json entries that describe a run; `--resume` compares everything else
 ABOUT_FIELDS = ("argv", "options", "machine")
@@ -44,20 +43,6 @@ def masked_argv(argv: list[str], redactor: Redactor | None = None) -> list[str]:
     return shown
 
 
-def options_record(options: RunnerOptions) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    for field in dataclasses.fields(options):
-        value = getattr(options, field.name)
-        if field.name == "notify":
-            value = len(value)  # how many URLs, never the URLs
-        elif isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        record[field.name] = value
-    return record
-
-
 def machine_record() -> dict[str, Any]:
     # not platform.platform(): on Linux it runs `uname -p` and scans the Python binary for its
     # glibc version, 9 ms of every run's start-up
@@ -77,6 +62,6 @@ def run_about(options: RunnerOptions, redactor: Redactor | None = None) -> dict[
     argv = [program, *sys.argv[1:]]
     return {
         "argv": masked_argv(argv, redactor),
-        "options": options_record(options),
+        "options": options.record(),
         "machine": machine_record(),
     }

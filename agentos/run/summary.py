@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +18,34 @@ MAX_TABLE_ROWS = 30
 TITLE_WIDTH = 60
 
 
+@dataclass(frozen=True)
+class RunFacts:
+    """What summary.json says of the run besides its items. `skipped`: items an earlier pass
+    finished (--resume); `usage`: the run's (agentos.usage.account)."""
+
+    command: str
+    run_dir: Path
+    mode: str
+    workers: int
+    started: float
+    ended: float
+    exit_code: int
+    interrupted_by: str | None = None
+    skipped: int = 0
+    keys: list[dict[str, Any]] | None = None
+    usage: dict[str, Any] | None = None
+    resume_command: str | None = None
+
+
 def summary_data(
     states: list[ItemState],
-    *,
-    command: str,
-    run_dir: Path,
-    mode: str,
-    workers: int,
-    started: float,
-    ended: float,
-    exit_code: int,
-    interrupted_by: str | None,
-    skipped: int,
-    keys: list[dict[str, Any]] | None = None,
+    facts: RunFacts,
     earlier: list[dict[str, Any]] | None = None,
-    usage: dict[str, Any] | None = None,
     item_usage: Callable[[str], dict[str, Any] | None] | None = None,
-    resume_command: str | None = None,
 ) -> dict[str, Any]:
-    """`earlier`: rows of the items an earlier pass finished (--resume); the summary covers every
-    item of the run, in input order. `usage`: the run's (agentos.usage.account); `item_usage`:
-    an item's, by id."""
+    """summary.json: the run's `facts` and a row per item. `earlier`: rows of the items an
+    earlier pass finished (--resume); the summary covers every item of the run, in input order.
+    `item_usage`: an item's usage, by id."""
     rows: list[dict[str, Any]] = [
         {
             "id": s.id,
@@ -62,22 +70,23 @@ def summary_data(
     totals: dict[str, int] = {}
     for row in rows:
         totals[row["status"]] = totals.get(row["status"], 0) + 1
+    keys = facts.keys or []
     return {
-        "command": command,
-        "run_dir": str(run_dir),
-        "mode": mode,
-        "workers": workers,
-        "started": round(started, 3),
-        "ended": round(ended, 3),
-        "seconds": round(ended - started, 3),
-        "exit_code": exit_code,
-        "interrupted_by": interrupted_by,
-        "skipped_already_done": skipped,
+        "command": facts.command,
+        "run_dir": str(facts.run_dir),
+        "mode": facts.mode,
+        "workers": facts.workers,
+        "started": round(facts.started, 3),
+        "ended": round(facts.ended, 3),
+        "seconds": round(facts.ended - facts.started, 3),
+        "exit_code": facts.exit_code,
+        "interrupted_by": facts.interrupted_by,
+        "skipped_already_done": facts.skipped,
         "totals": totals,
-        "keys": keys or [],
-        "groups": key_groups(keys or []),
-        "usage": usage,
-        "resume_command": resume_command,
+        "keys": keys,
+        "groups": key_groups(keys),
+        "usage": facts.usage,
+        "resume_command": facts.resume_command,
         "items": rows,
     }
 

@@ -28,12 +28,12 @@ from agentos.item.context import ItemContext
 from agentos.item.ids import id_problem, sanitize_id
 from agentos.item.workflow import Item
 from agentos.run.runner import configure_logging
-from agentos.workflows.implement import ImplementConfig
 from agentos.workflows.implement import execute_item as implement_item
 from agentos.workflows.implement.answer import parse_answer, write_files
+from agentos.workflows.implement.config import ImplementConfig
 from agentos.workflows.implement.git import Repository
-from agentos.workflows.requirements import RequirementsConfig
 from agentos.workflows.requirements import execute_item as requirements_item
+from agentos.workflows.requirements.config import RequirementsConfig
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

@@ -589,7 +589,7 @@ def test_implement_on_a_cluster_needs_workers_that_see_the_repository(tmp_path: 
     does implements the LLD on its branch."""
     if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
         pytest.skip("cannot make a mount namespace here (unshare --mount)")
-    from test_implement import make_repo
+    from support.repos import make_repo
 
     shared = tmp_path / "shared"
     shared.mkdir()

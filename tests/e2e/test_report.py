@@ -128,12 +128,17 @@ def test_a_run_whose_parent_was_killed_is_reported_from_its_journal(tmp_path: Pa
     )
     live.wait_for("go slow")
     run_dir = only_run_dir(tmp_path)
-    for _ in range(100):
+    # the parent's last word (state.json, rewritten at most 10 times a second) must show the
+    # slow item running, and the journal the quick one done, before the parent dies
+    for _ in range(400):
         state = read_state(run_dir) or {}
+        running = [r.get("id") for r in state.get("running") or [] if isinstance(r, dict)]
         journal = run_dir / "journal.jsonl"
-        if journal.exists() and journal.stat().st_size and state.get("running"):
+        if journal.exists() and journal.stat().st_size and "item-2" in running:
             break
         live._pump(0.05)
+    else:
+        raise AssertionError(f"state.json never showed item-2 running: {state}")
     os.kill(live.pid, signal.SIGKILL)
     live.finish(timeout=10)
     done = run(agentos_argv("report", str(run_dir), "-o", str(tmp_path / "r.html")), cwd=tmp_path)

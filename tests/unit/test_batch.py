@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import cast
 
 import pytest
 
 from agentos.engine import attempt
 from agentos.engine.attempt import AttemptResult
-from agentos.engine.batch import Batch, ExecutionSettings
+from agentos.engine.batch import Batch
+from agentos.engine.options import RunnerOptions
 from agentos.engine.output.terminal import Terminal
+from agentos.engine.plan import KeyPlan, RunPlan
 from agentos.engine.scheduler import ItemState
 from agentos.errors import KeysExhausted
 from agentos.governor import credentials as creds
 from agentos.governor.credentials import CredentialCoordinator, Lease, make_credentials
-from agentos.item.workflow import Item
+from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
 
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
@@ -39,14 +43,20 @@ class Said:
 
 def keyed_batch(secrets: list[str], workers: int, n_items: int) -> tuple[Batch, Said]:
     said = Said()
-    batch = Batch(
-        ExecutionSettings(command_name="run", workers=workers),
+    plan = RunPlan(
+        Workflow("run", "", lambda config: [], lambda item, ctx: None),
+        None,
+        RunnerOptions(),
         [Item(id=f"item-{n}", title=str(n)) for n in range(1, n_items + 1)],
+        KeyPlan([], make_credentials(secrets), "item"),
+        workers,
+        Path(tempfile.mkdtemp(prefix="agentos-batch-")),
+    )
+    batch = Batch(
+        plan,
         cast(Journal, None),  # no attempt is recorded here
         cast(Terminal, said),
-        make_credentials(secrets),
         CredentialCoordinator(secrets),
-        progress=False,
     )
     return batch, said
 
@@ -54,7 +64,7 @@ def keyed_batch(secrets: list[str], workers: int, n_items: int) -> tuple[Batch, 
 def fill(batch: Batch) -> list[tuple[ItemState, Lease]]:
     """One round of the controller: start items while a worker is free and a key is given."""
     started = []
-    while len(batch.scheduler.running) < (batch.settings.workers or 1):
+    while len(batch.scheduler.running) < batch.workers:
         state = batch.scheduler.peek_ready()
         if state is None:
             break
@@ -126,7 +136,7 @@ def test_while_every_key_is_parked_the_status_counts_down_then_the_run_stops() -
     assert batch.progress.note in ("keys back in 10m00s", "keys back in 9m59s")
     assert said.lines[0].startswith("key-1: out of quota; group key-1 parked until ")
     short = keyed_batch(KEYS[:1], workers=1, n_items=2)[0]
-    short.settings = dataclasses.replace(short.settings, max_key_wait=60.0)
+    short.key_options = dataclasses.replace(short.key_options, max_key_wait=60.0)
     lease = short.keys.acquire("item-1")
     short.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
     with pytest.raises(KeysExhausted, match=r"the only key out of quota until \d\d:\d\d UTC"):

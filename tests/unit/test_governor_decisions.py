@@ -5,20 +5,23 @@ the refusals ignore it, recovery is quick, the floor holds, and every change is 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import cast
 
 import pytest
 from support.governor_drive import Clock, best_per_minute, bucket, drive, noisy
 
-from agentos.engine.batch import Batch, ExecutionSettings
+from agentos.engine.batch import Batch
+from agentos.engine.options import RunnerOptions
 from agentos.engine.output.terminal import Terminal
+from agentos.engine.plan import KeyPlan, RunPlan
 from agentos.governor.adaptive import FLOOR_SHARE, AdaptiveRate
 from agentos.governor.credentials import KeyConfig, make_credentials
 from agentos.governor.evidence import NOISE_PRIOR, Cause, judge
 from agentos.governor.governor import OK, Governor
 from agentos.governor.pacing import HEADROOM
 from agentos.item.refusals import RATE
-from agentos.item.workflow import Item
+from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
 
 
@@ -243,18 +246,19 @@ class Said:
         self.lines.append(text)
 
 
-def test_the_status_line_shows_a_slowed_group_while_it_holds() -> None:
+def test_the_status_line_shows_a_slowed_group_while_it_holds(tmp_path: Path) -> None:
     result = drive(bucket(60), workers=4, answers=40)  # a pace learned from refusals alone
     said = Said()
-    batch = Batch(
-        ExecutionSettings(command_name="run", workers=2),
+    plan = RunPlan(
+        Workflow("run", "", lambda config: [], lambda item, ctx: None),
+        None,
+        RunnerOptions(),
         [Item(id="a", title="a")],
-        cast(Journal, None),
-        cast(Terminal, said),
-        make_credentials(["sk-drive-a"]),
-        result.governor,
-        progress=False,
+        KeyPlan([], make_credentials(["sk-drive-a"]), "item"),
+        2,
+        tmp_path,
     )
+    batch = Batch(plan, cast(Journal, None), cast(Terminal, said), result.governor)
     batch.check_keys(every=0.0)
     assert batch.progress.note.startswith("pacing key-1 at ")
     assert "req/min after " in batch.progress.note

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from support.processes import REPO, agentos_argv, git_repo, run
 
-from agentos.run.runner import effective_workers
+from agentos.run.plan import effective_workers
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 
 from agentos.engine.attempt import AttemptResult
-from agentos.engine.scheduler import NOT_RUN, PENDING, Scheduler
+from agentos.engine.scheduler import NOT_RUN, PENDING, Backoff, Scheduler
 from agentos.item.workflow import Item
 
 
@@ -26,7 +26,7 @@ def test_items_start_in_order_and_finish_done() -> None:
 
 
 def test_failure_is_retried_with_backoff_then_final() -> None:
-    s = make(1, retries=1, backoff_base=0.05)
+    s = make(1, retries=1, backoff=Backoff(0.05))
     state = s.peek_ready()
     assert state is not None
     s.start(state)
@@ -43,7 +43,7 @@ def test_failure_is_retried_with_backoff_then_final() -> None:
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    s = make(1, retries=10, backoff_base=2.0, backoff_cap=5.0)
+    s = make(1, retries=10, backoff=Backoff(2.0, 5.0))
     state = s.peek_ready()
     assert state is not None
     delays = []

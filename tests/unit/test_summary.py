@@ -13,7 +13,7 @@ from support.processes import agentos_argv, items_file, only_run_dir, run
 from agentos.engine.attempt import DONE, FAILED, RATE_LIMITED, AttemptResult
 from agentos.engine.scheduler import NOT_RUN, Scheduler
 from agentos.item.workflow import Item
-from agentos.run.summary import MAX_TABLE_ROWS, render_summary, summary_data
+from agentos.run.summary import MAX_TABLE_ROWS, RunFacts, render_summary, summary_data
 from agentos.text import ELLIPSIS
 
 
@@ -132,15 +132,17 @@ def test_rate_limit_requeues_are_not_attempts() -> None:
 
     summary = summary_data(
         scheduler.states,
-        command="run",
-        run_dir=Path("runs/x"),
-        mode="parallel",
-        workers=1,
-        started=0.0,
-        ended=1.0,
-        exit_code=1,
-        interrupted_by=None,
-        skipped=0,
+        RunFacts(
+            command="run",
+            run_dir=Path("runs/x"),
+            mode="parallel",
+            workers=1,
+            started=0.0,
+            ended=1.0,
+            exit_code=1,
+            interrupted_by=None,
+            skipped=0,
+        ),
     )
     assert (summary["items"][0]["attempts"], summary["items"][0]["requeues"]) == (2, 9)
     lines = render_summary(summary).splitlines()

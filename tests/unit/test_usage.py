@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentos.engine.attempt import DONE, FAILED, AttemptSpec, run_attempt
+from agentos.engine.attempt import DONE, FAILED, AttemptSpec, Task, run_attempt
 from agentos.engine.scheduler import Scheduler
 from agentos.errors import ConfigError
 from agentos.item.context import ItemContext
@@ -238,11 +238,8 @@ def test_an_item_over_budget_is_not_retried(tmp_path: Path) -> None:
             ctx.check_budget()
             ctx.record_usage("m", input_tokens=300, output_tokens=100)
 
-    spec = AttemptSpec(
-        str(tmp_path), two_calls, None, None, "AGENTOS_API_KEY", "429", False,
-        limits=ItemLimits(tokens=300),
-    )  # fmt: skip
-    result = run_attempt(spec, Item("item-1"), 1, None, None, None)
+    spec = AttemptSpec(str(tmp_path), two_calls, None, limits=ItemLimits(tokens=300))
+    result = run_attempt(spec, Task(Item("item-1"), 1))
     assert (result.status, result.error, result.retry) == (
         FAILED,
         "over budget: 400 of 300 tokens",
@@ -258,7 +255,7 @@ def test_an_item_over_budget_is_not_retried(tmp_path: Path) -> None:
     # the item's earlier attempts count toward its cap
     before = Tally()
     before.add(Call("m", 250, 100), None)
-    again = run_attempt(spec, Item("item-1"), 2, None, None, None, spent_before=before)
+    again = run_attempt(spec, Task(Item("item-1"), 2, spent_before=before))
     assert (again.status, again.usage) == (FAILED, None)  # stopped before its first call
 
 

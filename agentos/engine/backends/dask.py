@@ -15,7 +15,7 @@
     2nd Ctrl+C: set the run's terminate Event (tasks end their attempt and its processes),
       wait for them, cancel the rest, close the local cluster, sweep this run's tag here
 
-Before the run directory exists, `prepare_dask` checks what can be checked from the client: the
+Before the run directory exists, `prepare_dask` (dask_cluster.py) checks what the client can: the
 `distributed` package, the scheduler (one bounded connection, kept for the run so that DaskRun
 does not connect twice), and the environment to forward. Workers do not inherit the client's
 environment (they run elsewhere, started by someone else), so the variables an item needs are
@@ -40,58 +40,39 @@ are forgotten: the provider will say so again.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
-import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterator
 from concurrent.futures import CancelledError
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import FAILED, INTERRUPTED, AttemptResult
-from agentos.engine.backends.dask_worker import ATTEMPT_GRACE, POLL, ForwardedEnv, sees_markers
-from agentos.engine.controller import Controller, ExecutorPlan, Running
+from agentos.engine.attempt import FAILED, INTERRUPTED, AttemptResult, Task
+from agentos.engine.backends.dask_cluster import DaskSetup, connect_scheduler, require_distributed
+from agentos.engine.backends.dask_worker import (
+    ATTEMPT_GRACE,
+    POLL,
+    Channels,
+    ForwardedEnv,
+)
+from agentos.engine.controller import Controller, Running
 from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import spawn_guard
-from agentos.errors import ConfigError, KeyServerLost, UsageError
+from agentos.errors import KeyServerLost
 from agentos.governor.credentials import (
-    CREDENTIALS_ENV,
-    NOTIFY_ENV,
-    Credential,
     KeyConfig,
     Lease,
 )
-from agentos.item.process_tree import RUN_TAG_ENV, kill_tagged
-from agentos.text import plural
+from agentos.item.process_tree import kill_tagged
 
 if TYPE_CHECKING:
-    from agentos.run.options import RunnerOptions
+    from agentos.engine.plan import RunPlan
+    from agentos.engine.session import Run
 
 OUTPUT_EOF_WAIT = 10.0
 MAX_ACTOR_RESTARTS = 3
-CONNECT_TIMEOUT = 5.0  # seconds: an unreachable --scheduler is an error, not a hang
 #: after the terminate event is set: a task notices it within POLL and gives its attempt
 #: ATTEMPT_GRACE; then the futures are cancelled and the attempts recorded as interrupted
 TERMINATE_WAIT = POLL + ATTEMPT_GRACE + 2.0
-
-#: forwarded to items on workers whatever --env says: the settings agentos's own agents read
-DEFAULT_FORWARD = ("AGENTOS_*",)
-#: never forwarded, even when named: keys arrive only leased, and the rest agentos sets per attempt
-NEVER_FORWARD = frozenset(
-    {
-        CREDENTIALS_ENV,
-        NOTIFY_ENV,
-        "AGENTOS_API_KEY",
-        RUN_TAG_ENV,
-        "AGENTOS_ITEM_ID",
-        "AGENTOS_ATTEMPT",
-        "AGENTOS_RESULT_FD",
-        "AGENTOS_USAGE_FILE",
-    }
-)
-
 
 #: the HTTP routes of the local cluster's scheduler and workers: health checks, no dashboard,
 #: no worker logs or call stacks, no proxy (distributed serves them unauthenticated)
@@ -99,154 +80,6 @@ _HTTP_ROUTES = {
     "distributed.scheduler.http.routes": ["distributed.http.health"],
     "distributed.worker.http.routes": ["distributed.http.health"],
 }
-
-
-def require_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise ConfigError(
-            "--backend dask needs the distributed package; install it with: "
-            "pip install 'agentos-batch[dask]'"
-        ) from None
-    return distributed
-
-
-def forwarded_environment(
-    names: Iterable[str],
-    environ: Mapping[str, str],
-    credentials: list[Credential],
-    credential_env: str,
-    warn: Callable[[str], None],
-) -> dict[str, str]:
-    """The client variables items on the workers get: DEFAULT_FORWARD and each `--env` NAME or
-    PREFIX*, minus NEVER_FORWARD. A value that holds a configured key is refused (UsageError):
-    it would put the key in every item's environment, beside the lease."""
-    never = NEVER_FORWARD | {credential_env}
-    # variable -> (why it is forwarded, what to do instead), for the error message
-    chosen: dict[str, tuple[str, str]] = {}
-    for pattern in DEFAULT_FORWARD:
-        for name in fnmatch.filter(environ, pattern):
-            chosen[name] = (f"{name} (AGENTOS_* settings go to the workers)", "unset it")
-    for pattern in names:
-        if pattern.endswith("*"):
-            matched = [n for n in fnmatch.filter(environ, pattern) if n not in never]
-            if not matched:
-                warn(f"--env {pattern}: no variable here matches; nothing forwarded for it")
-            for name in matched:
-                chosen[name] = (f"--env {pattern} ({name})", "do not forward it")
-        elif pattern in never:
-            raise UsageError(
-                f"--env {pattern}: agentos never forwards {pattern}; keys reach items only "
-                f"leased, through the key coordinator (as ${credential_env}), and the run's own "
-                "variables are set on the workers"
-            )
-        elif pattern not in environ:
-            warn(f"--env {pattern} is not set here; nothing forwarded for it")
-        else:
-            chosen[pattern] = (f"--env {pattern}", "do not forward it")
-    forwarded = {name: environ[name] for name in chosen if name not in never}
-    for name, value in forwarded.items():
-        for credential in credentials:
-            if credential.secret and credential.secret in value:
-                why, remedy = chosen[name]
-                raise UsageError(
-                    f"{why} holds a configured API key ({credential.label}); keys reach items "
-                    f"only leased, through the key coordinator (as ${credential_env}): {remedy}"
-                )
-    return forwarded
-
-
-def connect_scheduler(address: str) -> Any:
-    """A client of `--scheduler`, or one line that says what to fix (exit 2)."""
-    distributed = require_distributed()
-    try:
-        return distributed.Client(address, timeout=f"{CONNECT_TIMEOUT:g}s")
-    except ValueError as exc:  # not an address at all: no port, an unknown scheme
-        raise UsageError(
-            f"--scheduler {address!r} is not a Dask scheduler address ({exc}); "
-            "give it as tcp://host:8786"
-        ) from None
-    except OSError:
-        raise ConfigError(
-            f"cannot reach the Dask scheduler {address} (no answer within "
-            f"{CONNECT_TIMEOUT:g} s); start it or check --scheduler"
-        ) from None
-
-
-@dataclass
-class DaskSetup:
-    """What `prepare_dask` checked and made before the run directory existed, for DaskRun."""
-
-    scheduler: str | None
-    client: Any = None  # connected to `scheduler`; None for a local cluster, made by DaskRun
-    env: dict[str, str] = field(default_factory=dict)
-
-
-def prepare_dask(
-    options: RunnerOptions, credentials: list[Credential], warn: Callable[[str], None]
-) -> DaskSetup:
-    """The checks of a Dask run that need no run directory: a user mistake here must leave
-    nothing behind (no run directory, no summary of items that never had a chance)."""
-    require_distributed()
-    if not options.scheduler:
-        try:  # Security.temporary() makes the local cluster's certificate with it
-            import cryptography  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "--backend dask secures its local cluster with TLS, which needs the "
-                "cryptography package; install it with: pip install 'agentos-batch[dask]'"
-            ) from None
-    elif credentials and not options.scheduler.startswith("tls://"):
-        warn(
-            f"--scheduler {options.scheduler} is not a tls:// address: the keys travel to the "
-            "key actor on a worker unencrypted, and anyone who can reach the scheduler can run "
-            "code on its workers; see the README's Security section"
-        )
-    env = forwarded_environment(
-        options.forward_env, os.environ, credentials, options.credential_env, warn
-    )
-    client = connect_scheduler(options.scheduler) if options.scheduler else None
-    return DaskSetup(options.scheduler, client, env)
-
-
-def check_shared_folders(client: Any, folders: list[Path]) -> None:
-    """Every worker of `--scheduler` must see `folders` (the workspace an item writes into: an
-    LLD, a git worktree) at the same path as this machine, or its items would write elsewhere or
-    fail one by one: a marker file written here must be read there. A ConfigError (exit 2)
-    names the workers that do not, before any item runs."""
-    token = os.urandom(8).hex()
-    markers: list[Path] = []
-    try:
-        for folder in folders:
-            own = folder / ".agentos"
-            own.mkdir(exist_ok=True)
-            if own.is_symlink():
-                raise ConfigError(f"{own} is a symlink; agentos will not write through it")
-            marker = own / f".shared-check-{token}"
-            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(token)
-            markers.append(marker)
-        try:
-            seen: dict[str, list[bool]] = client.run(sees_markers, [str(m) for m in markers], token)
-        except Exception as exc:
-            raise ConfigError(
-                f"cannot ask the Dask workers whether they see {folders[0]}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-    finally:
-        for marker in markers:
-            with contextlib.suppress(OSError):
-                marker.unlink()
-    blind = sorted(worker for worker, found in seen.items() if not all(found))
-    if blind:
-        raise ConfigError(
-            f"{plural(len(blind), 'Dask worker')} ({', '.join(blind[:3])}) "
-            f"cannot see {', '.join(map(str, folders))} at that path: items there would work on "
-            "another copy or fail; mount it at the same path on every worker (a shared "
-            "filesystem), or run with --backend loky"
-        )
 
 
 class ActorKeys:
@@ -290,37 +123,31 @@ class ActorKeys:
         return self._call("snapshot")
 
 
-class DaskRun(Controller):
-    def __init__(
-        self, plan: ExecutorPlan, setup: DaskSetup, keys: list[KeyConfig], base_cooldown: float
-    ) -> None:
-        super().__init__(plan.batch, capacity=plan.workers)
-        self.spec = plan.spec
-        self.workers = plan.workers
-        self.listener = plan.listener
-        self.run_id = plan.run_id
-        self.setup = setup
-        self.scheduler = setup.scheduler
-        self.key_configs = keys
-        self.base_cooldown = base_cooldown
-        self.actor_restarts = 0
-        self.topic = f"agentos-output-{plan.run_id}"
-        self.terminate_name = f"agentos-terminate-{plan.run_id}"
+class DaskBackend:
+    """`--backend dask`: the cluster (a local one agentos starts, or `--scheduler`) is up for
+    the run, the keys served by an actor on one of its workers. `setup` is what `prepare_dask`
+    checked and connected before the run directory existed."""
 
-    # -- set-up and tear-down
-    def run(self) -> None:
+    def __init__(self, setup: DaskSetup) -> None:
+        self.setup = setup
+        self.client: Any = setup.client
+        self.key_configs: list[KeyConfig] = []
+        self.base_cooldown = 0.0
+        self.actor: Any = None
+
+    @contextlib.contextmanager
+    def started(self, plan: RunPlan) -> Iterator[Any]:
         distributed = require_distributed()
         from dask import config as dask_config
 
-        setup = self.setup
+        self.key_configs = list(plan.keys.configs)
+        self.base_cooldown = plan.options.keys.rate_limit_cooldown
         cluster = None
-        client = setup.client
-        self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
         try:
             with spawn_guard():  # cluster processes must not die of the terminal's Ctrl+C
-                if self.scheduler:
-                    if client is None:
-                        client = connect_scheduler(self.scheduler)
+                if self.setup.scheduler:
+                    if self.client is None:
+                        self.client = connect_scheduler(self.setup.scheduler)
                 else:
                     # A cluster on TCP that any local user could join (and run code in, and
                     # read the keys from the actor): TLS with a certificate made for this run,
@@ -330,7 +157,7 @@ class DaskRun(Controller):
                     security = distributed.security.Security.temporary()
                     with dask_config.set(_HTTP_ROUTES):
                         cluster = distributed.LocalCluster(
-                            n_workers=self.workers,
+                            n_workers=plan.workers,
                             threads_per_worker=1,
                             processes=True,
                             dashboard_address=None,
@@ -338,58 +165,81 @@ class DaskRun(Controller):
                             security=security,
                             host="127.0.0.1",
                         )
-                    client = distributed.Client(cluster, security=security)
-            self.client = client
-            if self.key_configs:
-                self._start_key_actor(client)
-            self.spec_future = client.scatter(self.spec, broadcast=True)
-            self.env_future = client.scatter(ForwardedEnv(setup.env), broadcast=True)
-            self.terminate = distributed.Event(self.terminate_name, client=client)
-            client.subscribe_topic(self.topic, self._on_output)
-            self.listener.start()
-            self.loop()
+                    self.client = distributed.Client(cluster, security=security)
+            yield self.start_key_actor() if self.key_configs else None
         finally:
-            self.batch.on_signal = None
-            if self.inflight and client is not None:
-                self._terminate_inflight(client)
-            if self.batch.keys is not None:
-                self.batch.frozen_keys_report = self.batch.keys_report()
-            if client is not None:
+            if self.client is not None:
                 with contextlib.suppress(Exception):
-                    client.close(timeout=10)
+                    self.client.close(timeout=10)
             if cluster is not None:
                 with contextlib.suppress(Exception):
                     cluster.close(timeout=10)
             # A task still ending its attempt when its worker was closed (a stalled machine, a
             # --scheduler cluster that stopped) may have left the attempt or its commands
             # running; on this machine they carry the run's tag, as with loky.
-            if self.run_id:
-                kill_tagged(self.run_id)
+            kill_tagged(plan.run_id)
+
+    def start_key_actor(self) -> ActorKeys:
+        from agentos.governor.governor import Governor
+
+        actor = self.client.submit(
+            Governor, [], self.base_cooldown, actor=True, pure=False
+        ).result()
+        # a direct call: no task argument holds keys
+        actor.add_keys(self.key_configs).result()
+        self.actor = actor
+        return ActorKeys(actor)
+
+    def run(self, run: Run) -> None:
+        DaskRun(run, self).run()
+
+
+class DaskRun(Controller):
+    def __init__(self, run: Run, backend: DaskBackend) -> None:
+        super().__init__(run, capacity=run.plan.workers)
+        self.backend = backend
+        self.client = backend.client
+        self.actor_restarts = 0
+        self.topic = f"agentos-output-{self.run_id}"
+        self.terminate_name = f"agentos-terminate-{self.run_id}"
+
+    # -- the run
+    def run(self) -> None:
+        distributed = require_distributed()
+        client = self.client
+        try:
+            with self.batch.signals_to(lambda signum: self.events.put(("signal", signum))):
+                self.spec_future = client.scatter(self.spec, broadcast=True)
+                self.env_future = client.scatter(
+                    ForwardedEnv(self.backend.setup.env), broadcast=True
+                )
+                self.terminate = distributed.Event(self.terminate_name, client=client)
+                client.subscribe_topic(self.topic, self._on_output)
+                self.listener.start()
+                self.loop()
+        finally:
+            if self.inflight:
+                self._terminate_inflight(client)
+            # before the cluster goes: the key actor goes with it
+            self.batch.freeze_keys_report()
         self.batch.stop_waiting()
         if self.fatal is not None:
             raise self.fatal
-
-    def _start_key_actor(self, client: Any) -> None:
-        from agentos.governor.governor import Governor
-
-        actor = client.submit(Governor, [], self.base_cooldown, actor=True, pure=False).result()
-        # a direct call: no task argument holds keys
-        actor.add_keys(list(self.key_configs)).result()
-        self.batch.keys = ActorKeys(actor)
-        self.actor = actor
 
     def _restart_key_actor(self) -> bool:
         """The key actor's worker is gone: a new actor, holding the running items' keys."""
         self.actor_restarts += 1
         try:
-            self._start_key_actor(self.client)
+            keys = self.backend.start_key_actor()
             for run in self.inflight.values():
                 if run.lease is not None:
-                    run.lease = self.actor.lease_label(run.lease.label, run.state.id).result()
+                    run.lease = self.backend.actor.lease_label(
+                        run.lease.label, run.state.id
+                    ).result()
         except Exception as exc:
             self.batch.terminal.message(f"cannot restart the key actor: {exc!r}", force=True)
             return False
-        self.batch.keys_lost = None
+        self.batch.replace_keys(keys)
         self.batch.terminal.message(
             f"the worker holding the keys was lost; keys restored on another worker "
             f"({self.actor_restarts}/{MAX_ACTOR_RESTARTS})",
@@ -412,17 +262,19 @@ class DaskRun(Controller):
     def submit(self, state: ItemState, attempt: int, lease: Lease | None) -> Any:
         from agentos.engine.backends.dask_worker import run_item
 
-        return self.client.submit(
-            run_item,
-            self.spec_future,
+        task = Task(
             state.item,
             attempt,
             lease.lease_id if lease is not None else None,
-            getattr(self, "actor", None),
-            self.topic,
-            self.terminate_name,
-            self.env_future,
             self.batch.account.spent_before(state.id),
+        )
+        return self.client.submit(
+            run_item,
+            self.spec_future,
+            task,
+            self.backend.actor,
+            self.env_future,
+            Channels(self.topic, self.terminate_name),
             pure=False,
             key=f"agentos-{state.id}-{attempt}-{self.run_id}",
         )

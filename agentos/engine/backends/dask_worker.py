@@ -36,6 +36,7 @@ Imports nothing of the CLI and nothing of distributed until it runs inside a Das
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import selectors
@@ -54,18 +55,17 @@ from agentos.engine.attempt import (
     INTERRUPTED,
     AttemptResult,
     AttemptSpec,
+    Task,
     run_attempt,
 )
 from agentos.engine.shutdown import survive_sigint
 from agentos.governor.credentials import CREDENTIALS_ENV
-from agentos.item.context import kill_started_processes
+from agentos.item.context import DEFAULT_CREDENTIAL_ENV, kill_started_processes
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,
     set_parent_death_signal,
 )
-from agentos.item.workflow import Item
-from agentos.usage.record import Tally
 
 POLL = 0.5  # seconds between checks of the terminate event
 #: how long an attempt process may take to end its item's processes after SIGTERM (its handler
@@ -96,7 +96,7 @@ def attempt_environment(
     it (as GNU parallel's --env does), and no key except through the lease."""
     env = dict(base)
     env.update(forwarded.values)
-    for name in (CREDENTIALS_ENV, spec.credential_env, "AGENTOS_API_KEY"):
+    for name in (CREDENTIALS_ENV, spec.keys.credential_env, DEFAULT_CREDENTIAL_ENV):
         env.pop(name, None)
     if spec.run_id:
         # tagged like a loky worker, so that the client's final sweep finds an attempt process
@@ -105,19 +105,25 @@ def attempt_environment(
     return env
 
 
+@dataclass(frozen=True)
+class Channels:
+    """The run's ways to its client, by name: the event topic output goes to, the Event that
+    says terminate."""
+
+    topic: str
+    terminate: str
+
+
 def run_item(
     spec: AttemptSpec,
-    item: Item,
-    attempt: int,
-    lease_id: int | None,
+    task: Task,
     actor: Any,
-    topic: str,
-    terminate_name: str,
-    forwarded: ForwardedEnv | None = None,
-    spent_before: Tally | None = None,
+    forwarded: ForwardedEnv | None,
+    channels: Channels,
 ) -> AttemptResult:
-    """The Dask task: one attempt of one item, in its own process. `spent_before`: what the
-    item's earlier attempts spent, for its caps."""
+    """The Dask task: one attempt of one item, in its own process."""
+    item, attempt, lease_id = task.item, task.attempt, task.lease_id
+    topic, terminate_name = channels.topic, channels.terminate
     from distributed import Event, get_worker
 
     worker = get_worker()
@@ -145,7 +151,7 @@ def run_item(
     relay_child.close()
     assert child.stdin is not None and child.stdout is not None and child.stderr is not None
     with contextlib.suppress(BrokenPipeError):
-        child.stdin.write(pickle.dumps((spec, item, attempt, key, label, spent_before)))
+        child.stdin.write(pickle.dumps((spec, task, key, label)))
     child.stdin.close()
     # what the item prints is redacted here, before it leaves the worker: the scheduler keeps
     # every event it relays, and whoever reads its event log must not read keys there
@@ -394,7 +400,7 @@ def child_main() -> None:
     for stream in (sys.stdout, sys.stderr):  # pipes: line-buffer so output is live
         with contextlib.suppress(Exception):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    spec, item, attempt, key, label, spent_before = pickle.load(sys.stdin.buffer)
+    spec, task, key, label = pickle.load(sys.stdin.buffer)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -403,9 +409,9 @@ def child_main() -> None:
         os.environ[RUN_TAG_ENV] = f"{spec.run_id}/{os.getpid()}"
     relay = socket.socket(fileno=int(os.environ.pop(_RELAY_FD_ENV)))
     keys = _AttemptKeys(key, label, relay)
-    result = run_attempt(
-        spec, item, attempt, 0 if key is not None else None, keys, None, spent_before=spent_before
-    )
+    # the leased key came on stdin: the attempt claims it from `keys` under any lease id
+    task = dataclasses.replace(task, lease_id=0 if key is not None else None)
+    result = run_attempt(spec, task, keys)
     with os.fdopen(result_fd, "wb") as out:
         out.write(pickle.dumps(result))
 

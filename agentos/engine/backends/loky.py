@@ -49,7 +49,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool  # loky's errors subclass it
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentos.beneath import write_beneath
 from agentos.engine.attempt import (
@@ -58,9 +58,10 @@ from agentos.engine.attempt import (
     NOT_STARTED,
     TIMEOUT,
     AttemptResult,
+    Task,
 )
 from agentos.engine.backends.loky_worker import execute_in_worker, initialize_worker
-from agentos.engine.controller import Controller, ExecutorPlan, Running
+from agentos.engine.controller import Controller, Running
 from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import spawn_guard
 from agentos.errors import PoolBroken
@@ -72,6 +73,10 @@ from agentos.item.process_tree import (
     signal_group,
 )
 from agentos.text import plural
+
+if TYPE_CHECKING:
+    from agentos.engine.plan import RunPlan
+    from agentos.engine.session import Run
 
 MAX_WORKERS = 10  # hard cap, also applied (with a warning) by the runner
 MAX_REBUILDS = 10
@@ -231,22 +236,48 @@ def _describe_exit(code: int | None) -> str:
     return f"exit {code}"
 
 
+class LokyBackend:
+    """`--backend loky` (the default with --parallel): loky worker processes on this machine,
+    the keys served to them by a Manager process (agentos.governor.service)."""
+
+    @contextlib.contextmanager
+    def started(self, plan: RunPlan) -> Iterator[Any]:
+        if not plan.keys.configs:
+            yield None
+            return
+        from agentos.governor import parked as parked_keys
+        from agentos.governor.service import start_key_server
+
+        with spawn_guard(trackers="stdlib"):
+            server, proxy = start_key_server(
+                list(plan.keys.configs),
+                plan.options.keys.rate_limit_cooldown,
+                parked=parked_keys.load(),
+            )
+        try:
+            yield proxy
+        finally:
+            with contextlib.suppress(Exception):
+                server.shutdown()
+
+    def run(self, run: Run) -> None:
+        ParallelRun(run).run()
+
+
 class ParallelRun(Controller):
-    def __init__(self, plan: ExecutorPlan, keys_proxy: Any) -> None:
+    def __init__(self, run: Run) -> None:
         # One extra item is queued per worker, so a worker that finishes an item starts the next
         # at once instead of waiting for our round trip; queued items check the drain flag
         # before they start. Items that hold a key lease get no extra: a queued item would hold
         # a key it cannot use yet.
-        batch, spec, listener, run_id = plan.batch, plan.spec, plan.listener, plan.run_id
-        workers = min(plan.workers, MAX_WORKERS)
-        super().__init__(batch, capacity=workers * (1 if batch.lease_items else 2))
-        self.spec = spec
-        self.listener = listener
-        self.run_id = run_id
-        initargs = (os.getpid(), run_id, spec, keys_proxy, listener.address, listener.token)
-        self.pool = WorkerPool(workers, initargs, run_id)
+        batch = run.batch
+        workers = min(run.plan.workers, MAX_WORKERS)
+        super().__init__(run, capacity=workers * (1 if batch.lease_items else 2))
+        listener = self.listener
+        initargs = (os.getpid(), self.run_id, self.spec, run.keys, listener.address, listener.token)
+        self.pool = WorkerPool(workers, initargs, self.run_id)
         self.rebuilds = 0
-        if batch.settings.verbose:
+        if batch.verbose:
             terminal = batch.terminal
             listener.on_started = lambda item_id, attempt, pid: terminal.message(
                 f"{item_id} started (attempt {attempt}, worker {pid})"
@@ -267,19 +298,18 @@ class ParallelRun(Controller):
     # -- the run
     def run(self) -> None:
         shutdown = self.batch.shutdown
-        self.batch.on_signal = lambda signum: self.events.put(("signal", signum))
         if self.spec.drain_flag:
             # one a killed run left behind (or anything planted there) must not stop every
             # item of this run from starting
             with contextlib.suppress(OSError):
                 os.unlink(self.spec.drain_flag)
         try:
-            self.loop()
+            with self.batch.signals_to(lambda signum: self.events.put(("signal", signum))):
+                self.loop()
         finally:
             if self.spec.drain_flag:
                 with contextlib.suppress(OSError):
                     os.unlink(self.spec.drain_flag)
-            self.batch.on_signal = None
             terminate = shutdown.terminating or bool(self.inflight)
             self.pool.shutdown(kill=terminate)
             kill_tagged(self.run_id)
@@ -293,10 +323,12 @@ class ParallelRun(Controller):
     def submit(self, state: ItemState, attempt: int, lease: Lease | None) -> Any:
         try:
             future = self.pool.submit(
-                state.item,
-                attempt,
-                lease.lease_id if lease is not None else None,
-                self.batch.account.spent_before(state.id),
+                Task(
+                    state.item,
+                    attempt,
+                    lease.lease_id if lease is not None else None,
+                    self.batch.account.spent_before(state.id),
+                )
             )
         except BrokenProcessPool:
             # the pool broke between two events; the break is being reported already

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agentos.engine.attempt import NOT_STARTED, AttemptResult, AttemptSpec, run_attempt
+from agentos.engine.attempt import NOT_STARTED, AttemptResult, AttemptSpec, Task, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.shutdown import survive_sigint
 from agentos.item.context import kill_started_processes
@@ -34,7 +34,6 @@ from agentos.item.process_tree import (
     set_parent_death_signal,
 )
 from agentos.item.workflow import Item
-from agentos.usage.record import Tally
 
 
 @dataclass
@@ -87,18 +86,14 @@ def _capture(item: Item, attempt: int) -> ItemCapture:
     return ItemCapture(_STATE.channel, item.id, attempt)
 
 
-def execute_in_worker(
-    item: Item, attempt: int, lease_id: int | None, spent_before: Tally | None = None
-) -> AttemptResult:
-    """The loky task. Arguments are small: the item record, its attempt number, a lease id,
+def execute_in_worker(task: Task) -> AttemptResult:
+    """The loky task. Its argument is small: the item record, its attempt number, a lease id,
     what the item's earlier attempts spent (for its caps)."""
     if _STATE is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("worker used before initialize_worker ran")
     flag = _STATE.spec.drain_flag
     if flag and os.path.lexists(flag):
         return AttemptResult(
-            item.id, attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
+            task.item.id, task.attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
         )
-    return run_attempt(
-        _STATE.spec, item, attempt, lease_id, _STATE.keys, _capture, spent_before=spent_before
-    )
+    return run_attempt(_STATE.spec, task, _STATE.keys, _capture)

@@ -10,19 +10,42 @@ Two things still hold, because they are promises rather than parallel features:
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import (
-    INTERRUPTED,
-    AttemptSpec,
-    CaptureFactory,
-    run_attempt,
-)
+from agentos.engine.attempt import INTERRUPTED, AttemptSpec, CaptureFactory, Task, run_attempt
 from agentos.engine.batch import Batch
 from agentos.engine.shutdown import DRAINING, GraceTimer
 from agentos.errors import Interrupted, KeysExhausted
+from agentos.item.process_tree import kill_tagged
+
+if TYPE_CHECKING:
+    from agentos.engine.plan import RunPlan
+    from agentos.engine.session import Run
+
+
+class SequentialBackend:
+    """No `--parallel`: the items one after another, in this process; the governor too."""
+
+    @contextlib.contextmanager
+    def started(self, plan: RunPlan) -> Iterator[Any]:
+        if not plan.keys.configs:
+            yield None
+            return
+        from agentos.governor import parked as parked_keys
+        from agentos.governor.governor import Governor
+
+        cooldown = plan.options.keys.rate_limit_cooldown
+        yield Governor(plan.keys.configs, cooldown, parked=parked_keys.load())
+
+    def run(self, run: Run) -> None:
+        try:
+            run_sequential(run.batch, run.plan.attempt_spec(), run.capture())
+        finally:
+            kill_tagged(run.plan.run_id)  # anything an item left behind
 
 
 def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | None) -> None:
@@ -52,47 +75,55 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
         finally:
             in_item = False
 
-    batch.on_signal = on_signal
     try:
-        while not state.draining:
-            current = scheduler.peek_ready()
-            if current is None:
-                delay = scheduler.next_delay()
-                if delay is None:
-                    break
-                time.sleep(min(delay, 0.5))
-                batch.write_state()
-                continue
-            batch.may_start(current)  # --budget: raises BudgetReached when the run must stop
-            lease = None
-            if batch.keys is not None:
-                try:
-                    batch.check_keys(every=0.0)
-                    lease = batch.take_lease(current) if batch.lease_items else None
-                except KeysExhausted:
-                    batch.stop_waiting()
-                    raise
-                if batch.lease_items and lease is None:
-                    status = batch.keys.status()
-                    time.sleep(min(status.next_free_in or 0.5, 0.5))
-                    continue
-            attempt = scheduler.start(current)
-            batch.started(current, lease)
-            batch.write_state(flush=True)  # the item runs here: no loop writes it later
-            result = run_attempt(
-                spec,
-                current.item,
-                attempt,
-                lease.lease_id if lease is not None else None,
-                batch.keys,
-                capture,
-                around_item=item_running,
-                spent_before=batch.account.spent_before(current.id),
-            )
-            batch.end_attempt(current, lease, result)
-            if result.status == INTERRUPTED:
-                break
+        with batch.signals_to(on_signal):
+            _loop(batch, spec, capture, item_running)
     finally:
-        batch.on_signal = None
         grace.cancel()
     batch.stop_waiting()
+
+
+def _loop(
+    batch: Batch,
+    spec: AttemptSpec,
+    capture: CaptureFactory | None,
+    item_running: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    """Start items one after another until none is left, or the run drains."""
+    state = batch.shutdown
+    scheduler = batch.scheduler
+    while not state.draining:
+        current = scheduler.peek_ready()
+        if current is None:
+            delay = scheduler.next_delay()
+            if delay is None:
+                break
+            time.sleep(min(delay, 0.5))
+            batch.write_state()
+            continue
+        batch.may_start(current)  # --budget: raises BudgetReached when the run must stop
+        lease = None
+        if batch.keys is not None:
+            try:
+                batch.check_keys(every=0.0)
+                lease = batch.take_lease(current) if batch.lease_items else None
+            except KeysExhausted:
+                batch.stop_waiting()
+                raise
+            if batch.lease_items and lease is None:
+                status = batch.keys.status()
+                time.sleep(min(status.next_free_in or 0.5, 0.5))
+                continue
+        attempt = scheduler.start(current)
+        batch.started(current, lease)
+        batch.write_state(flush=True)  # the item runs here: no loop writes it later
+        task = Task(
+            current.item,
+            attempt,
+            lease.lease_id if lease is not None else None,
+            batch.account.spent_before(current.id),
+        )
+        result = run_attempt(spec, task, batch.keys, capture, around_item=item_running)
+        batch.end_attempt(current, lease, result)
+        if result.status == INTERRUPTED:
+            break

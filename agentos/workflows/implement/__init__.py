@@ -15,100 +15,29 @@ rest.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from agentos.agents import (
     AGENT_HELP,
     API_BASE_OPTION,
-    Agent,
     agent_models,
     key_mode,
     keyless_agents,
-    require_agent,
 )
-from agentos.agents.base import ToolPolicy
-from agentos.errors import UsageError
 from agentos.item.workflow import Item, OnResume, Option, Workflow
-from agentos.workflows.implement import tests_gate
 from agentos.workflows.implement.collect import collect_items
+from agentos.workflows.implement.config import (
+    EDITS_TEXT,
+    EDITS_TOOLS,
+    ImplementConfig,
+    make_config,
+)
 from agentos.workflows.implement.execute import execute_item
-from agentos.workflows.implement.git import WORKTREES, Repository
-from agentos.workflows.implement.tests_gate import TestCommand
-from agentos.workflows.inputs import repo_path
+from agentos.workflows.implement.git import WORKTREES
+
+__all__ = ["WORKFLOW", "ImplementConfig", "execute_item"]
 
 log = logging.getLogger("agentos")
-
-#: `--edits`: how the agent changes files
-EDITS_TOOLS = "tools"
-EDITS_TEXT = "text"
-
-
-@dataclass(frozen=True)
-class ImplementConfig:
-    repo: Path  # where --repo points (the LLDs are under it)
-    implementer: Agent
-    force: bool
-    repository: Repository
-    tests: TestCommand | None
-    test_timeout: float = 600.0
-    max_iterations: int = 3
-    #: EDIT: an agent that can edit does, under agentos's policy; NONE: every agent answers
-    #: with files, which agentos writes
-    policy: ToolPolicy = ToolPolicy.EDIT
-    allow: tuple[str, ...] = ()
-    require_red: bool = False
-    push: str | None = None
-
-    @property
-    def edits_with_tools(self) -> bool:
-        return self.policy is ToolPolicy.EDIT and self.implementer.edits_files
-
-
-def make_config(
-    repo: Path,
-    implementer: str | None,
-    force: bool,
-    base: str = "HEAD",
-    test_cmd: str | None = None,
-    test_timeout: float = 600.0,
-    max_iterations: int = 3,
-    edits: str = EDITS_TOOLS,
-    allow_tool: tuple[str, ...] = (),
-    require_red: bool = False,
-    push: str | None = None,
-    api_base: str | None = None,
-) -> ImplementConfig:
-    if max_iterations < 1:
-        raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
-    if test_timeout <= 0:
-        raise UsageError(f"--test-timeout must be more than 0 (got {test_timeout:g})")
-    agent = require_agent(implementer, "--implementer", "AGENTOS_IMPLEMENTER", api_base)
-    folder = repo_path(repo)
-    repository = Repository.open(folder, base)
-    repository.check_identity()
-    if push:
-        repository.check_remote(push)
-    if test_cmd is not None and not test_cmd.strip():
-        raise UsageError("--test-cmd is empty: give the command that runs the tests")
-    tests = TestCommand(test_cmd, "--test-cmd") if test_cmd else tests_gate.detect(repository)
-    policy = ToolPolicy.EDIT if edits == EDITS_TOOLS else ToolPolicy.NONE
-    config = ImplementConfig(
-        repo=folder,
-        implementer=agent,
-        force=force,
-        repository=repository,
-        tests=tests,
-        test_timeout=test_timeout,
-        max_iterations=max_iterations,
-        policy=policy,
-        allow=tuple(allow_tool),
-        require_red=require_red,
-        push=push,
-    )
-    if config.require_red and config.tests is None:
-        raise UsageError("--require-red needs tests to run: give --test-cmd")
-    return config
 
 
 def say_plan(config: ImplementConfig) -> None:

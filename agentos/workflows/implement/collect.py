@@ -27,7 +27,7 @@ from agentos.workflows.implement import git
 from agentos.workflows.inputs import markdown_files, name_items, read_head, slugify
 
 if TYPE_CHECKING:
-    from agentos.workflows.implement import ImplementConfig
+    from agentos.workflows.implement.config import ImplementConfig
 
 ACTIVE = "docs/lld/active"
 #: an LLD's status may be in its footer: read the whole file (LLDs are tens of KiB)

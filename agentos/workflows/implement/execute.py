@@ -36,7 +36,7 @@ from agentos.workflows.implement.tests_gate import TestCommand, TestRun, is_test
 from agentos.workflows.inputs import read_text
 
 if TYPE_CHECKING:
-    from agentos.workflows.implement import ImplementConfig
+    from agentos.workflows.implement.config import ImplementConfig
 
 #: what the red → green check found
 RED_GREEN = "red on the base, green on the branch"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from agentos.item.workflow import Item
 
 if TYPE_CHECKING:
-    from agentos.workflows.implement import ImplementConfig
+    from agentos.workflows.implement.config import ImplementConfig
 
 FIRST_LINE = "You are a senior engineer implementing an approved low-level design (LLD)."
 

@@ -9,58 +9,26 @@ rest (options, dry-run, parallel workers, keys, output, Ctrl+C, summary).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from agentos.agents import (
     AGENT_HELP,
     API_BASE_OPTION,
-    Agent,
     agent_models,
     key_mode,
     keyless_agents,
-    require_agent,
-    resolve_agent,
 )
-from agentos.beneath import Beneath, UnsafePath
-from agentos.errors import ConfigError, UsageError
 from agentos.item.workflow import OnResume, Option, Workflow
-from agentos.workflows.inputs import repo_path
-from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS, collect_items
+from agentos.workflows.requirements.collect import collect_items
+from agentos.workflows.requirements.config import (
+    APPROVED_LLDS,
+    DRAFTS,
+    RequirementsConfig,
+    make_config,
+)
 from agentos.workflows.requirements.execute import execute_item
 
-
-@dataclass(frozen=True)
-class RequirementsConfig:
-    repo: Path
-    drafter: Agent
-    reviewer: Agent
-    max_iterations: int
-    force: bool
-    redo_drafts: bool = False
-
-
-def make_config(
-    repo: Path,
-    drafter: str | None,
-    reviewer: str | None,
-    max_iterations: int,
-    force: bool,
-    api_base: str | None = None,
-    redo_drafts: bool = False,
-) -> RequirementsConfig:
-    if max_iterations < 1:
-        raise UsageError(f"--max-iterations must be at least 1 (got {max_iterations})")
-    repo = repo_path(repo)
-    try:  # a cloned repository may link docs/lld elsewhere: refused now, not after the agents ran
-        with Beneath(repo) as place:
-            place.check(APPROVED_LLDS)
-            place.check(DRAFTS)
-    except UnsafePath as exc:
-        raise ConfigError(f"{exc}; agentos writes LLDs only inside --repo") from None
-    drafting = require_agent(drafter, "--drafter", "AGENTOS_DRAFTER", api_base)
-    reviewing = resolve_agent(reviewer, "--reviewer", api_base) if reviewer else drafting
-    return RequirementsConfig(repo, drafting, reviewing, max_iterations, force, redo_drafts)
+__all__ = ["WORKFLOW", "RequirementsConfig", "execute_item"]
 
 
 WORKFLOW = Workflow(

@@ -16,14 +16,12 @@ from agentos.workflows.inputs import (
     read_head,
     slugify,
 )
+from agentos.workflows.requirements.config import APPROVED_LLDS, DRAFTS
 
 if TYPE_CHECKING:
-    from agentos.workflows.requirements import RequirementsConfig
+    from agentos.workflows.requirements.config import RequirementsConfig
 
 BRIEFS = "ideas/active"
-#: where an LLD lands: approved, where the implement workflow takes it; a Draft, beside
-APPROVED_LLDS = "docs/lld/active"
-DRAFTS = "docs/lld/drafts"
 #: how a rerun starts over, said when it has nothing to do
 START_OVER = (
     "--redo-drafts drafts the Drafts again, --force redoes every brief "

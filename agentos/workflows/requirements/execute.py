@@ -9,6 +9,7 @@ environment must not put its key into the LLD, the audit trail, or the next prom
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,11 +23,11 @@ from agentos.item.context import ItemContext
 from agentos.item.workflow import Item
 from agentos.workflows.inputs import read_text
 from agentos.workflows.requirements import prompts
-from agentos.workflows.requirements.collect import APPROVED_LLDS, DRAFTS
+from agentos.workflows.requirements.config import APPROVED_LLDS, DRAFTS
 from agentos.workflows.requirements.verdict import APPROVED, verdict
 
 if TYPE_CHECKING:
-    from agentos.workflows.requirements import RequirementsConfig
+    from agentos.workflows.requirements.config import RequirementsConfig
 
 _STATUS_LINE = re.compile(r"^\W*status\b[*_\s]*[:|]", re.IGNORECASE)
 _FINAL_STATUS_LINE = re.compile(r"^\W*final\s+status\b[*_\s]*[:|]", re.IGNORECASE)
@@ -96,7 +97,7 @@ def execute_item(item: Item, ctx: ItemContext) -> None:
             break
     # approved: where `agentos implement` takes it; a Draft stays beside, out of its way
     target = config.repo / (APPROVED_LLDS if approved else DRAFTS) / f"{slug}.md"
-    text = _final(draft, title, brief_path, config, iteration, approved, review)
+    text = _final(Rounds(draft, review, iteration, approved), title, brief_path, config)
     try:  # never through a link out of the repository (a cloned one may hold any)
         with Beneath(config.repo) as place:
             place.write_atomic(target.relative_to(config.repo), ctx.redact(text))
@@ -177,15 +178,20 @@ def _demote(text: str, levels: int) -> str:
     return "\n".join(out)
 
 
-def _final(
-    draft: str,
-    title: str,
-    brief: Path,
-    config: RequirementsConfig,
-    iterations: int,
-    approved: bool,
-    review: str,
-) -> str:
+@dataclass(frozen=True)
+class Rounds:
+    """Where the draft-and-review rounds ended: the last draft and review, how many rounds."""
+
+    draft: str
+    review: str
+    iterations: int
+    approved: bool
+
+
+def _final(rounds: Rounds, title: str, brief: Path, config: RequirementsConfig) -> str:
+    """The LLD as written into the repository: a header saying who drafted and reviewed it,
+    the draft, and for a Draft the review it did not pass."""
+    draft, review, approved = rounds.draft, rounds.review, rounds.approved
     body = _body(draft)
     while body and not body[0].strip():
         body.pop(0)
@@ -196,7 +202,7 @@ def _final(
         f"Status: {'Approved' if approved else 'Draft'}",
         f"Brief: {brief.relative_to(config.repo)}",
         f"Drafted by: {config.drafter.spec}; reviewed by: {config.reviewer.spec}; "
-        f"iterations: {iterations}; date: {stamp}",
+        f"iterations: {rounds.iterations}; date: {stamp}",
         "",
     ]
     text = "\n".join(header + body).rstrip() + "\n"

@@ -1,0 +1,76 @@
+"""An option as a dataclass field: `option(...)` records what the command line needs of it.
+
+The groups of `agentos.engine.options` are made of such fields; `agentos.run.options` turns each
+into a click option. Kinds name the command line's types without importing click, so that the
+groups (which workers unpickle) stay light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentos.item.workflow import OnResume
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A whole number of at least `min`."""
+
+    min: int | None = None
+
+
+@dataclass(frozen=True)
+class Decimal:
+    """A number of at least `min` (more than `min` when `open`)."""
+
+    min: float | None = None
+    open: bool = False
+
+
+@dataclass(frozen=True)
+class Size:
+    """A size in bytes: 1048576, 512K, 200M, 2G (powers of 1024)."""
+
+
+@dataclass(frozen=True)
+class PathOf:
+    """A path; a folder only when not `file`, a file only when not `folder`."""
+
+    file: bool = True
+    folder: bool = True
+
+
+@dataclass(frozen=True)
+class Choices:
+    values: tuple[str, ...]
+
+
+Kind = Whole | Decimal | Size | PathOf | Choices | None
+
+
+@dataclass(frozen=True)
+class Flags:
+    """What the command line needs of an option besides its name and default."""
+
+    decls: tuple[str, ...]
+    help: str
+    kind: Kind = None
+    metavar: str | None = None
+    flag: bool = False  # an on/off switch
+    count: bool = False  # -v -v
+    multiple: bool = False
+    envvar: str | None = None
+    show_default: bool = False
+    on_resume: OnResume = OnResume.KEEP
+
+
+def option(*decls: str, help: str, default: Any = None, **flags: Any) -> Any:
+    """A group's field that is a command-line option (see the module docstring)."""
+    return field(default=default, metadata={"option": Flags(decls, help, **flags)})
+
+
+def option_fields(group: type[Any]) -> list[tuple[dataclasses.Field[Any], Flags]]:
+    """(field, its Flags) of each option of a group, in order."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(group) if "option" in f.metadata]
