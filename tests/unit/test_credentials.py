@@ -151,7 +151,7 @@ def test_the_environment_variable_takes_attributes_too() -> None:
     assert_no_part_of(SECRET, caught.value.message)
 
 
-def test_unreadable_keys_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_key_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Root reads files whatever their mode, so make the read itself fail the way it would for
     another user."""
     path = keys_file(tmp_path, KEYS[0] + "\n")
