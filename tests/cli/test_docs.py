@@ -409,6 +409,7 @@ def rendered_dom(page: Path, profile: Path) -> str:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # mkdocs builds the site, headless Chromium opens it
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (make test-tools installs it)")
 def test_the_sites_home_page_shows_the_quick_start_in_chromium(tmp_path: Path) -> None:
     index = build_site(tmp_path / "site")

@@ -66,6 +66,7 @@ def test_every_key_of_a_group_shows_the_group_limit(tmp_path: Path) -> None:
     assert [r[2:4] for r in rows] == [["acme", "60"], ["acme", "60"]]
 
 
+@pytest.mark.slow  # a requirements run against the provider simulator
 def test_a_key_the_provider_rejected_is_not_ok(tmp_path: Path) -> None:
     """The provider answered 401 for one key in the last run: `agentos keys` says so."""
     repo = repo_with_briefs(tmp_path, 2)

@@ -13,6 +13,11 @@ any other process on the machine (a user's overnight run may be going beside the
 A test's processes are the live descendants of pytest that carry its scope. `no_leftover_processes`
 (autouse) checks after every test that none is left, and kills those it finds. Zombies do not
 count: they are dead, waiting to be reaped (which the fixture does for the orphans it adopted).
+
+Under pytest-xdist each worker is a pytest process of its own: its own subreaper, scopes that
+start with its pid, tmp dirs of its own; the tests of one worker never see another's processes.
+This module is the suite's plugin (tests/conftest.py loads it) and what tests import to start
+agentos.
 """
 
 from __future__ import annotations
