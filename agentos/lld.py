@@ -26,13 +26,27 @@ The parsers read what people write too, because most LLDs are not ours:
   `| File | Change Type | Description |`), whatever their column order.
 
 Every function here is total: any text gives an answer, never an exception.
+
+The Markdown underneath (fences, headings, tables) is read by agentos.markdown.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+from agentos.markdown import (
+    HEADING,
+    MARKUP,
+    TABLE_ROW,
+    cell_at,
+    find_column,
+    heading_name,
+    headings_of,
+    lines_outside_fences,
+    plain_text,
+    tables,
+)
 
 BOM = "\ufeff"
 
@@ -98,13 +112,8 @@ _BARE_STATUS = frozenset(
 )
 _HEADER_LINES = 40
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
-_SECTION_NUMBER = re.compile(r"^(?:§\s*)?(?:\d+(?:\.\d+)*[.):]?|[A-Z][.):])\s+")
 _STATUS = re.compile(r"^[^\w\n]*status\b[*_\s]*[:|]\W*(\w.*)$", re.IGNORECASE)
 _FINAL_STATUS = re.compile(r"final\s+status\b[*_\s]*[:|]\W*(\w.*)$", re.IGNORECASE)
-#: emphasis, code and quote marks; not the underscores inside `snake_case`
-_MARKUP = re.compile(r"\*+|`+|~~|(?<![A-Za-z0-9])_+|_+(?![A-Za-z0-9])|^\s*>+\s*")
 _REQ_ID = re.compile(
     r"^\s*(?:[-*+]\s+|\d+[.)]\s+)?[*_]*(?:R|REQ)[-_ ]?0*(\d+)[*_]*\s*[:.)\-–—][*_]*\s*(.+?)\s*$",
     re.IGNORECASE,
@@ -113,9 +122,6 @@ _REQ_REF = re.compile(r"^(?:R|REQ)[-_ ]?0*(\d+)$", re.IGNORECASE)
 _REQ_REFS = re.compile(r"\b(?:R|REQ)[-_ ]?0*(\d+)\b", re.IGNORECASE)
 _NUMBERED = re.compile(r"^(\d+)[.)]\s+(.+?)\s*$")
 _BULLET = re.compile(r"^[-*+]\s+(?!\[[ xX]\])(.+?)\s*$")
-_TABLE_ROW = re.compile(r"^\s*\|(.*)\|\s*$")
-_SEPARATOR_CELL = re.compile(r"^:?-{2,}:?$")
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _TITLE_WORD = re.compile(
     r"^(?:LLD|Brief|Idea|Issue|Low[- ]level design)\s*(?:[-#]?\s*\d+)?\s*[:\-–—]\s*", re.IGNORECASE
 )
@@ -134,12 +140,6 @@ class Scenario:
 class FileChange:
     path: str
     change: str
-
-
-@dataclass(frozen=True)
-class Table:
-    header: list[str]
-    rows: list[list[str]]
 
 
 @dataclass(frozen=True)
@@ -171,68 +171,12 @@ class Approval:
         return self.header or self.footer or "no status"
 
 
-# ---- text structure
-
-
-def _lines_outside_fences(text: str) -> Iterator[tuple[int, str, bool]]:
-    """(offset, line, inside a fenced block) for every line; fence lines count as inside."""
-    offset = 0
-    fence: str | None = None
-    for line in text.splitlines(keepends=True):
-        opened = _FENCE.match(line)
-        if fence is None and opened:
-            fence = opened.group(1)
-            yield offset, line, True
-        elif fence is not None:
-            if line.strip().startswith(fence[0] * len(fence)) and not line.strip().strip(fence[0]):
-                fence = None
-            yield offset, line, True
-        else:
-            yield offset, line, False
-        offset += len(line)
-
-
-def code_flags(lines: list[str]) -> list[bool]:
-    """For each of `lines` (a text's `splitlines()`): is it part of a fenced code block?"""
-    flags = [fenced for _, _, fenced in _lines_outside_fences("\n".join(lines))]
-    return flags + [False] * (len(lines) - len(flags))  # trailing '' lines do not survive join
-
-
-@dataclass(frozen=True)
-class _Heading:
-    level: int
-    name: str  # normalised: no number, no markup, lower case, "and" as "&"
-    start: int
-    body: int  # offset of the line after the heading
-
-
-def _normalise(title: str) -> str:
-    name = _MARKUP.sub("", title).strip()
-    name = _SECTION_NUMBER.sub("", name).strip().rstrip(":").strip().lower()
-    return re.sub(r"\s+and\s+", " & ", re.sub(r"\s+", " ", name))
-
-
-def _headings(text: str) -> list[_Heading]:
-    found = []
-    for offset, line, fenced in _lines_outside_fences(text):
-        if fenced:
-            continue
-        match = _HEADING.match(line.rstrip("\r\n"))
-        if match:
-            found.append(
-                _Heading(
-                    len(match.group(1)), _normalise(match.group(2)), offset, offset + len(line)
-                )
-            )
-    return found
-
-
 def section(text: str, name: str) -> str | None:
     """The body of the section called `name` (or one of its usual other names), sub-sections
     included: it runs to the next heading of the same or a higher level. None when the LLD has
     no such section. Headings are matched by their name, whatever their level or number."""
-    headings = _headings(text)
-    wanted = _normalise(name)
+    headings = headings_of(text)
+    wanted = heading_name(name)
     for candidate in (wanted, *_ALIASES.get(wanted, ())):
         for i, heading in enumerate(headings):
             if heading.name.startswith(candidate):
@@ -248,71 +192,12 @@ def sections_found(text: str) -> list[str]:
     return [name for name in SECTIONS if section(text, name) is not None]
 
 
-def _split_cells(row: str) -> list[str]:
-    cells = re.split(r"(?<!\\)\|", row)
-    return [c.strip().replace("\\|", "|") for c in cells]
-
-
-def tables(text: str) -> list[Table]:
-    """Every markdown table in `text` (outside code blocks): a header row, a separator row, and
-    the rows that follow."""
-    found: list[Table] = []
-    lines = [(line.rstrip("\r\n"), fenced) for _, line, fenced in _lines_outside_fences(text)]
-    i = 0
-    while i < len(lines) - 1:
-        head = _TABLE_ROW.match(lines[i][0]) if not lines[i][1] else None
-        sep = _TABLE_ROW.match(lines[i + 1][0]) if head and not lines[i + 1][1] else None
-        if not (head and sep) or not all(
-            _SEPARATOR_CELL.match(c) for c in _split_cells(sep.group(1)) if c
-        ):
-            i += 1
-            continue
-        rows = []
-        j = i + 2
-        while j < len(lines) and not lines[j][1] and (row := _TABLE_ROW.match(lines[j][0])):
-            cells = _split_cells(row.group(1))
-            if any(cells):
-                rows.append(cells)
-            j += 1
-        found.append(Table(_split_cells(head.group(1)), rows))
-        i = j
-    return found
-
-
-def table_rows(text: str) -> list[list[str]]:
-    """Rows of the first markdown table in `text`, header and separator excluded."""
-    found = tables(text)
-    return found[0].rows if found else []
-
-
-def _column(
-    header: list[str], prefixes: tuple[str, ...], avoid: tuple[str, ...] = ()
-) -> int | None:
-    """The first column whose name has a word starting with one of `prefixes` (and none
-    starting with one of `avoid`)."""
-    for n, cell in enumerate(header):
-        words = re.findall(r"[a-z]+|#", _plain(cell).lower())
-        if any(w.startswith(prefixes) for w in words) and not any(
-            w.startswith(avoid) for w in words
-        ):
-            return n
-    return None
-
-
-def _cell(cells: list[str], n: int | None) -> str:
-    return cells[n].strip() if n is not None and n < len(cells) else ""
-
-
-def _plain(cell: str) -> str:
-    return _MARKUP.sub("", _LINK.sub(r"\1", cell)).strip()
-
-
 # ---- status and title
 
 
 def _status_value(rest: str) -> str | None:
     """`** Approved (gemini-3-pro-preview, 2026-02-04)` → `Approved`; `In Progress` stays."""
-    value = re.split(r"\(|\||,|;| - | — | – ", _MARKUP.sub("", rest), maxsplit=1)[0]
+    value = re.split(r"\(|\||,|;| - | — | – ", MARKUP.sub("", rest), maxsplit=1)[0]
     words = re.sub(r"[^\w\s-]", " ", value).split()
     return " ".join(words[:3]) or None
 
@@ -324,8 +209,8 @@ def _is_approved(value: str) -> bool:
 
 def _opens_body(title: str) -> bool:
     """A heading that starts the LLD's body: a numbered one, or a section of the template."""
-    name = _normalise(title)
-    if re.match(r"^(?:§\s*)?\d", _MARKUP.sub("", title).strip()):
+    name = heading_name(title)
+    if re.match(r"^(?:§\s*)?\d", MARKUP.sub("", title).strip()):
         return True
     return any(
         name.startswith(alias) for key, aliases in _ALIASES.items() for alias in (key, *aliases)
@@ -339,14 +224,14 @@ def approval(text: str) -> Approval:
     text = text.removeprefix(BOM)
     header: str | None = None
     status_heading = False
-    for n, (_, raw, fenced) in enumerate(_lines_outside_fences(text)):
+    for n, (_, raw, fenced) in enumerate(lines_outside_fences(text)):
         line = raw.strip()
         if n >= _HEADER_LINES or _FINAL_STATUS.search(line):
             break
         if fenced or not line:
             continue
-        heading = _HEADING.match(line)
-        if heading and _normalise(heading.group(2)) == "status":
+        heading = HEADING.match(line)
+        if heading and heading_name(heading.group(2)) == "status":
             status_heading = True  # `## Status`, the word on a line of its own below
             continue
         if heading and len(heading.group(1)) >= 2 and _opens_body(heading.group(2)):
@@ -357,15 +242,15 @@ def approval(text: str) -> Approval:
         if field:
             header = _status_value(field.group(1))
         else:
-            words = _MARKUP.sub("", line).strip().split()
+            words = MARKUP.sub("", line).strip().split()
             bare = words[0].strip(":-.!").lower() if words else ""
             if status_heading or bare in _BARE_STATUS:
-                header = _status_value(_MARKUP.sub("", line))
+                header = _status_value(MARKUP.sub("", line))
         if header:
             break
     footers = [
         value
-        for _, raw, fenced in _lines_outside_fences(text)
+        for _, raw, fenced in lines_outside_fences(text)
         if not fenced
         and (match := _FINAL_STATUS.search(raw))
         and (value := _status_value(match.group(1)))
@@ -407,7 +292,7 @@ def title_of(text: str, fallback: str) -> str:
 
 def _requirement_refs(cell: str) -> str:
     """`R1`, `REQ-1, REQ-3`, `1; 3` → `R1`, `R1, R3`; a cell that names none → ''."""
-    plain = _plain(cell)
+    plain = plain_text(cell)
     numbers = _REQ_REFS.findall(plain)
     if not numbers and re.fullmatch(r"[\d\s,;/&]+", plain):
         numbers = re.findall(r"\d+", plain)
@@ -421,22 +306,22 @@ def requirements(text: str) -> list[tuple[str, str]]:
     with_ids: list[tuple[str, str]] = []
     numbered: list[str] = []
     bullets: list[str] = []
-    for _, line, fenced in _lines_outside_fences(body):
+    for _, line, fenced in lines_outside_fences(body):
         line = line.rstrip("\r\n")
-        if fenced or _TABLE_ROW.match(line):
+        if fenced or TABLE_ROW.match(line):
             continue
         match = _REQ_ID.match(line)
         if match:
-            with_ids.append((f"R{int(match.group(1))}", _plain(match.group(2))))
+            with_ids.append((f"R{int(match.group(1))}", plain_text(match.group(2))))
         elif number := _NUMBERED.match(line):
-            numbered.append(_plain(number.group(2)))
+            numbered.append(plain_text(number.group(2)))
         elif bullet := _BULLET.match(line):
-            bullets.append(_plain(bullet.group(1)))
+            bullets.append(plain_text(bullet.group(1)))
     for table in tables(body):
         for cells in table.rows:
-            ref = _REQ_REF.match(_plain(cells[0])) if cells else None
+            ref = _REQ_REF.match(plain_text(cells[0])) if cells else None
             if ref and len(cells) > 1:
-                with_ids.append((f"R{int(ref.group(1))}", _plain(cells[1])))
+                with_ids.append((f"R{int(ref.group(1))}", plain_text(cells[1])))
     if with_ids:
         return with_ids
     return [(f"R{n}", t) for n, t in enumerate(numbered or bullets, start=1) if t]
@@ -455,17 +340,17 @@ def scenarios(text: str) -> list[Scenario]:
             (
                 n
                 for n, cell in enumerate(header)
-                if _plain(cell).lower().rstrip(".") in ("id", "#", "no", "nr", "test id")
+                if plain_text(cell).lower().rstrip(".") in ("id", "#", "no", "nr", "test id")
             ),
             None,
         )
-        req = _column(header, ("req", "covers"))
-        what = _column(
+        req = find_column(header, ("req", "covers"))
+        what = find_column(
             header,
             ("scenario", "description", "test", "case", "name", "given", "title"),
             avoid=("id",),
         )
-        expected = _column(header, ("expected", "pass", "result", "outcome", "then"))
+        expected = find_column(header, ("expected", "pass", "result", "outcome", "then"))
         if ident is None and what is None:
             continue
         ident = 0 if ident is None else ident
@@ -473,20 +358,20 @@ def scenarios(text: str) -> list[Scenario]:
             what = next((n for n in range(len(header)) if n not in (ident, req)), ident)
         found = []
         for cells in table.rows:
-            sid = _plain(_cell(cells, ident))
+            sid = plain_text(cell_at(cells, ident))
             if sid:
                 # without a requirement column, a scenario may name its requirement: "(REQ-2)"
                 refs = (
-                    _requirement_refs(_cell(cells, req))
+                    _requirement_refs(cell_at(cells, req))
                     if req is not None
-                    else ", ".join(f"R{int(n)}" for n in _REQ_REFS.findall(_cell(cells, what)))
+                    else ", ".join(f"R{int(n)}" for n in _REQ_REFS.findall(cell_at(cells, what)))
                 )
                 found.append(
                     Scenario(
                         sid,
                         refs,
-                        _plain(_cell(cells, what)),
-                        _plain(_cell(cells, expected)),
+                        plain_text(cell_at(cells, what)),
+                        plain_text(cell_at(cells, expected)),
                     )
                 )
         return found
@@ -495,7 +380,7 @@ def scenarios(text: str) -> list[Scenario]:
 
 def _path_in(cell: str) -> str:
     quoted = re.search(r"`([^`]+)`", cell)
-    plain = quoted.group(1) if quoted else _plain(cell)
+    plain = quoted.group(1) if quoted else plain_text(cell)
     words = plain.strip().split()
     return words[0].strip("*") if words else ""
 
@@ -511,16 +396,16 @@ def _merge(changes: list[FileChange]) -> list[FileChange]:
 
 def _files_table(body: str, *, any_table: bool) -> list[FileChange] | None:
     for table in tables(body):
-        column = _column(table.header, ("file", "path"))
+        column = find_column(table.header, ("file", "path"))
         if column is None and not any_table:
             continue
         column = column or 0
         changes = []
         for cells in table.rows:
-            path = _path_in(_cell(cells, column))
+            path = _path_in(cell_at(cells, column))
             if not path or path in ("-", "—", "n/a", "N/A"):
                 continue
-            notes = [_plain(c) for n, c in enumerate(cells) if n != column and _plain(c)]
+            notes = [plain_text(c) for n, c in enumerate(cells) if n != column and plain_text(c)]
             changes.append(FileChange(path, " — ".join(notes)))
         return _merge(changes)
     return None
@@ -536,8 +421,8 @@ def files_changed(text: str) -> list[FileChange] | None:
         if found is not None:
             return found
         bullets = [
-            FileChange(quoted.group(1).strip(), _plain(line[quoted.end() :]).lstrip(":-–— "))
-            for _, line, fenced in _lines_outside_fences(own)
+            FileChange(quoted.group(1).strip(), plain_text(line[quoted.end() :]).lstrip(":-–— "))
+            for _, line, fenced in lines_outside_fences(own)
             if not fenced
             and _BULLET.match(line.strip())
             and (quoted := re.search(r"`([^`\s]+)`", line))

@@ -31,8 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agentos.item.context import ItemContext
+from agentos.item.context import AttemptSetup, ItemContext
 from agentos.item.workflow import Item
+from agentos.usage.meter import Spending
 from agentos.usage.prices import PriceBook, UserPrice
 
 #: the cheapest model call there is, for the ratio: a few tokens from a small hosted model
@@ -50,7 +51,9 @@ def _per_call_us(action: Callable[[int], object], calls: int, runs: int) -> floa
 
 
 def _context(run_dir: Path, prices: PriceBook) -> ItemContext:
-    return ItemContext(Item("bench"), 1, run_dir, None, prices=prices)
+    return ItemContext(
+        Item("bench"), 1, run_dir, None, setup=AttemptSetup(spending=Spending(prices))
+    )
 
 
 def measure(calls: int = 20_000, runs: int = 5) -> dict[str, Any]:

@@ -48,7 +48,8 @@ from agentos.agents.cli import (
     short,
 )
 from agentos.errors import ItemError
-from agentos.item.context import CommandResult, ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.process import CommandResult
 from agentos.usage.prices import ModelRef
 
 KEY_ENV = "ANTHROPIC_API_KEY"

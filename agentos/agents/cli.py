@@ -37,7 +37,8 @@ from typing import Any, ClassVar, TypeVar
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
-from agentos.item.context import CommandResult, ItemContext, LineWatcher
+from agentos.item.context import ItemContext
+from agentos.item.process import CommandResult, LineWatcher
 from agentos.item.refusals import (
     OVERLOADED,
     QUOTA,

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from agentos.agents.base import Agent, AgentRequest, ToolPolicy
 from agentos.errors import ConfigError, ItemError
-from agentos.item.context import CommandResult, ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.process import CommandResult
 from agentos.usage.budget import OverBudget
 
 

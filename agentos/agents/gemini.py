@@ -52,7 +52,8 @@ from agentos.agents.cli import (
 )
 from agentos.beneath import Beneath
 from agentos.errors import ItemError
-from agentos.item.context import CommandResult, ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.process import CommandResult
 from agentos.usage.prices import ModelRef
 
 KEY_ENV = "GEMINI_API_KEY"

@@ -48,7 +48,8 @@ from agentos.agents.cli import (
     short,
 )
 from agentos.errors import ConfigError, ItemError
-from agentos.item.context import CommandResult, ItemContext
+from agentos.item.context import ItemContext
+from agentos.item.process import CommandResult
 from agentos.usage.prices import ModelRef
 
 INSTALL = "pip install llm (or pipx install llm), and the plugin for your model"

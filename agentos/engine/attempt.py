@@ -38,9 +38,12 @@ from agentos.errors import (
     ItemTimeout,
     RateLimited,
 )
-from agentos.item.context import ItemContext, kill_started_processes
+from agentos.item.context import AttemptSetup, ItemContext
+from agentos.item.keys import AttemptKeys
+from agentos.item.process import CommandPolicy, kill_started_processes
 from agentos.item.workflow import ExecuteItem, Item
 from agentos.usage.budget import ItemLimits
+from agentos.usage.meter import Spending
 from agentos.usage.prices import PriceBook
 from agentos.usage.record import Tally, UsageLog
 
@@ -166,23 +169,28 @@ def run_attempt(
         if lease_id is not None and keys is not None:
             key, result.key_label = keys.claim(lease_id, pid)
         ctx = ItemContext(
-            item=item,
-            attempt=attempt,
-            run_dir=Path(spec.run_dir),
-            config=spec.config,
-            credential=key,
-            credential_label=result.key_label,
-            credential_env=spec.keys.credential_env,
-            rate_limit_pattern=spec.keys.rate_limit_pattern,
-            parallel=spec.parallel,
-            run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
-            deadline=t0 + spec.timeout if spec.timeout else None,
-            governor=keys if (spec.call_keys or key) and hasattr(keys, "acquire_call") else None,
-            max_key_wait=spec.keys.max_key_wait,
-            prices=spec.prices or PriceBook(),
-            limits=spec.limits or ItemLimits(),
-            spent_before=task.spent_before,
-            memory_limit=spec.attempts.item_memory,
+            item,
+            attempt,
+            Path(spec.run_dir),
+            spec.config,
+            AttemptKeys(
+                key,
+                result.key_label,
+                spec.keys.credential_env,
+                governor=keys
+                if (spec.call_keys or key) and hasattr(keys, "acquire_call")
+                else None,
+                max_key_wait=spec.keys.max_key_wait,
+            ),
+            AttemptSetup(
+                CommandPolicy(spec.keys.rate_limit_pattern, spec.attempts.item_memory),
+                Spending(
+                    spec.prices or PriceBook(), spec.limits or ItemLimits(), task.spent_before
+                ),
+                deadline=t0 + spec.timeout if spec.timeout else None,
+                run_tag=f"{spec.run_id}/{pid}" if spec.run_id else "",
+                parallel=spec.parallel,
+            ),
         )
         with (
             capture(item, attempt) if capture is not None else contextlib.nullcontext(),

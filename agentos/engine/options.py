@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 from agentos.engine.fields import Choices, Decimal, PathOf, Size, Whole, option, option_fields
 from agentos.errors import UsageError
 from agentos.governor.credentials import BASE_COOLDOWN
-from agentos.item.context import DEFAULT_CREDENTIAL_ENV, DEFAULT_RATE_LIMIT_PATTERN
+from agentos.item.keys import DEFAULT_CREDENTIAL_ENV
+from agentos.item.process import DEFAULT_RATE_LIMIT_PATTERN
 from agentos.item.workflow import OnResume
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -1,9 +1,10 @@
 """API keys: loading (with their credentials-file attributes), public labels, redaction, leases.
 
 Who may use which key, and when, is the rate governor's (agentos.governor.governor: per-item
-leases and per-call grants, groups, budgets, the four kinds of "no"). This module has what both
-sides of a run share: `KeyConfig` (a key and its group= rpm= tpm= rpd= slots=), `Credential`
-(label and fingerprints), `Lease`, the release outcomes, and the `Redactor`.
+leases and per-call grants, groups, budgets, the four kinds of "no"), which builds on this
+module. This one has what both sides of a run share: `KeyConfig` (a key and its group= rpm= tpm=
+rpd= slots=), `Credential` (label and fingerprints), `Lease`, the release outcomes, and the
+`Redactor`.
 
 The parent does all the lease bookkeeping (it knows which item holds which lease), so a lease
 cannot be lost when a worker dies; the governor also reclaims, on its own, leases whose holder
@@ -22,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentos.errors import ConfigError
+from agentos.item.keys import CREDENTIALS_ENV
 
-CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
 NOTIFY_ENV = "AGENTOS_NOTIFY"  # notification URLs, which carry tokens (agentos.run.notify)
 BASE_COOLDOWN = 30.0
 MAX_COOLDOWN = 900.0
@@ -306,22 +307,11 @@ class Redactor:
         return value
 
 
-# ----------------------------------------------------------------------------------------------
-# the coordinator (runs in the key server process, or in-process in sequential mode)
-
-
 @dataclass(frozen=True)
 class Lease:
+    """An item's hold on a key for one attempt (governor/leases.py): the parent keeps it, the
+    worker claims the key behind it."""
+
     lease_id: int
     label: str
     item_id: str
-
-
-def __getattr__(name: str) -> object:
-    """`CredentialCoordinator` and `KeyStatus` are the governor's now (agentos.governor): the
-    names stay importable from here, resolved lazily because the governor imports this module."""
-    if name in ("CredentialCoordinator", "KeyStatus"):
-        from agentos.governor import governor
-
-        return governor.Governor if name == "CredentialCoordinator" else governor.KeyStatus
-    raise AttributeError(name)

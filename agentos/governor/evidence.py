@@ -30,7 +30,10 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: seconds of outcomes a judgement looks at
 WINDOW = 10.0
@@ -180,24 +183,29 @@ def margin(noise: float, calls: int) -> float:
     return max(MARGIN, 2.0 * math.sqrt(p * (1 - p) / max(1, calls)))
 
 
-def judge(
-    info: Mapping[str, Any],
-    *,
-    calls: int,
-    refused: int,
-    noise: float = 0.0,
-    tokens: float = 0.0,
-    refused_before: bool = False,
-    min_calls: int = MIN_CALLS,
-    answers_around: int | None = None,
-) -> Verdict:
-    """The cause of one rate refusal. `info`: what the refusal said (signals' figures:
-    remaining_*, limit_*, wait); `calls`, `refused`: the group's recent calls and refusals,
-    this one included; `noise`: the refusal share the group has learned to expect at its rate;
-    `tokens`: the call's estimate; `refused_before`: the group sends near a rate whose
-    refusals were judged a limit; `min_calls`: the calls needed to tell a limit from chance;
-    `answers_around`: the group's answers in the last WINDOW seconds (default: among
-    `calls`)."""
+class _Counts(TypedDict):
+    calls: int  # the group's recent calls, this one included
+    refused: int  # and refusals among them, this one included
+
+
+class Evidence(_Counts, total=False):
+    """What `judge` weighs besides the refusal itself (the optional figures default to
+    nothing known)."""
+
+    noise: float  # the refusal share the group has learned to expect at its rate (0)
+    tokens: float  # the refused call's estimate (0)
+    refused_before: bool  # the group sends near a rate whose refusals were judged a limit
+    min_calls: int  # the calls needed to tell a limit from chance (MIN_CALLS)
+    answers_around: int | None  # the group's answers in the last WINDOW s (None: among calls)
+
+
+def judge(info: Mapping[str, Any], **evidence: Unpack[Evidence]) -> Verdict:
+    """The cause of one rate refusal. `info`: what the refusal said (the figures of
+    item.refusals: remaining_*, limit_*, wait); `evidence`: the group's recent record."""
+    calls, refused = evidence["calls"], evidence["refused"]
+    noise = evidence.get("noise", 0.0)
+    tokens = evidence.get("tokens", 0.0)
+    answers_around = evidence.get("answers_around")
     remaining_requests = _number(info.get("remaining_requests"))
     remaining_tokens = _number(info.get("remaining_tokens"))
     if remaining_requests is not None and remaining_requests < 1:
@@ -213,7 +221,7 @@ def judge(
         return Verdict(Cause.LIMIT, f"a refusal asking for {wait:.0f} s")
     if remaining_requests is not None or remaining_tokens is not None:
         return Verdict(Cause.NOISE, "a refusal whose headers show budget left")
-    if refused_before:
+    if evidence.get("refused_before", False):
         return Verdict(Cause.LIMIT, "a refusal at a rate refused before")
     answers = calls - refused
     if not (answers if answers_around is None else answers_around):
@@ -221,7 +229,7 @@ def judge(
         return Verdict(Cause.LIMIT, "a refusal with no answer around it")
     if refused < MIN_REFUSALS:
         return Verdict(Cause.NOISE, f"a lone refusal among {answers} answers")
-    if calls < min_calls:
+    if calls < evidence.get("min_calls", MIN_CALLS):
         return Verdict(Cause.NOISE, f"{refused} refusals in {calls} calls, too few to tell")
     share = refused / calls
     if share <= noise + margin(noise, calls):

@@ -9,13 +9,16 @@
 
 The group owns its learning: `answered` takes an answer's figures, `rate_refused` judges a rate
 refusal (a limit, or noise) and moves the pace on evidence only. Both return notices — one line
-per change of pace — for the run's output. The Governor owns keys, calls and leases; it holds the
-lock around every method here.
+per change of pace — for the run's output. A quota refusal parks the group (`park`); its
+requests per day are counted per UTC day. The governor's parts own keys, calls and leases; the
+Governor holds the lock around every method here.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +123,32 @@ class KeyGroup:
     @property
     def paced(self) -> bool:
         return self.requests is not None or self.tokens is not None
+
+    # -- out of quota
+    def parked(self, wall: float) -> bool:
+        return self.parked_until > wall
+
+    def park(self, until: float, reason: str) -> str:
+        """Out of quota until `until` (wall clock; inf: for the run). Returns the notice, or ""
+        when the group was already parked as long."""
+        if until <= self.parked_until:
+            return ""
+        self.parked_until, self.park_reason = until, reason
+        when = (
+            "for the rest of the run"
+            if until == math.inf
+            else "until " + time.strftime("%H:%M UTC", time.gmtime(until))
+        )
+        return f"{reason}; group {self.name} parked {when}"
+
+    def out_for_today(self, wall: float) -> bool:
+        """The group's requests per day are spent (counted per UTC day)."""
+        if self.per_day is None:
+            return False
+        today = int(wall // 86400)
+        if today != self.today:  # a run past midnight UTC starts the new day's count
+            self.today, self.used_today = today, 0
+        return self.used_today >= self.per_day
 
     # -- what the answers say
     def learn(self, info: dict[str, Any], now: float) -> list[str]:

@@ -1,4 +1,4 @@
-"""The unit of work: `Item`, and `Workflow`, the pair of callbacks that defines a batch.
+"""`Workflow`, the pair of callbacks that defines a batch over `Item`s (unit.py).
 
 A workflow is exactly two functions plus its own options:
 
@@ -19,24 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentos.item.unit import Item
+
 if TYPE_CHECKING:
     from agentos.item.context import ItemContext
     from agentos.usage.prices import ModelRef
-
-
-@dataclass(frozen=True)
-class Item:
-    """A small picklable record. `id` must satisfy `sanitize.ITEM_ID_PATTERN`; `data` is whatever
-    the workflow's `execute_item` needs (a path, an argv list), and must pickle."""
-
-    id: str
-    title: str = ""
-    source: str = ""
-    data: Any = None
-    seq: int = 0  # 1-based input position, assigned by the runner; GNU parallel's joblog "Seq"
-    #: what the item *is*, for --resume: the same work has the same key in every pass, wherever
-    #: it sits in the input (default: the id, assigned by the runner)
-    key: str = ""
 
 
 class OnResume(enum.Enum):

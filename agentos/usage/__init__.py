@@ -7,6 +7,8 @@
     report.py    the file a CLI agent appends one JSON line per call to ($AGENTOS_USAGE_FILE)
     budget.py    the caps: per item (checked in the attempt, before each call) and per run
                  (checked in the parent, before each item starts)
+    meter.py     an attempt's meter, worker side: its calls as they are made or reported, and
+                 its caps (`UsageMeter`, `Spending`)
     account.py   the parent's account of a run: per item, key, group, model and in total, for
                  the journal, the progress line and the summary
 

@@ -38,7 +38,9 @@ from agentos.agents.cli import Executable, NotRetried, Progress, failure, last_l
 from agentos.agents.gemini import GeminiAgent, _Stream
 from agentos.agents.llm import LlmAgent
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
-from agentos.item.context import CommandResult, ItemContext
+from agentos.item.context import AttemptSetup, ItemContext
+from agentos.item.keys import AttemptKeys
+from agentos.item.process import CommandResult
 from agentos.item.process_tree import pid_alive
 from agentos.item.workflow import Item
 
@@ -52,9 +54,8 @@ def context(tmp_path: Path, credential: str | None = KEY) -> ItemContext:
         1,
         tmp_path / "run",
         None,
-        credential=credential,
-        credential_label="k1" if credential else None,
-        parallel=False,
+        AttemptKeys(credential, "k1" if credential else None),
+        AttemptSetup(parallel=False),
     )
 
 

@@ -16,6 +16,7 @@ from support.rundir import journal
 
 from agentos import lld
 from agentos.item.context import ItemContext
+from agentos.item.keys import AttemptKeys
 from agentos.item.workflow import Item
 from agentos.workflows.requirements.verdict import verdict
 
@@ -438,9 +439,7 @@ def test_redact_replaces_the_lease_and_every_per_call_key(tmp_path: Path) -> Non
         attempt=1,
         run_dir=tmp_path,
         config=None,
-        credential="sk-leased-key-11111111",
-        credential_label="key-1",
-        governor=Governor(),
+        keys=AttemptKeys("sk-leased-key-11111111", "key-1", governor=Governor()),
     )
     assert ctx.redact("no key here") == "no key here"
     ctx.call_key(10)

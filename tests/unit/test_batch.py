@@ -22,7 +22,8 @@ from agentos.engine.plan import KeyPlan, RunPlan
 from agentos.engine.scheduler import ItemState
 from agentos.errors import KeysExhausted
 from agentos.governor import credentials as creds
-from agentos.governor.credentials import CredentialCoordinator, Lease, make_credentials
+from agentos.governor.credentials import Lease, make_credentials
+from agentos.governor.governor import Governor as CredentialCoordinator
 from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
 

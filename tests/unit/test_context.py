@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from agentos.item.context import ItemContext
+from agentos.item.context import AttemptSetup, ItemContext
+from agentos.item.keys import AttemptKeys
 from agentos.item.workflow import Item
 
 KEY = "sk-context-run-key-0123456789"
@@ -17,7 +18,7 @@ KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002"]
 
 def context(tmp_path: Path) -> ItemContext:
     return ItemContext(
-        Item("x"), 1, tmp_path, None, credential=KEY, credential_label="k1", parallel=False
+        Item("x"), 1, tmp_path, None, AttemptKeys(KEY, "k1"), AttemptSetup(parallel=False)
     )
 
 
@@ -53,6 +54,7 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
     traceback with locals) must not print the key it was given."""
     from agentos.governor.governor import CallGrant
     from agentos.item.context import ItemContext
+    from agentos.item.keys import AttemptKeys
     from agentos.item.workflow import Item
 
     ctx = ItemContext(
@@ -60,8 +62,7 @@ def test_no_key_in_the_repr_of_what_an_item_holds(tmp_path: Path) -> None:
         attempt=1,
         run_dir=tmp_path,
         config=None,
-        credential=KEYS[0],
-        credential_label="key-1",
+        keys=AttemptKeys(KEYS[0], "key-1"),
     )
     grant = CallGrant(7, KEYS[1], "key-2", 0.0)
     for shown in (repr(ctx), str(ctx), repr(grant), f"{grant}"):

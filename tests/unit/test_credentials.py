@@ -18,11 +18,11 @@ from support.keys import keys_file
 from agentos.errors import ConfigError
 from agentos.governor import credentials as creds
 from agentos.governor.credentials import (
-    CredentialCoordinator,
     Redactor,
     load_credentials,
     make_credentials,
 )
+from agentos.governor.governor import Governor as CredentialCoordinator
 
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
 
@@ -216,10 +216,10 @@ def test_rate_limited_key_cools_for_retry_after() -> None:
 
 
 def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> None:
-    coord = CredentialCoordinator(KEYS[:1], base_cooldown=30, max_cooldown=900, seed=1)
+    coord = CredentialCoordinator(KEYS[:1], base_cooldown=30, seed=1)
 
     def rate_limit_once() -> float:
-        coord._keys[0].cooling_until = 0  # skip the wait between rounds
+        coord._ring.keys[0].cooling_until = 0  # skip the wait between rounds
         lease = coord.acquire("a")
         assert lease is not None
         return coord.release(lease.lease_id, creds.RATE_LIMITED)
@@ -228,7 +228,7 @@ def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> No
     for got, want in zip(cooldowns, [30, 60, 120, 240, 480, 900, 900], strict=True):
         assert want * 0.9 <= got <= want * 1.1
     assert cooldowns[5] != cooldowns[6]  # jitter: two capped cooldowns differ
-    coord._keys[0].cooling_until = 0
+    coord._ring.keys[0].cooling_until = 0
     lease = coord.acquire("a")
     assert lease is not None
     assert coord.release(lease.lease_id, creds.OK) == 0.0

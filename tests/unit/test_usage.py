@@ -15,7 +15,8 @@ import pytest
 from agentos.engine.attempt import DONE, FAILED, AttemptSpec, Task, run_attempt
 from agentos.engine.scheduler import Scheduler
 from agentos.errors import ConfigError
-from agentos.item.context import ItemContext
+from agentos.item.context import AttemptSetup, ItemContext
+from agentos.item.keys import AttemptKeys
 from agentos.item.workflow import Item
 from agentos.run.summary import render_summary
 from agentos.usage.account import RunAccount
@@ -193,14 +194,16 @@ def test_the_usage_file_is_read_incrementally_and_a_missing_file_is_no_calls(
     assert reader.read_new() == []
 
 
-def context(tmp_path: Path, **fields: Any) -> ItemContext:
-    return ItemContext(Item("item-1"), 1, tmp_path, None, parallel=False, **fields)
+def context(tmp_path: Path, keys: AttemptKeys | None = None) -> ItemContext:
+    return ItemContext(
+        Item("item-1"), 1, tmp_path, None, keys or AttemptKeys(), AttemptSetup(parallel=False)
+    )
 
 
 def test_a_command_reports_through_the_file_its_environment_names(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    ctx = context(tmp_path, credential="sk-secret-in-a-model-name", credential_label="key-1")
+    ctx = context(tmp_path, AttemptKeys("sk-secret-in-a-model-name", "key-1"))
     script = (
         'printf \'{"model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 100}\\n'
         'oops\\n{"model": "made-up-model", "input_tokens": 5}\\n'

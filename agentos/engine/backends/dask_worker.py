@@ -60,7 +60,8 @@ from agentos.engine.attempt import (
 )
 from agentos.engine.shutdown import survive_sigint
 from agentos.governor.credentials import CREDENTIALS_ENV
-from agentos.item.context import DEFAULT_CREDENTIAL_ENV, kill_started_processes
+from agentos.item.keys import DEFAULT_CREDENTIAL_ENV
+from agentos.item.process import kill_started_processes
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     kill_tagged,

@@ -28,7 +28,7 @@ from typing import Any
 from agentos.engine.attempt import NOT_STARTED, AttemptResult, AttemptSpec, Task, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.shutdown import survive_sigint
-from agentos.item.context import kill_started_processes
+from agentos.item.process import kill_started_processes
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     set_parent_death_signal,

@@ -21,6 +21,7 @@ from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ItemError
 from agentos.item.context import ItemContext
 from agentos.item.workflow import Item
+from agentos.markdown import code_flags
 from agentos.workflows.inputs import read_text
 from agentos.workflows.requirements import prompts
 from agentos.workflows.requirements.config import APPROVED_LLDS, DRAFTS
@@ -149,7 +150,7 @@ def _body(draft: str) -> list[str]:
     the drafter's own status lines (a header's `Status:`, a footer's `Final Status:`): the
     title and the status are agentos's to write."""
     lines = draft.strip("\n").splitlines()
-    fenced = lld.code_flags(lines)
+    fenced = code_flags(lines)
     title = next(
         (n for n, line in enumerate(lines) if line.startswith("# ") and not fenced[n]), None
     )
@@ -168,7 +169,7 @@ def _demote(text: str, levels: int) -> str:
     """Headings `levels` deeper (at most ######), outside code blocks: a review quoted under
     `## Open review` must not add a title of its own."""
     lines = text.splitlines()
-    fenced = lld.code_flags(lines)
+    fenced = code_flags(lines)
     out = []
     for n, line in enumerate(lines):
         heading = None if fenced[n] else _HEADING.match(line)
