@@ -68,16 +68,23 @@ test-clis:
 	    >/dev/null 2>&1 || echo "note: could not install $(NODE_CLIS); the tests that need them will skip"; \
 	else echo "note: npm is not installed; the claude: and gemini: agent tests will skip"; fi
 
+# The suite runs in TEST_WORKERS pytest-xdist workers (CI has 2 cores; most tests wait on the
+# processes they start), each test sent to whichever worker is free. TEST_WORKERS=0 runs it in
+# this one process. Every test keeps to its own tmp dirs, scope and processes (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
+
 # the virtualenv, the system tools and the agent CLIs install side by side: on a fresh CI
 # machine each takes up to about half a minute. The documentation site is built first (a few
 # seconds): a broken link or anchor in it fails the run, as a failing test does.
 test:
 	@$(MAKE) --no-print-directory -j3 install test-tools test-clis
 	@$(MAKE) --no-print-directory docs
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
+# unit/ and cli/: no end-to-end run (e2e/ is `slow`), no chaos; under a minute
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow and not chaos'
+	$(PYTEST) -m 'not slow and not chaos'
 
 lint: $(STAMP)
 	$(BIN)/ruff check agentos scripts tests bench

@@ -28,7 +28,7 @@ turned into answers. evidence.py judges each refusal against what slower epochs 
   of it above, where the limit is looked for again; never beyond PACE_OVER_SENT times what is
   actually sent.
 
-Measured with a fake clock (tests/governor_drive.py, four workers, 0.3 s answers): random
+Measured with a fake clock (tests/support/governor_drive.py, four workers, 0.3 s answers): random
 refusals of 10 % never slow the group; at 30 % a cut is made and undone; a limit of 60/min stated
 nowhere is kept to within a few per cent, with a refusal in five to ten calls while the pace
 probes above it.

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from chaos_helpers import (
+from support.chaos import (
     TALLY,
     assert_llds_whole,
     assert_no_orphans,
@@ -19,7 +18,7 @@ from chaos_helpers import (
     briefs_repo,
     key_file,
 )
-from conftest import Live, agentos_argv, clean_env
+from support.processes import Live, agentos_argv, clean_env
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 

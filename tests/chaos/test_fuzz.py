@@ -16,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.chaos import TALLY
+from support.processes import agentos_argv, git_repo, run
 
 from agentos import lld
 from agentos.agents.mock import MockAgent
@@ -32,8 +34,6 @@ from agentos.workflows.implement.config import ImplementConfig
 from agentos.workflows.implement.git import Repository
 from agentos.workflows.requirements import execute_item as requirements_item
 from agentos.workflows.requirements.config import RequirementsConfig
-from chaos_helpers import TALLY
-from conftest import agentos_argv, git_repo, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.chaos import TALLY, assert_no_orphans
+from support.processes import agentos_argv, clean_env, run
 
 from agentos.engine.output.listener import MAX_LINE
-from chaos_helpers import TALLY, assert_no_orphans
-from conftest import agentos_argv, clean_env, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 

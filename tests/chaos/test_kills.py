@@ -10,9 +10,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from chaos_helpers import TALLY, assert_no_orphans, assert_no_secrets, key_file, rng
-from conftest import Live, agentos_argv, loky_workers, tagged_pids, wait_until_gone
+from support.chaos import TALLY, assert_no_orphans, assert_no_secrets, key_file, rng
+from support.processes import Live, agentos_argv, loky_workers, tagged_pids, wait_until_gone
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
 

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from chaos_helpers import (
+from support.chaos import (
     TALLY,
     assert_llds_whole,
     assert_no_orphans,
@@ -22,7 +21,7 @@ from chaos_helpers import (
     key_file,
     rng,
 )
-from conftest import Finished, Live, agentos_argv, clean_env, run
+from support.processes import Finished, Live, agentos_argv, clean_env, run
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
