@@ -7,41 +7,31 @@ and one whose KeyboardInterrupt the interpreter drops still stops the run."""
 from __future__ import annotations
 
 import _signal
-import os
+
+_EARLY: list[int] = []
 
 
-def _stop_at_start(signum: int, frame: object) -> None:
-    """SIGINT while this module's own imports load: nothing exists yet, so nothing to undo."""
-    os.write(2, b"agentos: interrupted" + STOPPED_BEFORE_RUN.encode() + b"\n")
-    os._exit(130)
+def _note(signum: int, frame: object) -> None:
+    _EARLY.append(signum)
 
 
-#: what a Ctrl+C before a run began stopped (agentos.engine.shutdown says it too)
-STOPPED_BEFORE_RUN = " before the run started: nothing was done; run the command again"
-
-# first, before the imports below (`signal` alone loads enum, functools and collections): the
-# builtin `_signal` costs nothing, and a Ctrl+C meanwhile ends the program with one line
+# first, before any import (`signal` alone loads enum, functools and collections): a Ctrl+C from
+# here on is noted by the builtin `_signal`, then ends the program with one line as soon as the
+# module that says it is loaded, and at once after that
 if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
-    _signal.signal(_signal.SIGINT, _stop_at_start)
+    _signal.signal(_signal.SIGINT, _note)
+
+from agentos.commands.interrupted import exit_interrupted, stop_at_start  # noqa: E402
+
+if _signal.getsignal(_signal.SIGINT) is _note:
+    _signal.signal(_signal.SIGINT, stop_at_start)
+    if _EARLY:
+        stop_at_start(_EARLY[0], None)
 
 import gc  # noqa: E402
 import signal  # noqa: E402
-import sys  # noqa: E402
 
 from agentos.commands import quick_exit  # noqa: E402
-
-
-def exit_interrupted(*, before_run: bool = False) -> None:
-    """Exit 130 after a Ctrl+C that arrived outside a run (a run has its own handlers);
-    `before_run`: it stopped a workflow command before its run began."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the exit short
-    sys.stderr.write(f"agentos: interrupted{STOPPED_BEFORE_RUN if before_run else ''}\n")
-    # CPython marks a KeyboardInterrupt that ends a string eval (the code namedtuple and
-    # dataclasses generate while modules load) as unhandled, even once it is caught, and under
-    # `python -m` then kills the process with SIGINT instead of exiting 130; the mark is
-    # cleared at the start of every string eval
-    eval("0")
-    sys.exit(130)
 
 
 def main() -> None:
@@ -52,7 +42,7 @@ def main() -> None:
     # pages forked workers would otherwise copy (the gc.freeze() recipe in Python's docs).
     gc.disable()
     try:
-        if signal.getsignal(signal.SIGINT) is _stop_at_start:
+        if signal.getsignal(signal.SIGINT) is stop_at_start:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # raises inside this try
         from agentos.engine.shutdown import EarlyInterrupt
 

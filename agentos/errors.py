@@ -1,10 +1,10 @@
 """Errors, in two families.
 
 *Run errors* (`AgentosError` and subclasses) end the whole command. Each carries the exit code the
-shell sees and a one-line message that says what to fix; `show()` prints it. They are raised in
+shell sees and a one-line message that says what to fix. They are raised in
 the parent for user mistakes (bad options, bad input files, missing executables) and are never
-shown with a traceback. The CLI turns them into exit codes in exactly one place
-(`agentos.commands.cli.main`).
+shown with a traceback. The CLI turns them into exit codes in exactly one place, beside click's
+own exceptions (`agentos.commands.cli`).
 
 *Item outcomes* (`ItemError`, `RateLimited`, `CredentialRejected`, `ItemTimeout`,
 `Interrupted`) end one attempt of one item. Workflow code raises them inside `execute_item`;
@@ -17,9 +17,6 @@ Nothing here imports the CLI: workers import this module.
 
 from __future__ import annotations
 
-import sys
-from typing import IO
-
 EXIT_OK = 0
 EXIT_ITEMS_FAILED = 1
 EXIT_USAGE = 2
@@ -28,7 +25,12 @@ EXIT_SIGTERM = 143
 
 
 class AgentosError(Exception):
-    """Base of every error that ends an agentos command. `exit_code` is what the shell sees."""
+    """Base of every error that ends an agentos command. `exit_code` is what the shell sees.
+
+    It answers what click asks of its `ClickException` (`exit_code`, `message`,
+    `format_message()`) without being one: workers import this module and do not load click.
+    Raised anywhere under a command, it passes through click unchanged, and the CLI prints it
+    and exits with its code where it does click's own exceptions."""
 
     exit_code = EXIT_ITEMS_FAILED
 
@@ -38,10 +40,6 @@ class AgentosError(Exception):
 
     def format_message(self) -> str:
         return self.message
-
-    def show(self, file: IO[str] | None = None) -> None:
-        stream = file if file is not None else sys.stderr
-        print(f"agentos: error: {self.format_message()}", file=stream, flush=True)
 
 
 class UsageError(AgentosError, ValueError):

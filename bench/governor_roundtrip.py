@@ -18,8 +18,8 @@ from typing import Any
 
 from agentos.engine.shutdown import spawn_guard
 from agentos.governor.credentials import KeyConfig
-from agentos.governor.governor import OK
 from agentos.governor.service import start_key_server
+from agentos.item.keys import KeyOutcome
 
 TARGET_CALLS_PER_SECOND = 500.0  # 10 items x 50 calls/s
 
@@ -29,7 +29,7 @@ def _item(proxy: Any, calls: int, start: Any, out: Any) -> None:
     t0 = time.perf_counter()
     for _ in range(calls):
         grant = proxy.acquire_call("item", 100.0)
-        proxy.end_call(grant.call_id, OK, {"tokens": 100})
+        proxy.end_call(grant.call_id, KeyOutcome.OK, {"tokens": 100})
     out.put(time.perf_counter() - t0)
 
 

@@ -58,7 +58,7 @@ def resolve_agent(spec: str, option: str, api_base: str | None = None) -> Agent:
 
         return MockAgent()
     if spec.startswith("cmd:"):
-        from agentos.agents.command import CommandAgent
+        from agentos.agents.cmd import CommandAgent
 
         return CommandAgent.from_spec(spec, option)
     if spec.startswith("openai:"):

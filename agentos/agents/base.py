@@ -22,15 +22,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING
+
+from agentos.vocabulary import StrEnum
 
 if TYPE_CHECKING:
     from agentos.item.context import ItemContext
     from agentos.usage.prices import ModelRef
 
 
-class ToolPolicy(str, Enum):
+class ToolPolicy(StrEnum):
     """What an agent may do with tools (see the module docstring)."""
 
     NONE = "none"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.agents.base import AgentRequest, ToolPolicy
-from agentos.agents.cli import (
+from agentos.agents.cli_agent import (
     CliAgent,
     NotRetried,
     Progress,

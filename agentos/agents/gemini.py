@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from agentos.agents.base import AgentRequest, ToolPolicy
-from agentos.agents.cli import (
+from agentos.agents.cli_agent import (
     CliAgent,
     NotRetried,
     Progress,

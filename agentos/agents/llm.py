@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.agents.base import AgentRequest
-from agentos.agents.cli import (
+from agentos.agents.cli_agent import (
     VERSION_TIMEOUT,
     CliAgent,
     Executable,

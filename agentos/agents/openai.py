@@ -41,14 +41,12 @@ from typing import Any
 
 from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, ItemTimeout, RateLimited
-from agentos.governor.governor import ERROR, OK
 from agentos.item.context import ItemContext
+from agentos.item.keys import KeyOutcome
 from agentos.item.refusals import (
-    QUOTA,
-    RATE,
-    REJECTED,
     RateInfo,
     Refusal,
+    RefusalKind,
     body_hint,
     classify_http,
     retry_after,
@@ -156,7 +154,7 @@ class OpenAIAgent(Agent):
             except _Refused as refused:
                 ctx.end_call(grant, refused.refusal.kind, refused.info)
                 refusals += 1
-                if refused.refusal.kind == REJECTED and ctx.credential:
+                if refused.refusal.kind == RefusalKind.REJECTED and ctx.credential:
                     raise CredentialRejected(refused.refusal.detail) from None
                 if refusals > MAX_CALL_REFUSALS:
                     raise RateLimited(
@@ -166,11 +164,11 @@ class OpenAIAgent(Agent):
                     ) from None
                 continue  # the governor now knows; ask it again, for this call only
             except BaseException:
-                ctx.end_call(grant, ERROR)
+                ctx.end_call(grant, KeyOutcome.ERROR)
                 raise
             ctx.end_call(
                 grant,
-                OK,
+                KeyOutcome.OK,
                 {**vars(reply.limits), "tokens": reply.tokens, "output_tokens": reply.output},
             )
             return reply.answer
@@ -228,9 +226,9 @@ class OpenAIAgent(Agent):
                 )
             raise _Refused(refusal, info)
         detail = _error_text(body)
-        if refusal is not None and refusal.kind == REJECTED:
+        if refusal is not None and refusal.kind == RefusalKind.REJECTED:
             raise CredentialRejected(f"HTTP {status}: {detail}")
-        if refusal is not None and refusal.kind in (RATE, QUOTA):
+        if refusal is not None and refusal.kind in (RefusalKind.RATE, RefusalKind.QUOTA):
             raise RateLimited(f"HTTP {status}: {detail}", refusal.wait, kind=refusal.kind)
         if refusal is not None:  # overloaded: not the key's fault, a failure that is retried
             raise RateLimited(f"HTTP {status}: {detail}", refusal.wait, kind=refusal.kind)

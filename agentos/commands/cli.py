@@ -10,7 +10,6 @@ CliRunner uses) through the same place, so tests see what users see.
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import signal
 import sys
@@ -20,8 +19,9 @@ from typing import Any, NoReturn
 import click
 
 from agentos import __version__
-from agentos.__main__ import exit_interrupted
 from agentos.commands import quick_exit
+from agentos.commands.interrupted import exit_interrupted
+from agentos.engine.output.escape import escape_text
 from agentos.engine.shutdown import EarlyInterrupt, run_began
 from agentos.errors import AgentosError
 from agentos.item.workflow import Workflow
@@ -103,37 +103,36 @@ def invoke(
 
 def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str | None) -> NoReturn:
     try:
-        command.main(
+        # not standalone: click's errors and ours reach the one place below unchanged (a
+        # `--help` or `--version` comes back as its exit code), and a broken stdout
+        # (`agentos run ... | head`) is click's to quiet: it exits 1
+        code = command.main(
             args=list(args) if args is not None else None,
             prog_name=prog_name,
             standalone_mode=False,
         )
-    except click.exceptions.Exit as exc:
+    except (click.ClickException, AgentosError) as exc:
+        _show(exc, _command_path(command, args, prog_name))
         sys.exit(exc.exit_code)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show()  # a bare `agentos` asks what there is: the help answers it
-        sys.exit(exc.exit_code)
-    except click.UsageError as exc:
-        sys.stderr.write(usage_error_line(exc, _command_path(command, args, prog_name)) + "\n")
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:  # click's form of a KeyboardInterrupt
+    except (KeyboardInterrupt, click.exceptions.Abort):  # Abort: click's form of a Ctrl+C
         exit_interrupted(before_run=_before_run(command, args))
-    except AgentosError as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        exit_interrupted(before_run=_before_run(command, args))
-    except BrokenPipeError:
-        # stdout closed early (`agentos run ... | head`): not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
     if EarlyInterrupt.was_received():  # a Ctrl+C dropped before any handler of ours saw it
         exit_interrupted()
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show(exc: click.ClickException | AgentosError, command_path: str) -> None:
+    """An error as one line on stderr; a bare `agentos` (click's NoArgsIsHelpError) gets the
+    help it asks for."""
+    if isinstance(exc, AgentosError):
+        # the message may quote an item or a file's line: shown, never obeyed by the terminal
+        click.echo(f"agentos: error: {escape_text(exc.format_message())}", err=True)
+    elif isinstance(exc, click.UsageError) and not isinstance(
+        exc, click.exceptions.NoArgsIsHelpError
+    ):
+        click.echo(usage_error_line(exc, command_path), err=True)
+    else:
+        exc.show()
 
 
 def _before_run(command: click.Command, args: Sequence[str] | None) -> bool:

@@ -21,8 +21,8 @@ import click
 
 from agentos.governor import parked
 from agentos.governor.credentials import KeyConfig, load_keys, make_credentials
-from agentos.run.options import _PATH
-from agentos.run.summary import _table
+from agentos.run.options import SAFE_PATH
+from agentos.run.summary import text_table
 from agentos.text import plural
 
 
@@ -115,7 +115,7 @@ def key_rows(configs: list[KeyConfig], now: float | None = None) -> list[tuple[s
 @click.command(name="keys", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--credentials-file",
-    type=_PATH,
+    type=SAFE_PATH,
     default=None,
     metavar="PATH",
     help="API keys, as for a run [default: AGENTOS_CREDENTIALS].",
@@ -155,7 +155,7 @@ def command(
         "last run",
         "last pace",
     )
-    for line in _table(key_rows(configs), headers, right=frozenset({3, 4, 5, 6})):
+    for line in text_table(key_rows(configs), headers, right=frozenset({3, 4, 5, 6})):
         click.echo(line)
     click.echo(f"remembered in {parked.state_dir() / 'keys.json'}")
 

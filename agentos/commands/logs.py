@@ -19,8 +19,9 @@ import click
 from agentos.commands.status import GONE, is_run_dir, resolve_run_dir, status_data
 from agentos.engine.output.escape import escape_lines
 from agentos.errors import ConfigError, UsageError
-from agentos.run.options import _PATH
+from agentos.run.options import SAFE_PATH
 from agentos.rundir.journal import read_journal
+from agentos.rundir.statuses import Phase
 
 POLL = 0.25
 
@@ -65,7 +66,7 @@ def _known(run_dir: Path, item_id: str) -> bool:
 
 def _run_over(run_dir: Path) -> bool:
     data = status_data(run_dir)
-    return data.get("phase") == "done" or data.get("state") == GONE
+    return data.get("phase") == Phase.DONE or data.get("state") == GONE
 
 
 def _where(words: tuple[str, ...]) -> tuple[Path | None, str]:
@@ -99,7 +100,7 @@ def command(words: tuple[str, ...], follow: bool, raw: bool) -> None:
     carriage returns) are shown escaped, as the run showed them, unless --raw."""
     where, item = _where(words)
     if where is not None:
-        where = _PATH.convert(str(where), None, None)
+        where = SAFE_PATH.convert(str(where), None, None)
     run_dir = resolve_run_dir(where)
     if "/" in item or item in ("", ".", ".."):
         raise ConfigError(f"{item!r} is not an item id")

@@ -3,8 +3,8 @@
 Why. After the last line of a run, a normal Python exit joins threads, runs the `atexit`
 handlers, and then finalises the interpreter: it clears every module's namespace and frees, one
 by one, every function, class and constant that importing click, loky and agentos created: ~4.5
-ms of a ~150 ms small run here (21 interleaved runs; py-spy's sampling had suggested three times
-that), spent freeing memory the kernel reclaims at once anyway.
+ms of a ~150 ms small run (the median of 21 interleaved runs with and without it), spent freeing
+memory the kernel reclaims at once anyway.
 
 How. `install()` registers `_leave` with `atexit` before anything else is imported. `atexit` runs
 its handlers last-registered-first, so `_leave` runs after every other handler: multiprocessing's

@@ -8,16 +8,16 @@ import click
 
 from agentos.commands.status import resolve_run_dir
 from agentos.errors import ConfigError, UsageError
-from agentos.run.options import _PATH
+from agentos.run.options import SAFE_PATH
 from agentos.rundir.journal import atomic_write_text
 
 
 @click.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run_dir", type=_PATH, required=False)
+@click.argument("run_dir", type=SAFE_PATH, required=False)
 @click.option(
     "-o",
     "--output",
-    type=_PATH,
+    type=SAFE_PATH,
     help="Where to write the page (default: report.html in the run directory; - for stdout).",
 )
 def command(run_dir: Path | None, output: Path | None) -> None:

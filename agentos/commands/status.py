@@ -22,10 +22,11 @@ from agentos.engine.output.escape import escape_text
 from agentos.engine.output.waiting import countdown
 from agentos.errors import ConfigError
 from agentos.item.process_tree import pid_alive
-from agentos.run.options import _PATH, Number
-from agentos.run.summary import GROUP_HEADERS, _table, group_rows, key_groups
+from agentos.run.options import SAFE_PATH, Number
+from agentos.run.summary import GROUP_HEADERS, group_rows, key_groups, text_table
 from agentos.rundir.journal import json_text
-from agentos.rundir.state import DONE, read_state
+from agentos.rundir.state import read_state
+from agentos.rundir.statuses import Phase, Status
 from agentos.text import plural
 from agentos.usage.record import money
 
@@ -43,7 +44,15 @@ _STOPPED = {
     "error": "stopped by an error",
 }
 GONE = "ended without a summary (parent gone)"
-_COUNT_ORDER = ("done", "failed", "timeout", "running", "pending", "interrupted", "not run")
+_COUNT_ORDER = (
+    Status.DONE,
+    Status.FAILED,
+    Status.TIMEOUT,
+    Status.RUNNING,
+    Status.PENDING,
+    Status.INTERRUPTED,
+    Status.NOT_RUN,
+)
 
 
 def is_run_dir(path: Path) -> bool:
@@ -97,7 +106,7 @@ def _from_summary(run_dir: Path) -> dict[str, Any] | None:
         "command": summary.get("command"),
         "started": summary.get("started"),
         "heartbeat": summary.get("ended"),
-        "phase": DONE,
+        "phase": Phase.DONE,
         "workers": summary.get("workers"),
         "counts": summary.get("totals") or {},
         "details": details_of(summary.get("items")),
@@ -122,7 +131,7 @@ def details_of(items: Any) -> dict[str, int]:
     """What a workflow said of the done items among summary rows: {"Draft": 5, ...}."""
     details: dict[str, int] = {}
     for row in items if isinstance(items, list) else []:
-        if isinstance(row, dict) and row.get("status") == "done" and row.get("detail"):
+        if isinstance(row, dict) and row.get("status") == Status.DONE and row.get("detail"):
             details[str(row["detail"])] = details.get(str(row["detail"]), 0) + 1
     return details
 
@@ -137,7 +146,7 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     started = state.get("started") or now
     heartbeat = state.get("heartbeat") or started
     alive = None
-    if phase == DONE:
+    if phase == Phase.DONE:
         reason = state.get("stop_reason")
         said = _STOPPED.get(str(reason), str(reason)) if reason else "done"
         ended: float | None = heartbeat
@@ -155,12 +164,15 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
     if said == GONE:
         # nothing runs or waits under a parent that is gone: what the state file last said
         # was running was cut off with it, and what waited will not run (as a summary says)
-        for was, now_is in (("running", "interrupted"), ("pending", "not run")):
+        for was, now_is in (
+            (Status.RUNNING, Status.INTERRUPTED),
+            (Status.PENDING, Status.NOT_RUN),
+        ):
             if counts.get(was):
                 counts[now_is] = counts.get(now_is, 0) + counts.pop(was)
-    finished = sum(counts.get(s, 0) for s in ("done", "failed", "timeout"))
+    finished = sum(counts.get(s, 0) for s in (Status.DONE, Status.FAILED, Status.TIMEOUT))
     rate = finished / (elapsed / 60) if finished and elapsed > 0 else None
-    left = counts.get("pending", 0) + counts.get("running", 0)
+    left = counts.get(Status.PENDING, 0) + counts.get(Status.RUNNING, 0)
     eta = left / rate * 60 if rate and ended is None and left else None
     running = [
         {**r, "elapsed": round(now - r["started"], 1) if r.get("started") else None}
@@ -177,7 +189,7 @@ def status_data(run_dir: Path, now: float | None = None) -> dict[str, Any]:
         # down to a tenth: shown in whole seconds, it must never pass "started N s ago"
         "elapsed": math.floor(elapsed * 10) / 10,
         "state": said,
-        "phase": phase if said != GONE else "gone",
+        "phase": phase if said != GONE else Phase.GONE,
         "parent_alive": alive,
         "workers": state.get("workers"),
         "items": state.get("items", sum(counts.values())),
@@ -201,9 +213,9 @@ def counts_text(counts: dict[str, int], details: dict[str, int] | None = None) -
         s for s in counts if s not in _COUNT_ORDER and counts[s]
     )
     parts = [f"{counts[s]:,} {s}" for s in order]
-    if details and counts.get("done"):
+    if details and counts.get(Status.DONE):
         said = ", ".join(f"{n:,} {d}" for d, n in details.items())
-        parts[order.index("done")] += f" ({said})"
+        parts[order.index(Status.DONE)] += f" ({said})"
     return ", ".join(parts) or "none"
 
 
@@ -249,11 +261,11 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
             (r["id"], str(r.get("attempt", "")), duration(r.get("elapsed")), r.get("key") or "-")
             for r in data["running"]
         ]
-        lines += ["  " + line for line in _table(rows, ("item", "attempt", "for", "key"))]
+        lines += ["  " + line for line in text_table(rows, ("item", "attempt", "for", "key"))]
     if data.get("produced"):
         lines += ["", "produced"]
         rows = [(str(p["id"]), str(p["status"]), str(p["result"])) for p in data["produced"]]
-        lines += ["  " + line for line in _table(rows, ("item", "status", "result"))]
+        lines += ["  " + line for line in text_table(rows, ("item", "status", "result"))]
     if data["keys"]:
         lines += ["", "keys"]
         rows = [
@@ -268,11 +280,11 @@ def render(data: dict[str, Any], now: float | None = None) -> list[str]:
             for k in data["keys"]
         ]
         headers = ("key", "group", "state", "calls", "items", "parked until")
-        lines += ["  " + line for line in _table(rows, headers, right=frozenset({3, 4}))]
+        lines += ["  " + line for line in text_table(rows, headers, right=frozenset({3, 4}))]
         # the governor's pacing decisions per group: its pace, why, what was refused and waited
         paced = group_rows(key_groups(data["keys"]))
         if paced:
-            lines += ["", "pacing"] + ["  " + line for line in _table(paced, GROUP_HEADERS)]
+            lines += ["", "pacing"] + ["  " + line for line in text_table(paced, GROUP_HEADERS)]
     return lines
 
 
@@ -306,7 +318,7 @@ def runs_rows(root: Path = RUNS_ROOT, limit: int = 20) -> list[tuple[str, ...]]:
 
 
 @click.command(name="status", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run_dir", type=_PATH, required=False)
+@click.argument("run_dir", type=SAFE_PATH, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option(
     "--watch",
@@ -356,7 +368,7 @@ def _list_runs(root: Path, as_json: bool) -> None:
     if not rows:
         raise ConfigError(f"no runs under {root}")
     headers = ("started (UTC)", "command", "took", "items", "exit", "spend", "state", "run")
-    for line in _table(rows, headers):
+    for line in text_table(rows, headers):
         click.echo(escape_text(line))
 
 
@@ -371,7 +383,7 @@ def _show(path: Path, as_json: bool, *, lines: bool = False) -> bool:
         # titles, details and errors come from items and agents: shown, never obeyed
         click.echo(escape_text("\n".join(render(data, now)), multiline=True))
     sys.stdout.flush()
-    return data.get("phase") in (DONE, "gone")
+    return data.get("phase") in (Phase.DONE, Phase.GONE)
 
 
 COMMAND = command

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from agentos.engine.options import AttemptOptions, KeyOptions
 from agentos.errors import (
@@ -39,21 +39,14 @@ from agentos.errors import (
     RateLimited,
 )
 from agentos.item.context import AttemptSetup, ItemContext
-from agentos.item.keys import AttemptKeys
+from agentos.item.keys import AttemptKeys, AttemptKeyService
 from agentos.item.process import CommandPolicy, kill_started_processes
 from agentos.item.workflow import ExecuteItem, Item
+from agentos.rundir.statuses import Status
 from agentos.usage.budget import ItemLimits
 from agentos.usage.meter import Spending
 from agentos.usage.prices import PriceBook
 from agentos.usage.record import Tally, UsageLog
-
-DONE = "done"
-FAILED = "failed"
-RATE_LIMITED = "rate_limited"
-REJECTED = "rejected"
-TIMEOUT = "timeout"
-INTERRUPTED = "interrupted"
-NOT_STARTED = "not_started"  # queued in a worker when the run began to drain; never journaled
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,7 @@ class Task:
 class AttemptResult:
     item_id: str
     attempt: int
-    status: str
+    status: Status
     started: float  # epoch seconds
     runtime: float
     exit_code: int = 0
@@ -110,7 +103,7 @@ class AttemptResult:
     key_label: str | None = None
     worker_pid: int = 0
     command: str = ""
-    refusal: str = ""  # the kind of "no" when rate limited (governor.signals)
+    refusal: str = ""  # the kind of "no" when rate limited (a RefusalKind)
     detail: str = ""  # how a done item ended, in a word ("Draft"): ItemContext.detail
     outputs: dict[str, str] | None = None  # what the item produced: ItemContext.outputs
     #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
@@ -122,10 +115,6 @@ class AttemptResult:
     #: False when the parent made this result up because the attempt could not report how it
     #: ended (its worker was killed or died): what it spent is then read from its usage files
     reported: bool = True
-
-
-class KeyClaimer(Protocol):
-    def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]: ...
 
 
 CaptureFactory = Callable[[Item, int], AbstractContextManager[Any]]
@@ -153,7 +142,7 @@ def deadline(seconds: float | None) -> Iterator[None]:
 def run_attempt(
     spec: AttemptSpec,
     task: Task,
-    keys: KeyClaimer | None = None,
+    keys: AttemptKeyService | None = None,
     capture: CaptureFactory | None = None,
     around_item: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> AttemptResult:
@@ -162,7 +151,7 @@ def run_attempt(
     started = time.time()
     t0 = time.monotonic()
     pid = os.getpid()
-    result = AttemptResult(item.id, attempt, DONE, started, 0.0, worker_pid=pid)
+    result = AttemptResult(item.id, attempt, Status.DONE, started, 0.0, worker_pid=pid)
     key: str | None = None
     ctx: ItemContext | None = None
     try:
@@ -200,16 +189,16 @@ def run_attempt(
         if ctx.last_argv is not None:
             result.command = ctx.describe_argv(ctx.last_argv)
         if ctx.last_command is not None and (
-            result.status != DONE or ctx.last_command.returncode != 0
+            result.status != Status.DONE or ctx.last_command.returncode != 0
         ):
             result.exit_code = result.exit_code or ctx.last_command.returncode
         result.waits = dict(ctx.waits) or None
-        result.detail = ctx.detail if result.status == DONE else ""
+        result.detail = ctx.detail if result.status == Status.DONE else ""
         result.outputs = {k: ctx.redact(str(v)) for k, v in ctx.outputs.items()} or None
     except Interrupted as exc:
-        _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
+        _set(result, Status.INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except Exception as exc:  # the claim or the capture failed: infrastructure, not the item
-        _set(result, FAILED, f"could not start the item: {exc}")
+        _set(result, Status.FAILED, f"could not start the item: {exc}")
     if ctx is not None:
         # a command that outlived its `ctx.run` (a daemon) may have reported after it
         with contextlib.suppress(Exception):
@@ -238,34 +227,34 @@ def _execute(
         with deadline(spec.timeout), guard:
             spec.execute_item(item, ctx)
     except RateLimited as exc:
-        _set(result, RATE_LIMITED, str(exc) or "rate limited", exit_code=75)
+        _set(result, Status.RATE_LIMITED, str(exc) or "rate limited", exit_code=75)
         result.retry_after = exc.retry_after
-        result.refusal = getattr(exc, "kind", "rate")
+        result.refusal = exc.kind
     except CredentialRejected as exc:
-        _set(result, REJECTED, str(exc) or "credential rejected")
+        _set(result, Status.REJECTED, str(exc) or "credential rejected")
     except ItemTimeout as exc:
-        _set(result, TIMEOUT, str(exc), exit_code=-1, sig=signal.SIGTERM)
+        _set(result, Status.TIMEOUT, str(exc), exit_code=-1, sig=signal.SIGTERM)
     except ItemError as exc:
-        _set(result, FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
+        _set(result, Status.FAILED, str(exc), exit_code=exc.exit_code, sig=exc.signal)
         result.retry = getattr(exc, "retry", True)
     except Interrupted as exc:
-        _set(result, INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
+        _set(result, Status.INTERRUPTED, "interrupted", exit_code=-1, sig=exc.signum)
     except SystemExit as exc:
         # sys.exit() in item code must end the item, not the worker (which would break the pool)
         code = exc.code if isinstance(exc.code, int) else 1
         _set(
             result,
-            DONE if code == 0 else FAILED,
+            Status.DONE if code == 0 else Status.FAILED,
             "" if code == 0 else f"the item called sys.exit({exc.code!r})",
             exit_code=code,
         )
     except (Exception, KeyboardInterrupt) as exc:
         traceback.print_exc()
-        _set(result, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
+        _set(result, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
 
 
 def _set(
-    result: AttemptResult, status: str, error: str, *, exit_code: int = 1, sig: int = 0
+    result: AttemptResult, status: Status, error: str, *, exit_code: int = 1, sig: int = 0
 ) -> None:
     result.status = status
     result.error = error
@@ -280,5 +269,5 @@ def _kill_leftovers(spec: AttemptSpec, result: AttemptResult) -> Iterator[None]:
     try:
         yield
     finally:
-        abnormal = result.status in (TIMEOUT, INTERRUPTED)
+        abnormal = result.status in (Status.TIMEOUT, Status.INTERRUPTED)
         kill_started_processes(spec.run_id, sweep_tag=abnormal, grace=0.3)

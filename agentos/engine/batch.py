@@ -13,25 +13,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import (
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    RATE_LIMITED,
-    REJECTED,
-    TIMEOUT,
-    AttemptResult,
-)
+from agentos.engine.attempt import AttemptResult
 from agentos.engine.output.progress import Progress
 from agentos.engine.output.terminal import Terminal
 from agentos.engine.output.waiting import all_out, countdown, keys_busy, seconds
-from agentos.engine.scheduler import NOT_RUN, Backoff, ItemState, Scheduler
+from agentos.engine.scheduler import Backoff, ItemState, Scheduler
 from agentos.engine.shutdown import ShutdownState
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
-from agentos.governor import credentials as creds
 from agentos.governor.credentials import Lease, Redactor
+from agentos.governor.protocol import KeyService
+from agentos.item.keys import KeyOutcome
+from agentos.item.refusals import RefusalKind
 from agentos.rundir.journal import Journal
-from agentos.rundir.state import STARTING, StateWriter
+from agentos.rundir.state import StateWriter
+from agentos.rundir.statuses import Phase, Status
 from agentos.usage.budget import STOP, WAIT, BudgetReached
 from agentos.usage.record import UsageLog
 from agentos.usage.report import lost_attempt_usage
@@ -41,12 +36,12 @@ if TYPE_CHECKING:
 
 
 _OUTCOME = {
-    DONE: creds.OK,
-    FAILED: creds.FAILED,
-    TIMEOUT: creds.FAILED,
-    RATE_LIMITED: creds.RATE_LIMITED,
-    REJECTED: creds.REVOKED,
-    INTERRUPTED: creds.RECLAIMED,
+    Status.DONE: KeyOutcome.OK,
+    Status.FAILED: KeyOutcome.FAILED,
+    Status.TIMEOUT: KeyOutcome.FAILED,
+    Status.RATE_LIMITED: KeyOutcome.RATE_LIMITED,
+    Status.REJECTED: KeyOutcome.REVOKED,
+    Status.INTERRUPTED: KeyOutcome.RECLAIMED,
 }
 
 
@@ -60,7 +55,7 @@ class Batch:
         plan: RunPlan,
         journal: Journal,
         terminal: Terminal,
-        keys: Any = None,
+        keys: KeyService | None = None,
         shutdown: ShutdownState | None = None,
     ) -> None:
         """`keys`: the Governor, its Manager proxy or Dask actor, None without keys."""
@@ -131,7 +126,7 @@ class Batch:
         state.json lists only those that run, since they began."""
         self._attempt_clock = began
 
-    def replace_keys(self, keys: Any) -> None:
+    def replace_keys(self, keys: KeyService | None) -> None:
         """The keys service again, after it was lost and started anew (the Dask key actor)."""
         self.keys = keys
         self.keys_lost = None
@@ -233,7 +228,7 @@ class Batch:
     def reclaim(self, lease: Lease | None) -> None:
         if lease is not None and self.keys is not None and self.keys_lost is None:
             with contextlib.suppress(KeyServerLost):
-                self._ask("release", lease.lease_id, creds.RECLAIMED, None)
+                self._ask("release", lease.lease_id, KeyOutcome.RECLAIMED, None)
 
     def keys_report(self) -> list[dict[str, Any]]:
         """Each key's label, fingerprint, state at the end and how often it was leased."""
@@ -255,11 +250,11 @@ class Batch:
             # killed before it could say: what it spent is still spent (and counts on a resume)
             with contextlib.suppress(Exception):
                 result.usage = self.lost_usage(state.id, result.attempt, result.key_label)
-        if result.refusal == "quota":
+        if result.refusal == RefusalKind.QUOTA:
             self._keys_checked = 0.0  # ask the governor before the next start: all keys out?
         cooldown = self.release(lease, result)
         wait = 0.0
-        if result.status == RATE_LIMITED and self.keys is None:
+        if result.status == Status.RATE_LIMITED and self.keys is None:
             wait = (
                 result.retry_after
                 if result.retry_after is not None
@@ -308,31 +303,35 @@ class Batch:
         cooldown: float,
     ) -> None:
         label = lease.label if lease is not None else "the key"
-        if result.status == REJECTED:
+        if result.status == Status.REJECTED:
             self.terminal.message(
                 f"{label} rejected by the provider ({result.error}); not used again this run",
                 force=True,
             )
-        if result.status in (DONE, INTERRUPTED):
+        if result.status in (Status.DONE, Status.INTERRUPTED):
             if self.verbose:
                 self.terminal.message(f"{state.id} {result.status} in {result.runtime:.1f} s")
         elif final:
             self.terminal.message(f"{state.id} {state.status}: {state.error}", force=True)
-        elif result.status == RATE_LIMITED and lease is None and result.refusal == "quota":
+        elif (
+            result.status == Status.RATE_LIMITED
+            and lease is None
+            and result.refusal == RefusalKind.QUOTA
+        ):
             self.terminal.message(f"{state.id} waits for a key: {result.error}")
-        elif result.status == RATE_LIMITED and lease is None:
+        elif result.status == Status.RATE_LIMITED and lease is None:
             self.terminal.message(
                 f"{state.id} rate limited; trying again in {seconds(state.retry_delay)}"
             )
-        elif result.status == RATE_LIMITED and result.refusal == "quota":
+        elif result.status == Status.RATE_LIMITED and result.refusal == RefusalKind.QUOTA:
             self.terminal.message(f"{label} out of quota; {state.id} queued again")
-        elif result.status == RATE_LIMITED and result.refusal == "overloaded":
+        elif result.status == Status.RATE_LIMITED and result.refusal == RefusalKind.OVERLOADED:
             self.terminal.message(f"the provider is overloaded; {state.id} queued again")
-        elif result.status == RATE_LIMITED:
+        elif result.status == Status.RATE_LIMITED:
             self.terminal.message(
                 f"{label} rate limited; cooling for {seconds(cooldown)}; {state.id} queued again"
             )
-        elif result.status != REJECTED:
+        elif result.status != Status.REJECTED:
             self.terminal.message(
                 f"{state.id} {result.status}: {result.error}; retry {state.failures} of "
                 f"{self.attempts.retries} in {seconds(state.retry_delay)}"
@@ -345,7 +344,11 @@ class Batch:
         """(done, failed, running) now. Called from the output listener's thread too: the bar is
         redrawn with every item line."""
         counts = self.scheduler.counts()
-        return counts[DONE], counts[FAILED] + counts[TIMEOUT], self.running_now()
+        return (
+            counts[Status.DONE],
+            counts[Status.FAILED] + counts[Status.TIMEOUT],
+            self.running_now(),
+        )
 
     def running_now(self) -> int:
         """Attempts running: submitted ones, but at most one per worker. Without keys a parallel
@@ -371,9 +374,9 @@ class Batch:
         writer.write(self.state_data(final))
 
     def state_data(self, final: dict[str, Any] | None = None) -> dict[str, Any]:
-        phase = STARTING if not self._attempt_started else self.shutdown.phase
-        if phase == "running" and self.stopping:
-            phase = "draining"
+        phase = Phase.STARTING if not self._attempt_started else self.shutdown.phase
+        if phase == Phase.RUNNING and self.stopping:
+            phase = Phase.DRAINING
         running = []
         queued = 0
         for item_id, state in self.scheduler.running.items():
@@ -388,8 +391,8 @@ class Batch:
                 {"id": item_id, "attempt": state.attempts, "started": started, "key": label}
             )
         counts = self.scheduler.counts()
-        counts["running"] -= queued
-        counts["pending"] += queued
+        counts[Status.RUNNING] -= queued
+        counts[Status.PENDING] += queued
         total = self.account.total().total
         budget = self.account.budget
         details: dict[str, int] = {}  # what workflows said of done items ("Draft")
@@ -397,14 +400,14 @@ class Batch:
             dict[str, str]
         ] = []  # what they made (a branch and its commit), when they say
         for state in self.scheduler.states:
-            if state.detail and state.status == DONE:
+            if state.detail and state.status == Status.DONE:
                 details[state.detail] = details.get(state.detail, 0) + 1
             if state.outputs.get("summary") and len(produced) < MAX_PRODUCED:
                 produced.append(
                     {"id": state.id, "status": state.status, "result": state.outputs["summary"]}
                 )
         data: dict[str, Any] = {
-            "phase": "done" if final is not None else phase,
+            "phase": Phase.DONE if final is not None else phase,
             "details": details,
             "produced": produced,
             "workers": self.workers,
@@ -450,5 +453,10 @@ class Batch:
         if signalled is not None:
             return signalled
         counts = self.scheduler.counts()
-        bad = counts[FAILED] + counts[TIMEOUT] + counts[INTERRUPTED] + counts[NOT_RUN]
+        bad = (
+            counts[Status.FAILED]
+            + counts[Status.TIMEOUT]
+            + counts[Status.INTERRUPTED]
+            + counts[Status.NOT_RUN]
+        )
         return EXIT_ITEMS_FAILED if bad else EXIT_OK

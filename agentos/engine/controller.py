@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agentos.engine.scheduler import ItemState
-from agentos.engine.shutdown import DRAINING
 from agentos.errors import AgentosError, KeyServerLost, KeysExhausted
 from agentos.governor.credentials import Lease
+from agentos.rundir.statuses import Phase
 from agentos.text import plural
 from agentos.usage.budget import BudgetReached
 
@@ -110,7 +110,7 @@ class Controller(ABC):
                 self._say("terminating: killing {}", "")
                 self.batch.write_state(event=True)
                 return
-            if shutdown.phase == DRAINING:
+            if shutdown.phase == Phase.DRAINING:
                 self._drain()
             elif self.fatal is None:
                 self._check_keys()
@@ -193,9 +193,9 @@ class Controller(ABC):
 
     def _drain(self) -> None:
         shutdown = self.batch.shutdown
-        if shutdown.announced == DRAINING:
+        if shutdown.announced == Phase.DRAINING:
             return
-        shutdown.announced = DRAINING
+        shutdown.announced = Phase.DRAINING
         self.on_drain()
         self.batch.stop_waiting()
         self._say("stopping: waiting for {}", " (Ctrl+C again to terminate)")

@@ -26,6 +26,7 @@ from agentos.governor.credentials import (
     load_keys,
     make_credentials,
 )
+from agentos.governor.protocol import KeyService, KeyState
 from agentos.item.workflow import Item, Workflow
 from agentos.usage.account import RunAccount
 from agentos.usage.prices import PriceBook
@@ -83,7 +84,7 @@ class KeyPlan:
     def per_call(self) -> bool:
         return self.mode == "call" and bool(self.configs)
 
-    def remember(self, governor: Any) -> None:
+    def remember(self, governor: KeyService) -> None:
         """What the run learned about its keys (parked ones, groups, limits, calls), for the next
         run and `agentos keys`; never the keys themselves."""
         from agentos.governor import parked as parked_keys
@@ -93,7 +94,7 @@ class KeyPlan:
             notes = {
                 by_label[row["label"]]: {
                     **{k: row.get(k) for k in _REMEMBERED},
-                    "rejected": row.get("state") == "revoked",
+                    "rejected": row.get("state") == KeyState.REVOKED,
                 }
                 for row in governor.snapshot()
                 if row["label"] in by_label

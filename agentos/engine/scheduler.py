@@ -23,22 +23,10 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agentos.engine.attempt import (
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    RATE_LIMITED,
-    REJECTED,
-    TIMEOUT,
-    AttemptResult,
-)
+from agentos.engine.attempt import AttemptResult
 from agentos.item.workflow import Item
+from agentos.rundir.statuses import FINAL_STATUSES, Status
 from agentos.text import plural
-
-PENDING = "pending"
-RUNNING = "running"
-NOT_RUN = "not run"
-FINAL_STATUSES = (DONE, FAILED, TIMEOUT, INTERRUPTED, NOT_RUN)
 
 
 class ItemState:
@@ -61,11 +49,11 @@ class ItemState:
         "seconds",
     )
 
-    def __init__(self, item: Item, counts: Counter[str] | None = None) -> None:
+    def __init__(self, item: Item, counts: Counter[Status] | None = None) -> None:
         self.item = item
         self._counts = counts if counts is not None else Counter()
-        self._status = PENDING
-        self._counts[PENDING] += 1
+        self._status = Status.PENDING
+        self._counts[Status.PENDING] += 1
         self.attempts = 0  # attempts started (the attempt number), including requeued ones
         self.requeues = 0  # attempts that ended queued again, uncounted: refused, bystander
         self.failures = 0  # attempts that counted against --retries
@@ -78,11 +66,11 @@ class ItemState:
         self.key_label: str | None = None
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         return self._status
 
     @status.setter
-    def status(self, value: str) -> None:
+    def status(self, value: Status) -> None:
         self._counts[self._status] -= 1
         self._counts[value] += 1
         self._status = value
@@ -124,7 +112,7 @@ class Scheduler:
         """`attempts_before`: attempts an earlier pass made (--resume), by item id; attempt
         numbers continue from there, so earlier attempts' records are never overwritten.
         `requeues_before`: how many of them were queued again, uncounted."""
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[Status] = Counter()
         self.states = [ItemState(item, self._counts) for item in items]
         if attempts_before:
             for state in self.states:
@@ -163,16 +151,16 @@ class Scheduler:
         head = self._ready.popleft()
         assert head is state, "start() must be given the head of the queue"
         state.attempts += 1
-        state.status = RUNNING
+        state.status = Status.RUNNING
         self.running[state.id] = state
         return state.attempts
 
     def _requeue_front(self, state: ItemState) -> None:
-        state.status = PENDING
+        state.status = Status.PENDING
         self._ready.appendleft(state)
 
     def _requeue_later(self, state: ItemState, delay: float) -> None:
-        state.status = PENDING
+        state.status = Status.PENDING
         self._tiebreak += 1
         heapq.heappush(self._delayed, (time.monotonic() + delay, self._tiebreak, state))
 
@@ -188,15 +176,15 @@ class Scheduler:
         state.key_label = result.key_label or state.key_label
         if result.outputs:
             state.outputs = result.outputs
-        if result.status == DONE:
-            state.status, state.error, state.detail = DONE, "", result.detail
+        if result.status == Status.DONE:
+            state.status, state.error, state.detail = Status.DONE, "", result.detail
             return True
         state.error = result.error
-        if result.status in (RATE_LIMITED, REJECTED):
-            if result.status == RATE_LIMITED:
+        if result.status in (Status.RATE_LIMITED, Status.REJECTED):
+            if result.status == Status.RATE_LIMITED:
                 state.rate_limit_waits += 1
                 if state.rate_limit_waits > self.max_rate_limit_waits:
-                    state.status = FAILED
+                    state.status = Status.FAILED
                     state.error = (
                         f"rate limited {plural(state.rate_limit_waits, 'time')} "
                         f"(--max-rate-limit-waits {self.max_rate_limit_waits}): "
@@ -210,8 +198,8 @@ class Scheduler:
             else:
                 self._requeue_front(state)
             return False
-        if result.status == INTERRUPTED:
-            state.status = INTERRUPTED
+        if result.status == Status.INTERRUPTED:
+            state.status = Status.INTERRUPTED
             return True
         # failed or timeout: counts against --retries
         state.failures += 1
@@ -220,7 +208,7 @@ class Scheduler:
             state.retry_delay = delay
             self._requeue_later(state, delay)
             return False
-        state.status = TIMEOUT if result.status == TIMEOUT else FAILED
+        state.status = Status.TIMEOUT if result.status == Status.TIMEOUT else Status.FAILED
         return True
 
     def unstart(self, state: ItemState) -> None:
@@ -242,14 +230,15 @@ class Scheduler:
         self._ready.clear()
         self._delayed.clear()
         for state in stopped:
-            state.status = NOT_RUN
+            state.status = Status.NOT_RUN
         return stopped
 
     def fail_waiting(self, reason: str) -> list[ItemState]:
         failed = self.stop_waiting()
         for state in failed:
-            state.status, state.error = FAILED, reason
+            state.status, state.error = Status.FAILED, reason
         return failed
 
-    def counts(self) -> dict[str, int]:
-        return {status: self._counts[status] for status in (*FINAL_STATUSES, RUNNING, PENDING)}
+    def counts(self) -> dict[Status, int]:
+        wanted = (*FINAL_STATUSES, Status.RUNNING, Status.PENDING)
+        return {status: self._counts[status] for status in wanted}

@@ -36,6 +36,7 @@ from agentos.engine.output.terminal import Terminal, colour_wanted
 from agentos.engine.plan import RunPlan
 from agentos.engine.shutdown import ShutdownState, handle_signals, mark_run_began
 from agentos.errors import AgentosError
+from agentos.governor.protocol import KeyService
 from agentos.item.workflow import Item
 from agentos.rundir.journal import Journal, RunDir
 from agentos.text import plural
@@ -46,7 +47,7 @@ log = logging.getLogger("agentos")
 class Backend(Protocol):
     """Where a run's attempts run (agentos.engine.backends)."""
 
-    def started(self, plan: RunPlan) -> AbstractContextManager[Any]:
+    def started(self, plan: RunPlan) -> AbstractContextManager[KeyService | None]:
         """What the backend needs for the run, up for as long as it runs; yields the keys
         service it hosts (a Governor or a proxy of one), None for a run without keys."""
 
@@ -62,7 +63,7 @@ class RunParts:
     journal: Journal
     listener: OutputListener
     batch: Batch
-    keys: Any  # the keys service the backend hosts; None for a run without keys
+    keys: KeyService | None  # the keys service the backend hosts; None without keys
 
 
 class Run:

@@ -22,7 +22,7 @@ The grace period is enforced by a timer thread that sends SIGINT to the main thr
 only way to interrupt a blocking system call there.
 
 Workers never see these signals: they run in their own process groups and drop a SIGINT (see
-`worker.py` and `survive_sigint`), and the parent blocks SIGINT while it spawns them
+`backends/loky_worker.py` and `survive_sigint`), and the parent blocks SIGINT while it spawns them
 (`spawn_guard`), because the interpreter would otherwise install its default KeyboardInterrupt
 handler in the child before our initializer runs.
 """
@@ -38,49 +38,46 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from agentos.errors import EXIT_SIGINT, EXIT_SIGTERM
-
-RUNNING = "running"
-DRAINING = "draining"
-TERMINATING = "terminating"
+from agentos.rundir.statuses import Phase
 
 
 class ShutdownState:
     def __init__(self, grace: float) -> None:
         self.grace = grace
-        self.phase = RUNNING
+        self.phase = Phase.RUNNING
         self.first_signal: int | None = None
         self.drain_started: float | None = None
-        self.announced = RUNNING  # the phase the user has been told about
+        self.announced = Phase.RUNNING  # the phase the user has been told about
 
     @property
     def draining(self) -> bool:
-        return self.phase != RUNNING
+        return self.phase != Phase.RUNNING
 
     @property
     def terminating(self) -> bool:
-        return self.phase == TERMINATING
+        return self.phase == Phase.TERMINATING
 
     def request(self, signum: int) -> None:
         """Record one signal: the first drains, the next terminates."""
-        if self.phase == RUNNING:
-            self.phase = DRAINING
+        if self.phase == Phase.RUNNING:
+            self.phase = Phase.DRAINING
             self.first_signal = signum
             self.drain_started = time.monotonic()
         else:
-            self.phase = TERMINATING
+            self.phase = Phase.TERMINATING
 
     def grace_expired(self, now: float | None = None) -> bool:
-        if self.phase != DRAINING or self.drain_started is None:
+        if self.phase != Phase.DRAINING or self.drain_started is None:
             return False
         return (now if now is not None else time.monotonic()) - self.drain_started >= self.grace
 
     def grace_left(self) -> float | None:
-        if self.phase != DRAINING or self.drain_started is None:
+        if self.phase != Phase.DRAINING or self.drain_started is None:
             return None
         return max(0.0, self.drain_started + self.grace - time.monotonic())
 
     def terminate_now(self) -> None:
-        self.phase = TERMINATING
+        self.phase = Phase.TERMINATING
 
     @property
     def exit_code(self) -> int | None:
@@ -263,12 +260,12 @@ class GraceTimer:
         self._timer: threading.Timer | None = None
 
     def start_if_draining(self) -> None:
-        if self._timer is not None or self._state.phase != DRAINING:
+        if self._timer is not None or self._state.phase != Phase.DRAINING:
             return
         main_ident = threading.main_thread().ident
 
         def fire() -> None:
-            if self._state.phase == DRAINING and main_ident is not None:
+            if self._state.phase == Phase.DRAINING and main_ident is not None:
                 signal.pthread_kill(main_ident, signal.SIGINT)
 
         self._timer = threading.Timer(self._state.grace_left() or 0.0, fire)

@@ -12,6 +12,10 @@
     governor.py     Governor: the facade, one lock over all of the above
     parked.py       keys out of quota, remembered across runs (by fingerprint, never the key)
     service.py      the Manager process that serves a Governor to loky workers
+    protocol.py     KeyService (what the parent asks of it, wherever it is hosted), KeyState
+
+What a provider's answer says (rate-limit headers, the four kinds of "no") is read on the item's
+side, agentos.item.refusals.
 
 The governor lives in-process for sequential runs, in the key-server process for loky, in the key
 actor for Dask, so every backend asks the same object. Nothing here imports the CLI: workers

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentos.governor.clocks import Clocks
-from agentos.governor.credentials import OK
 from agentos.governor.evidence import Cause
 from agentos.governor.keys import Cooldown, Key, KeyRing
 from agentos.governor.notices import Notices
 from agentos.governor.outages import OVERLOAD_BASE, Outages
-from agentos.item.keys import CallGrant
-from agentos.item.refusals import OVERLOADED, QUOTA, RATE, REJECTED
+from agentos.item.keys import CallGrant, KeyOutcome
+from agentos.item.refusals import RefusalKind
 
 #: after a refusal judged noise, other calls go to other keys for this long at most (its own
 #: call waits the whole retry-after); a key with no other beside it keeps its pace: holding it
@@ -113,7 +112,9 @@ class Calls:
         group.waited += delay
         return CallGrant(call_id, key.credential.secret, key.label, delay, reason)
 
-    def end(self, call_id: int, outcome: str, info: dict[str, Any]) -> str | None:
+    def end(
+        self, call_id: int, outcome: KeyOutcome | RefusalKind, info: dict[str, Any]
+    ) -> str | None:
         """How a call ended (see Governor.end_call); None when it was not in flight, else what
         a refusal changed ("" for nothing to say)."""
         record = self._records.pop(call_id, None)
@@ -127,15 +128,16 @@ class Calls:
         group = key.group
         self._notices.extend(group.learn(info, now))
         notice = ""
-        if outcome == OK:
+        if outcome == KeyOutcome.OK:
             self._notices.extend(group.answered(record.tokens, info, record.started, now))
             key.strikes = 0
             self._outages.answered()
-        elif outcome in (RATE, QUOTA, OVERLOADED, REJECTED):
-            if outcome != RATE:  # a rate refusal is counted by the group's judgement
-                group.refusals[outcome] = group.refusals.get(outcome, 0) + 1
+        elif outcome in tuple(RefusalKind):
+            kind = RefusalKind(outcome)
+            if kind != RefusalKind.RATE:  # a rate refusal is counted by the group's judgement
+                group.refusals[kind] = group.refusals.get(kind, 0) + 1
             group.used_today = max(0, group.used_today - 1)
-            notice = self._refused(record, outcome, info, now)
+            notice = self._refused(record, kind, info, now)
         return notice
 
     def confirm(self, call_id: int) -> bool | None:
@@ -185,12 +187,14 @@ class Calls:
             parts.append(f"{group.tokens.per_minute:.0f} tokens/min")
         return f"pacing group {group.name} at {' and '.join(parts)}"
 
-    def _refused(self, record: _CallRecord, outcome: str, info: dict[str, Any], now: float) -> str:
+    def _refused(
+        self, record: _CallRecord, outcome: RefusalKind, info: dict[str, Any], now: float
+    ) -> str:
         key = record.key
         group = key.group
         wait = info.get("wait")
         wait = float(wait) if isinstance(wait, (int, float)) else None
-        if outcome == REJECTED:
+        if outcome == RefusalKind.REJECTED:
             if key.revoked:
                 return ""
             key.revoked = True
@@ -199,10 +203,10 @@ class Calls:
             notice = f"{key.label} rejected by the provider{said}; not used again this run"
             self._notices.add(notice)
             return notice
-        if outcome == OVERLOADED:
+        if outcome == RefusalKind.OVERLOADED:
             self._outages.overloaded(wait)
             return ""
-        if outcome == QUOTA:
+        if outcome == RefusalKind.QUOTA:
             return self._outages.park_for(key, wait)
         verdict, slow_down, notices = group.rate_refused(info, record.tokens, record.started, now)
         self._notices.extend(notices)

@@ -3,8 +3,8 @@
 Who may use which key, and when, is the rate governor's (agentos.governor.governor: per-item
 leases and per-call grants, groups, budgets, the four kinds of "no"), which builds on this
 module. This one has what both sides of a run share: `KeyConfig` (a key and its group= rpm= tpm=
-rpd= slots=), `Credential` (label and fingerprints), `Lease`, the release outcomes, and the
-`Redactor`.
+rpd= slots=), `Credential` (label and fingerprints), `Lease` and the `Redactor`;
+how a lease ends is a `KeyOutcome` (agentos.item.keys).
 
 The parent does all the lease bookkeeping (it knows which item holds which lease), so a lease
 cannot be lost when a worker dies; the governor also reclaims, on its own, leases whose holder
@@ -28,12 +28,6 @@ from agentos.item.keys import CREDENTIALS_ENV
 NOTIFY_ENV = "AGENTOS_NOTIFY"  # notification URLs, which carry tokens (agentos.run.notify)
 BASE_COOLDOWN = 30.0
 MAX_COOLDOWN = 900.0
-
-OK = "ok"
-FAILED = "failed"
-RATE_LIMITED = "rate_limited"
-REVOKED = "revoked"
-RECLAIMED = "reclaimed"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ rate feed the last two rules.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -34,6 +33,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+from agentos.vocabulary import StrEnum
 
 #: seconds of outcomes a judgement looks at
 WINDOW = 10.0
@@ -56,7 +57,7 @@ SUSTAINED = 20.0
 MIN_SPAN = 0.5
 
 
-class Cause(str, enum.Enum):
+class Cause(StrEnum):
     """Why a provider refused, as far as the evidence shows."""
 
     LIMIT = "limit"

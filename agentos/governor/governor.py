@@ -53,15 +53,8 @@ from agentos.governor.leases import Leases
 from agentos.governor.notices import Notices
 from agentos.governor.outages import Outages
 from agentos.governor.report import KeyReport, KeyStatus
-from agentos.item.keys import CallGrant
-
-# item-lease outcomes (release); the call outcomes are signals' kinds plus OK/ERROR
-OK = "ok"
-FAILED = "failed"
-RATE_LIMITED = "rate_limited"
-REVOKED = "revoked"
-RECLAIMED = "reclaimed"
-ERROR = "error"
+from agentos.item.keys import CallGrant, KeyOutcome
+from agentos.item.refusals import RefusalKind
 
 WINDOW_WAIT = 2.0  # seconds a call waits in the governor for a window before asking again
 
@@ -135,7 +128,7 @@ class Governor:
     def release(
         self,
         lease_id: int,
-        outcome: str = OK,
+        outcome: KeyOutcome = KeyOutcome.OK,
         retry_after: float | None = None,
         kind: str = "",
     ) -> float:
@@ -185,8 +178,10 @@ class Governor:
                     return CallGrant(0, "", "", 0.0, "waiting for calls in flight")
                 self._cond.wait(left)
 
-    def end_call(self, call_id: int, outcome: str, info: dict[str, Any] | None = None) -> str:
-        """Report how a call ended: OK (with `tokens` used and the limit headers' figures) or a
+    def end_call(
+        self, call_id: int, outcome: KeyOutcome | RefusalKind, info: dict[str, Any] | None = None
+    ) -> str:
+        """Report how a call ended: ok (with `tokens` used and the limit headers' figures) or a
         refusal kind (with `wait`, `limit_unit`/`limit_per`/`limit`, `detail`). Returns what the
         refusal changed (a key parked or retired), also queued for the user (`events`), else
         ""."""

@@ -16,7 +16,6 @@ Governor holds the lock around every method here.
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,13 +25,15 @@ from agentos.governor.adaptive import AdaptiveRate, Change
 from agentos.governor.credentials import KeyConfig
 from agentos.governor.evidence import MIN_CALLS, NOISE_PRIOR, Cause, Verdict, judge
 from agentos.governor.pacing import Pacer
+from agentos.item.refusals import RefusalKind
+from agentos.vocabulary import StrEnum
 
 DEFAULT_TOKENS_PER_CALL = 1000.0
 DEFAULT_OUTPUT_TOKENS = 300.0  # an answer's size before the group's first usage is seen
 WINDOW_MAX = 256.0
 
 
-class RateSource(str, enum.Enum):
+class RateSource(StrEnum):
     """Where a group's requests/min comes from."""
 
     NONE = ""  # nothing yet: not paced (held to its window)
@@ -67,7 +68,7 @@ class KeyGroup:
     window: float = 1.0
     in_flight: int = 0
     calls: int = 0
-    refusals: dict[str, int] = field(default_factory=dict)
+    refusals: dict[str, int] = field(default_factory=dict)  # by RefusalKind
     #: rate refusals judged noise (also counted in refusals["rate"])
     noise_refusals: int = 0
     waited: float = 0.0  # seconds calls of this group were told to wait before starting
@@ -219,7 +220,7 @@ class KeyGroup:
         """A rate refusal of a call sent at `sent`: judged a limit or noise (evidence.py) and
         acted on. Returns the verdict, whether the whole group should wait the refusal's reset
         (a limit it has not already slowed down for), and notices of changes of pace."""
-        self.refusals["rate"] = self.refusals.get("rate", 0) + 1
+        self.refusals[RefusalKind.RATE] = self.refusals.get(RefusalKind.RATE, 0) + 1
         adaptive = self.adaptive
         adaptive.on_refusal(sent, now)
         restored = adaptive.restore(now) if self.learning else None

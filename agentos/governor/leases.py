@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from agentos.governor.clocks import Clocks
-from agentos.governor.credentials import OK, RATE_LIMITED, REVOKED, Lease
+from agentos.governor.credentials import Lease
 from agentos.governor.keys import Cooldown, Key, KeyRing
 from agentos.governor.outages import Outages
+from agentos.item.keys import KeyOutcome
 from agentos.item.process_tree import pid_alive
-from agentos.item.refusals import OVERLOADED, QUOTA, RATE, REJECTED
+from agentos.item.refusals import RefusalKind
 
 
 @dataclass
@@ -81,7 +82,7 @@ class Leases:
         return record.key.credential.secret, record.key.label
 
     def release(
-        self, lease_id: int, outcome: str, retry_after: float | None, kind: str
+        self, lease_id: int, outcome: KeyOutcome, retry_after: float | None, kind: str
     ) -> float | None:
         """End a lease; None when it was not active, else the cooldown applied to its key."""
         record = self._records.pop(lease_id, None)
@@ -90,20 +91,24 @@ class Leases:
         key = record.key
         key.leases.discard(lease_id)
         cooldown = 0.0
-        if outcome in (RATE_LIMITED, REVOKED):
-            said = (kind or RATE) if outcome == RATE_LIMITED else REJECTED
+        if outcome in (KeyOutcome.RATE_LIMITED, KeyOutcome.REVOKED):
+            said = (
+                (kind or RefusalKind.RATE)
+                if outcome == KeyOutcome.RATE_LIMITED
+                else RefusalKind.REJECTED
+            )
             key.group.refusals[said] = key.group.refusals.get(said, 0) + 1
-        if outcome == RATE_LIMITED and kind == QUOTA:
+        if outcome == KeyOutcome.RATE_LIMITED and kind == RefusalKind.QUOTA:
             self._outages.park_for(key, retry_after)
-        elif outcome == RATE_LIMITED and kind == OVERLOADED:
+        elif outcome == KeyOutcome.RATE_LIMITED and kind == RefusalKind.OVERLOADED:
             self._outages.overloaded(retry_after)
-        elif outcome == RATE_LIMITED:
+        elif outcome == KeyOutcome.RATE_LIMITED:
             key.strikes += 1
             cooldown = self._cooldown.seconds(key.strikes, retry_after, self._clocks.random)
             key.cooling_until = self._clocks.monotonic() + cooldown
-        elif outcome == REVOKED:
+        elif outcome == KeyOutcome.REVOKED:
             key.revoked = True
-        elif outcome == OK:
+        elif outcome == KeyOutcome.OK:
             key.strikes = 0
             self._outages.answered()
         return cooldown

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from agentos.governor.clocks import Clocks
 from agentos.governor.keys import Key, KeyRing
 from agentos.governor.outages import FOREVER, Outages
+from agentos.governor.protocol import KeyState
 
 
 @dataclass
@@ -75,15 +76,15 @@ class KeyReport:
         g = k.group
         parked = self._outages.parked(k)
         state = (
-            "revoked"
+            KeyState.REVOKED
             if k.revoked
-            else "parked"
+            else KeyState.PARKED
             if parked
-            else "leased"
+            else KeyState.LEASED
             if k.leases
-            else "cooling"
+            else KeyState.COOLING
             if k.cooling_until > now
-            else "free"
+            else KeyState.FREE
         )
         return {
             "label": k.label,

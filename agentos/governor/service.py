@@ -13,10 +13,10 @@ import os
 import signal
 from multiprocessing import get_context
 from multiprocessing.managers import BaseManager
-from typing import Any
 
 from agentos.governor.credentials import BASE_COOLDOWN, KeyConfig
 from agentos.governor.governor import Governor
+from agentos.governor.protocol import GovernorHandle
 from agentos.item.process_tree import set_parent_death_signal
 
 
@@ -40,7 +40,7 @@ def start_key_server(
     keys: list[str | KeyConfig],
     base_cooldown: float = BASE_COOLDOWN,
     parked: dict[str, tuple[float, str]] | None = None,
-) -> tuple[KeyServer, Any]:
+) -> tuple[KeyServer, GovernorHandle]:
     """Start the server and return it with a governor proxy. Call inside `spawn_guard()`."""
     server = KeyServer(ctx=get_context("spawn"))
     server.start(initializer=_init_key_server, initargs=(os.getpid(),))

@@ -45,6 +45,9 @@ from agentos.usage.report import USAGE_FILE_ENV
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from agentos.item.keys import KeyOutcome
+    from agentos.item.refusals import RefusalKind
+
 
 @dataclass(frozen=True)
 class AttemptSetup:
@@ -170,7 +173,12 @@ class ItemContext:
         --max-key-wait: the item goes back to the queue and the run stops."""
         return self.keys.call_key(self.item.id, tokens)
 
-    def end_call(self, grant: CallGrant, outcome: str, info: dict[str, Any] | None = None) -> None:
+    def end_call(
+        self,
+        grant: CallGrant,
+        outcome: KeyOutcome | RefusalKind,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         """Tell the governor how the call went (see Governor.end_call). What that changed (a
         key parked or retired) the parent says, once, for the whole run."""
         self.keys.end_call(grant, outcome, info)

@@ -6,15 +6,25 @@ a model itself (HTTP agents) asks the governor for a key *per call* instead (`ca
 governor answers with a `CallGrant` (the key, and how long to wait before the call), and hears
 how the call went (`end_call`). Every key the attempt was given, either way, is replaced by its
 label wherever `redact` is asked: an agent's answer may quote its environment.
+
+Whoever hosts the run's governor (this process for a sequential run, the key server for loky, a
+Dask actor: agentos.governor.service, agentos.engine.backends), the attempt reaches it through
+something that answers `AttemptKeyService`: the Governor itself, its Manager proxy, or the relay
+of a Dask attempt process. Every call may cross a process boundary: arguments and answers are
+plain values. How a call or a lease ended is a `KeyOutcome`, or the provider's `RefusalKind`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agentos.errors import RateLimited
+from agentos.vocabulary import StrEnum
+
+if TYPE_CHECKING:
+    from agentos.item.refusals import RefusalKind
 
 #: the variable that may hold every key of the run (comma or newline separated): the runner reads
 #: it once; a command an item runs gets its own lease, never this
@@ -22,6 +32,23 @@ CREDENTIALS_ENV = "AGENTOS_CREDENTIALS"
 #: the variable a leased key is put in, unless an agent names its own (ANTHROPIC_API_KEY, ...)
 DEFAULT_CREDENTIAL_ENV = "AGENTOS_API_KEY"
 DEFAULT_MAX_KEY_WAIT = 900.0
+
+
+class KeyOutcome(StrEnum):
+    """How a lease or a call ended, as the governor is told.
+
+    A lease (`KeyService.release`) ends ok, failed (the item failed: not the key's fault),
+    rate_limited (the provider refused: the refusal kind says how the key's group waits),
+    revoked (the key itself was refused: retired for the run) or reclaimed (the attempt did not
+    run to its end, or its worker died). A call ends ok, with an error that is not a refusal, or
+    with the refusal's kind."""
+
+    OK = "ok"
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"
+    REVOKED = "revoked"
+    RECLAIMED = "reclaimed"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,24 @@ class CallGrant:
     reason: str = ""
 
 
+class AttemptKeyService(Protocol):
+    """What an attempt asks of the governor."""
+
+    def claim(self, lease_id: int, holder_pid: int) -> tuple[str, str]:
+        """The leased key and its label; `holder_pid` holds the lease from now on."""
+        ...
+
+    def acquire_call(
+        self, item_id: str, tokens: float | None = None, pinned: str | None = None
+    ) -> CallGrant: ...
+
+    def confirm_call(self, call_id: int) -> bool: ...
+
+    def end_call(
+        self, call_id: int, outcome: KeyOutcome | RefusalKind, info: dict[str, Any] | None = None
+    ) -> str: ...
+
+
 @dataclass
 class AttemptKeys:
     """The attempt's lease (`secret`, shown as `label`; None without keys), the variable it is
@@ -46,7 +91,7 @@ class AttemptKeys:
     secret: str | None = field(default=None, repr=False)
     label: str | None = None
     env_name: str = DEFAULT_CREDENTIAL_ENV
-    governor: Any = None
+    governor: AttemptKeyService | None = None
     max_key_wait: float = DEFAULT_MAX_KEY_WAIT
     #: seconds this attempt's calls waited for a key, by reason (journaled)
     waits: dict[str, float] = field(default_factory=dict, init=False)
@@ -85,13 +130,24 @@ class AttemptKeys:
                         continue
                 return grant
             if grant.delay > self.max_key_wait or waited + grant.delay > self.max_key_wait:
-                raise RateLimited(f"no key can serve: {grant.reason}", grant.delay, kind="quota")
+                from agentos.item.refusals import RefusalKind
+
+                raise RateLimited(
+                    f"no key can serve: {grant.reason}", grant.delay, kind=RefusalKind.QUOTA
+                )
             step = max(0.05, min(grant.delay, 5.0))
             self._note_wait(grant.reason, step)
             time.sleep(step)
             waited += step
 
-    def end_call(self, grant: CallGrant, outcome: str, info: dict[str, Any] | None = None) -> None:
+    def end_call(
+        self,
+        grant: CallGrant,
+        outcome: KeyOutcome | RefusalKind,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        if self.governor is None:
+            raise RuntimeError("end_call needs keys: check ctx.keys_per_call first")
         self.governor.end_call(grant.call_id, outcome, info or {})
 
     def _note_wait(self, reason: str, seconds: float) -> None:

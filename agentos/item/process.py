@@ -155,13 +155,14 @@ class CommandResult:
         if self.rate_limited:
             # which "no" it was: a spent quota parks the key's group, an overloaded provider
             # backs everyone off, anything else is a rate limit (item.refusals)
-            from agentos.item.refusals import OVERLOADED, QUOTA, RATE, classify_text
+            from agentos.item.refusals import RefusalKind, classify_text
 
             refusal = classify_text("\n".join(self.stderr_tail))
             kind = (
                 refusal.kind
-                if refusal is not None and refusal.kind in (QUOTA, OVERLOADED)
-                else RATE
+                if refusal is not None
+                and refusal.kind in (RefusalKind.QUOTA, RefusalKind.OVERLOADED)
+                else RefusalKind.RATE
             )
             wait = self.retry_after
             if wait is None and refusal is not None:

@@ -28,10 +28,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-RATE = "rate"
-QUOTA = "quota"
-OVERLOADED = "overloaded"
-REJECTED = "rejected"
+from agentos.vocabulary import StrEnum
+
+
+class RefusalKind(StrEnum):
+    """The kind of a provider's "no" (the table above): what the journal's `refusal` field,
+    `RateLimited.kind` and the governor's call outcomes say."""
+
+    RATE = "rate"
+    QUOTA = "quota"
+    OVERLOADED = "overloaded"
+    REJECTED = "rejected"
+
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _HINT = re.compile(
@@ -214,7 +222,7 @@ def stated_limit(body: str) -> StatedLimit | None:
 class Refusal:
     """One "no": its kind, how long to wait (None: not stated), and the provider's words."""
 
-    kind: str
+    kind: RefusalKind
     wait: float | None
     detail: str
     limit: StatedLimit | None = None
@@ -280,9 +288,11 @@ def classify_http(
     message = error_message(body)
     fields = _error_fields(body)
     if status in (401, 403):
-        return Refusal(REJECTED, None, f"HTTP {status}: {message}")
+        return Refusal(RefusalKind.REJECTED, None, f"HTTP {status}: {message}")
     if status in (503, 529) or "overloaded" in fields.lower() or "CAPACITY" in fields:
-        return Refusal(OVERLOADED, retry_after(headers, now), f"HTTP {status}: {message}")
+        return Refusal(
+            RefusalKind.OVERLOADED, retry_after(headers, now), f"HTTP {status}: {message}"
+        )
     if status == 429 or "RESOURCE_EXHAUSTED" in fields:
         limit = stated_limit(message)
         text = f"{fields} {message} {body}"
@@ -291,7 +301,7 @@ def classify_http(
             reset = quota_reset(text, now)
             if reset is None:
                 reset = retry_after(headers, now)
-            return Refusal(QUOTA, reset, f"HTTP {status}: {message}", limit)
+            return Refusal(RefusalKind.QUOTA, reset, f"HTTP {status}: {message}", limit)
         wait = retry_after(headers, now)
         if wait is None:
             wait = body_hint(body)
@@ -299,7 +309,11 @@ def classify_http(
             wait = RateInfo.from_headers(headers, now).reset_requests
         org = _ORGANIZATION.search(message)
         return Refusal(
-            RATE, wait, f"HTTP {status}: {message}", limit, org.group(1) if org else None
+            RefusalKind.RATE,
+            wait,
+            f"HTTP {status}: {message}",
+            limit,
+            org.group(1) if org else None,
         )
     return None
 
@@ -311,11 +325,11 @@ def classify_text(text: str, now: float | None = None) -> Refusal | None:
         return None
     line = " ".join(text.split())[-300:]
     if _QUOTA_TEXT.search(text):
-        return Refusal(QUOTA, quota_reset(text, now), line, stated_limit(text))
+        return Refusal(RefusalKind.QUOTA, quota_reset(text, now), line, stated_limit(text))
     if _OVERLOADED_TEXT.search(text):
-        return Refusal(OVERLOADED, body_hint(text), line)
+        return Refusal(RefusalKind.OVERLOADED, body_hint(text), line)
     if _RATE_TEXT.search(text):
-        return Refusal(RATE, body_hint(text), line, stated_limit(text))
+        return Refusal(RefusalKind.RATE, body_hint(text), line, stated_limit(text))
     if _REJECTED_TEXT.search(text):
-        return Refusal(REJECTED, None, line)
+        return Refusal(RefusalKind.REJECTED, None, line)
     return None

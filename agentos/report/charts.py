@@ -23,15 +23,16 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from agentos.report.data import AttemptRow, RunRecord
+from agentos.rundir.statuses import Status
 
 #: outcome -> colour (colour-blind-safe where it matters: done and failed differ in lightness too)
-COLOURS = {
-    "done": "#2e8b57",
-    "failed": "#c0392b",
-    "timeout": "#e67e22",
-    "rate_limited": "#8e44ad",
-    "rejected": "#6d4c41",
-    "interrupted": "#7f8c8d",
+COLOURS: dict[str, str] = {
+    Status.DONE: "#2e8b57",
+    Status.FAILED: "#c0392b",
+    Status.TIMEOUT: "#e67e22",
+    Status.RATE_LIMITED: "#8e44ad",
+    Status.REJECTED: "#6d4c41",
+    Status.INTERRUPTED: "#7f8c8d",
 }
 _OTHER = "#34495e"
 #: the thinnest bar drawn, as a share of the run's span
@@ -73,7 +74,7 @@ def timeline(record: RunRecord) -> go.Figure:
     by_worker, by_key = lanes(attempts)
     span = max(record.last_seen - record.started, 1e-3)
     least = span * MIN_BAR_SHARE
-    statuses = [s for s in COLOURS if any(a.status == s for a in attempts)]
+    statuses: list[str] = [s for s in COLOURS if any(a.status == s for a in attempts)]
     statuses += sorted({a.status for a in attempts} - set(COLOURS))
     fig = go.Figure()
     worker_ys: list[list[str]] = []

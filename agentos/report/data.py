@@ -17,11 +17,10 @@ from typing import Any
 from agentos.item.ids import is_valid_id
 from agentos.rundir.journal import read_journal, read_manifest
 from agentos.rundir.state import read_metrics, read_state
+from agentos.rundir.statuses import FAILED_ATTEMPTS, Status
 
 #: log lines shown under each failed item
 TAIL_LINES = 20
-#: statuses whose log tail the report shows (interrupted and not-run items did not fail)
-_FAILED = ("failed", "timeout", "rate_limited", "rejected")
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ class RunRecord:
                 {
                     "id": item,
                     "title": "",
-                    "status": "interrupted" if gone else "running",
+                    "status": Status.INTERRUPTED if gone else Status.RUNNING,
                     "attempts": running.get("attempt") or 1,
                     "seconds": 0.0,
                     "key": running.get("key"),
@@ -158,7 +157,7 @@ class RunRecord:
         return sorted(rows, key=lambda row: (row["seq"] or float("inf"), row["id"]))
 
     def failed_items(self) -> list[dict[str, Any]]:
-        return [row for row in self.items() if row.get("status") in _FAILED]
+        return [row for row in self.items() if row.get("status") in FAILED_ATTEMPTS]
 
     def totals(self) -> dict[str, int]:
         if self.summary and isinstance(self.summary.get("totals"), dict):

@@ -9,10 +9,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.scheduler import NOT_RUN
 from agentos.engine.shutdown import ShutdownState
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, AgentosError, KeysExhausted
 from agentos.run.summary import RunFacts, render_summary, summary_data, write_summary
+from agentos.rundir.statuses import Status
 from agentos.usage.budget import BudgetReached
 from agentos.usage.record import money
 
@@ -33,7 +33,7 @@ def finish(prepared: Prepared, run: Run) -> int:
         more = f" (and {len(lost) - 5} more)" if len(lost) > 5 else ""
         log.warning("output was lost: %s%s; see logs/ in %s", shown, more, plan.run_path)
     if isinstance(fatal, BudgetReached):  # before the notification: it shows them
-        fatal.not_started = batch.scheduler.counts()[NOT_RUN]
+        fatal.not_started = batch.scheduler.counts()[Status.NOT_RUN]
         fatal.resume_dir = str(plan.run_path)
         fatal.resume_command = resume_command
     code = batch.exit_code()

@@ -32,7 +32,7 @@ class _SafePath(click.Path):
         return super().convert(value, param, ctx)
 
 
-_PATH = _SafePath(path_type=Path)
+SAFE_PATH = _SafePath(path_type=Path)
 
 
 class _Bounded:
@@ -112,7 +112,7 @@ def click_type(kind: Kind) -> Any:
         return _SIZE
     if isinstance(kind, PathOf):
         if kind.file and kind.folder:
-            return _PATH
+            return SAFE_PATH
         return _SafePath(path_type=Path, file_okay=kind.file, dir_okay=kind.folder)
     if isinstance(kind, Choices):
         return click.Choice(kind.values)
@@ -163,7 +163,7 @@ class _AgentSpec(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and value.strip().startswith("cmd:"):
-            from agentos.agents.command import absolute_spec
+            from agentos.agents.cmd import absolute_spec
 
             return absolute_spec(value)
         return value
@@ -173,7 +173,7 @@ _KINDS: dict[str, Any] = {
     "str": str,
     "int": WholeNumber(),
     "float": Number(),
-    "path": _PATH,
+    "path": SAFE_PATH,
     "agent": _AgentSpec(),
 }
 

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentos.engine.attempt import DONE, RATE_LIMITED, REJECTED
 from agentos.errors import ConfigError
 from agentos.item.ids import fresh_id
 from agentos.item.workflow import Item
 from agentos.run.about import ABOUT_FIELDS
 from agentos.rundir.journal import read_journal, read_manifest
+from agentos.rundir.statuses import Status
 from agentos.usage.record import UsageLog
 
 #: run.json entries of agentos.run.recorded: the options, compared there per option
@@ -95,7 +95,9 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         attempt = record.get("attempt")
         if isinstance(attempt, int):
             entry.attempts = max(entry.attempts, attempt)
-        if record.get("status") not in (RATE_LIMITED, REJECTED) or record.get("final"):
+        if record.get("status") not in (Status.RATE_LIMITED, Status.REJECTED) or record.get(
+            "final"
+        ):
             entry.tries += 1
         runtime = record.get("runtime")
         if isinstance(runtime, (int, float)):
@@ -106,7 +108,7 @@ def read_earlier(run_dir: Path) -> EarlierPasses:
         if isinstance(record.get("outputs"), dict):
             entry.outputs = {str(k): str(v) for k, v in record["outputs"].items()}
         entry.status = str(record.get("status") or entry.status)
-        if record.get("status") == DONE:
+        if record.get("status") == Status.DONE:
             entry.done, entry.error = True, ""
             entry.detail = str(record.get("detail") or "")
         elif not entry.done:
@@ -203,7 +205,7 @@ def summary_rows_from_earlier(done_before: list[tuple[Item, EarlierItem]]) -> li
             "id": item.id,
             "title": item.title,
             "source": item.source,
-            "status": DONE if before.done else before.status,
+            "status": Status.DONE if before.done else before.status,
             "attempts": before.tries,
             "requeues": before.attempts - before.tries,
             "seconds": round(before.seconds, 3),

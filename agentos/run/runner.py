@@ -22,7 +22,7 @@ import click
 
 from agentos.engine.output.escape import escape_text
 from agentos.engine.session import open_run
-from agentos.errors import EXIT_OK, AgentosError
+from agentos.errors import EXIT_OK
 from agentos.item.workflow import Workflow
 from agentos.run.finish import finish
 from agentos.run.options import runner_options, workflow_params
@@ -45,29 +45,13 @@ def build_command(workflow: Workflow) -> click.Command:
     def command(ctx: click.Context, **params: Any) -> None:
         from agentos.run.recorded import Invocation
 
-        try:
-            invocation = Invocation.from_click(ctx, params, workflow)
-            code = run_workflow(workflow, params, invocation)
-        except AgentosError as exc:
-            raise CommandError(exc) from None
+        invocation = Invocation.from_click(ctx, params, workflow)
+        code = run_workflow(workflow, params, invocation)
         if code != EXIT_OK:
             sys.exit(code)
 
     command.params[:0] = workflow_params(workflow.options)
     return command
-
-
-class CommandError(click.ClickException):
-    """Carries an AgentosError through click, keeping its exit code and one-line format."""
-
-    def __init__(self, error: AgentosError) -> None:
-        super().__init__(error.format_message())
-        self.exit_code = error.exit_code  # type: ignore[misc]  # per instance, not per class
-        self.error = error
-
-    def show(self, file: Any = None) -> None:
-        message = escape_text(self.error.format_message())  # it may quote an item
-        click.echo(f"agentos: error: {message}", err=True, file=file)
 
 
 def run_workflow(

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentos.engine.attempt import DONE, FAILED, INTERRUPTED, TIMEOUT
-from agentos.engine.scheduler import NOT_RUN, ItemState
+from agentos.engine.scheduler import ItemState
+from agentos.item.refusals import RefusalKind
 from agentos.item.workflow import Item
 from agentos.rundir.journal import atomic_write_text, json_text
+from agentos.rundir.statuses import FINAL_STATUSES, Status
 from agentos.text import cell, clip, display_width, ljust, plural, rjust
 from agentos.usage.record import Tally, cost_text, count, money
 
@@ -128,7 +129,7 @@ def group_rows(groups: list[dict[str, Any]]) -> list[tuple[str, ...]]:
             continue
         noise = g.get("noise_refusals") or 0
         said = [
-            f"{n} {kind}" + (f" ({noise} as noise)" if kind == "rate" and noise else "")
+            f"{n} {kind}" + (f" ({noise} as noise)" if kind == RefusalKind.RATE and noise else "")
             for kind, n in refusals.items()
         ]
         rpm = g.get("rpm")
@@ -157,7 +158,7 @@ def write_summary(run_dir: Path, data: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "summary.json", text)
 
 
-def _table(
+def text_table(
     rows: Sequence[Sequence[str]], headers: Sequence[str], right: frozenset[int] = frozenset()
 ) -> list[str]:
     """Plain aligned columns, two spaces apart, in display columns (a CJK character takes two);
@@ -176,7 +177,7 @@ def _table(
 
 
 #: the order rows are listed in when not all fit: what needs a look first
-_LOOK_FIRST = (FAILED, TIMEOUT, INTERRUPTED)
+_LOOK_FIRST = (Status.FAILED, Status.TIMEOUT, Status.INTERRUPTED)
 ERROR_WIDTH = 80
 
 
@@ -190,7 +191,7 @@ def _rows_to_show(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         status = row["status"]
         if status in _LOOK_FIRST:
             return _LOOK_FIRST.index(status)
-        return {NOT_RUN: len(_LOOK_FIRST) + 1, DONE: len(_LOOK_FIRST) + 2}.get(
+        return {Status.NOT_RUN: len(_LOOK_FIRST) + 1, Status.DONE: len(_LOOK_FIRST) + 2}.get(
             status, len(_LOOK_FIRST)
         )
 
@@ -234,19 +235,19 @@ def render_summary(data: dict[str, Any]) -> str:
     right = frozenset(
         n for n, h in enumerate(headers) if h not in ("item", "status", "result", "error")
     )
-    lines = _table(rows, headers, right=right) if rows else []
+    lines = text_table(rows, headers, right=right) if rows else []
     if len(shown) < len(items):
         ids = {id(row) for row in shown}
         hidden = [row for row in items if id(row) not in ids]
         where = Path(data["run_dir"]) / "summary.json"
         lines.append(
             f"  ... {plural(len(hidden), 'more row')} ({_counted(hidden)}) in {where}"
-            + ("; failures are listed first" if shown[0]["status"] != DONE else "")
+            + ("; failures are listed first" if shown[0]["status"] != Status.DONE else "")
         )
     lines += _usage_lines(usage)
     paced = group_rows(data.get("groups") or [])
     if paced:
-        lines += _table(paced, GROUP_HEADERS)
+        lines += text_table(paced, GROUP_HEADERS)
     lines.append(_totals_line(data))
     return "\n".join(lines)
 
@@ -255,14 +256,14 @@ def _totals_line(data: dict[str, Any]) -> str:
     """`12 items: 9 done (7 Approved, 2 Draft; 3 in an earlier pass), 3 failed in 4.2 s; ...`"""
     items = data["items"]
     totals = data["totals"]
-    order = [DONE, FAILED, TIMEOUT, INTERRUPTED, NOT_RUN]
+    order = FINAL_STATUSES
     parts = [f"{totals[k]:,} {k}" for k in order if totals.get(k)]
     parts += [f"{v:,} {k}" for k, v in totals.items() if k not in order and v]
-    done = totals.get(DONE, 0)
+    done = totals.get(Status.DONE, 0)
     if done:
         details: dict[str, int] = {}
         for i in items:
-            if i["status"] == DONE and i.get("detail"):
+            if i["status"] == Status.DONE and i.get("detail"):
                 details[i["detail"]] = details.get(i["detail"], 0) + 1
         notes = [", ".join(f"{n:,} {d}" for d, n in details.items())] if details else []
         earlier = data.get("skipped_already_done") or 0
@@ -336,7 +337,7 @@ def _status_cell(row: dict[str, Any]) -> str:
 
 def render_dry_run(items: list[Item], skipped: int) -> str:
     rows = [(i.id, clip(cell(i.title), TITLE_WIDTH), cell(i.source)) for i in items]
-    lines = _table(rows, ("id", "title", "source"))
+    lines = text_table(rows, ("id", "title", "source"))
     tail = f"{plural(len(items), 'pending item')}"
     if skipped:
         tail += f" ({skipped:,} already done)"

@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from agentos.beneath import Beneath, UnsafePath
-from agentos.engine.attempt import INTERRUPTED, TIMEOUT, AttemptResult
+from agentos.engine.attempt import AttemptResult
 from agentos.errors import ConfigError
 from agentos.item.workflow import Item
+from agentos.rundir.statuses import Status
 
 JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
@@ -237,7 +238,7 @@ class Journal:
         if result.usage:
             entry["usage"] = result.usage.to_json()  # calls, tokens, cost: by model and key
         os.write(self._jsonl, (json_text(entry) + "\n").encode())
-        if result.status == INTERRUPTED:
+        if result.status == Status.INTERRUPTED:
             return
         command = result.command or f"{self._command_name} {result.item_id}"
         # GNU parallel writes a command's newlines as \0 and keeps its tabs: Command is the last
@@ -245,7 +246,7 @@ class Journal:
         command = command.replace("\n", "\\0")
         # a command that died of a signal: Exitval 0 with the Signal, as GNU parallel writes it
         # (its own --timeout kills stay -1)
-        exitval = 0 if result.signal and result.status != TIMEOUT else result.exit_code
+        exitval = 0 if result.signal and result.status != Status.TIMEOUT else result.exit_code
         row = (
             f"{item.seq}\t:\t{result.started:.3f}\t{result.runtime:.3f}\t0\t0\t"
             f"{exitval}\t{result.signal}\t{command}\n"

@@ -28,12 +28,6 @@ METRICS_FILE = "metrics.jsonl"
 #: a sample is appended at least this often even when nothing changed, so a chart shows idleness
 PULSE = 60.0
 
-STARTING = "starting"
-RUNNING = "running"
-DRAINING = "draining"
-TERMINATING = "terminating"
-DONE = "done"
-
 #: the least time between two writes. Events (an attempt starting) would otherwise each cost a
 #: write; a burst of short items then writes once and the next tick catches up
 MIN_GAP = 0.1

@@ -358,7 +358,7 @@ def test_the_workflow_guides_code_runs() -> None:
     try:
         script: dict[str, object] = {"__name__": "pages_script"}  # not __main__: nothing runs
         exec(compile(blocks[1], "scripts/pages.py", "exec"), script)
-        assert callable(script["run_workflow_cli"])
+        assert callable(script["run_workflow"])
         exec(compile(blocks[2], "mypkg/pages.py", "exec"), pages.__dict__)  # its options, added
     finally:
         del sys.modules["mypkg.pages"], sys.modules["mypkg"]

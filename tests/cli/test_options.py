@@ -168,6 +168,17 @@ def test_click_usage_errors_in_process_are_the_same_line(runner: CliRunner) -> N
     )
 
 
+def test_an_error_of_any_command_is_one_escaped_line(runner: CliRunner, tmp_path: Path) -> None:
+    """Every agentos error reaches the shell the same way, whichever command raised it: one
+    line, its exit code, and what it quotes escaped (a path or an item may hold a terminal
+    control sequence)."""
+    result = invoke(runner, "status", str(tmp_path / "no\x1b[31mdir"))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"agentos: error: {tmp_path}/no\\x1b[31mdir is not an agentos run directory\n"
+    )
+
+
 def test_bare_agentos_still_shows_the_commands(runner: CliRunner) -> None:
     result = invoke(runner)
     assert result.exit_code == 2

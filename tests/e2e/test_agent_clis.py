@@ -32,9 +32,9 @@ from support.keys import keys_file
 from support.processes import agentos_argv, clean_env, run, wait_until_gone
 from support.sim import repo_with_briefs
 
-from agentos.agents import AgentRequest, cli, resolve_agent
+from agentos.agents import AgentRequest, cli_agent, resolve_agent
 from agentos.agents.claude import ClaudeAgent
-from agentos.agents.cli import Executable, NotRetried, Progress, failure, last_lines
+from agentos.agents.cli_agent import Executable, NotRetried, Progress, failure, last_lines
 from agentos.agents.gemini import GeminiAgent, _Stream
 from agentos.agents.llm import LlmAgent
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
@@ -521,7 +521,7 @@ def test_a_hung_version_check_is_one_line_and_leaves_nothing_running(
     fake.write_text(f"#!/bin/sh\nsleep 100 &\necho $! > {pids}\nsleep 100\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
-    monkeypatch.setattr(cli, "VERSION_TIMEOUT", 0.5)
+    monkeypatch.setattr(cli_agent, "VERSION_TIMEOUT", 0.5)
     with pytest.raises(ConfigError, match=r"'gemini --version' gave no answer in 0.5 s"):
         GeminiAgent.from_spec("gemini:m", "--drafter")
     child = int(pids.read_text())

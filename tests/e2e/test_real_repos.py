@@ -430,7 +430,7 @@ def test_reviewers_verdict_forms_end_to_end(repo: Path, tmp_path: Path, review: 
 def test_redact_replaces_the_lease_and_every_per_call_key(tmp_path: Path) -> None:
     class Governor:
         def acquire_call(self, item: str, tokens: float | None, pinned: str | None) -> object:
-            from agentos.governor.governor import CallGrant
+            from agentos.item.keys import CallGrant
 
             return CallGrant(1, "sk-per-call-key-22222222", "key-2", 0.0)
 

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentos.governor.governor import OK, Governor
-from agentos.item.refusals import RATE
+from agentos.governor.governor import Governor
+from agentos.item.keys import KeyOutcome
+from agentos.item.refusals import RefusalKind
 
 Provider = Callable[[float], tuple[bool, dict[str, Any]]]
 START = 1000.0
@@ -126,7 +127,7 @@ def drive(
             push(t + (latency if ok else 0.02), worker, "end", (data, ok, info))
         else:
             grant, ok, info = data
-            gov.end_call(grant.call_id, OK if ok else RATE, info)
+            gov.end_call(grant.call_id, KeyOutcome.OK if ok else RefusalKind.RATE, info)
             result.answers += ok
             result.refused += not ok
             result.outcomes.append((t - START, not ok))

@@ -13,7 +13,6 @@ from typing import cast
 
 import pytest
 
-from agentos.engine import attempt
 from agentos.engine.attempt import AttemptResult
 from agentos.engine.batch import Batch
 from agentos.engine.options import RunnerOptions
@@ -21,11 +20,12 @@ from agentos.engine.output.terminal import Terminal
 from agentos.engine.plan import KeyPlan, RunPlan
 from agentos.engine.scheduler import ItemState
 from agentos.errors import KeysExhausted
-from agentos.governor import credentials as creds
 from agentos.governor.credentials import Lease, make_credentials
 from agentos.governor.governor import Governor as CredentialCoordinator
+from agentos.item.keys import KeyOutcome
 from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
+from agentos.rundir.statuses import Status
 
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
 
@@ -90,10 +90,10 @@ def test_a_retired_key_is_not_waited_for_and_the_wait_is_said_once() -> None:
     batch, said = keyed_batch(KEYS, workers=3, n_items=8)
     running = fill(batch)
     assert len(running) == 3
-    end(batch, running.pop(), attempt.REJECTED)  # key-3 is retired for the run
+    end(batch, running.pop(), Status.REJECTED)  # key-3 is retired for the run
     assert fill(batch) == []
     for _ in range(4):
-        end(batch, running.pop(0), attempt.DONE)
+        end(batch, running.pop(0), Status.DONE)
         running += fill(batch)
         assert len(running) == 2  # the freed key was taken; the next item waits again
     assert said.lines == ["all 2 usable keys are busy or cooling (1 retired)"]
@@ -103,16 +103,16 @@ def test_each_stretch_of_cooling_keys_is_said_once() -> None:
     batch, said = keyed_batch(KEYS[:2], workers=2, n_items=8)
     running = fill(batch)
     for run, wait in zip(running, (0.05, 0.3), strict=True):
-        end(batch, run, attempt.RATE_LIMITED, wait)
+        end(batch, run, Status.RATE_LIMITED, wait)
     running = []
     while len(running) < 2:  # key-1 comes back first, key-2 later: one stretch of waiting
         running += fill(batch)
         time.sleep(0.01)
     assert [line.split(";")[0] for line in said.lines] == ["all 2 keys are busy or cooling"]
-    end(batch, running.pop(0), attempt.DONE)  # both keys in use again: the stretch is over
+    end(batch, running.pop(0), Status.DONE)  # both keys in use again: the stretch is over
     running += fill(batch)
     for run in running:
-        end(batch, run, attempt.RATE_LIMITED, 5.0)
+        end(batch, run, Status.RATE_LIMITED, 5.0)
     assert fill(batch) == [] and fill(batch) == []
     assert len(said.lines) == 2
     assert re.fullmatch(r"all 2 keys are busy or cooling; next free in [45]\.\d s", said.lines[1])
@@ -120,10 +120,10 @@ def test_each_stretch_of_cooling_keys_is_said_once() -> None:
 
 def test_the_only_key_and_the_only_usable_key() -> None:
     batch, said = keyed_batch(KEYS[:1], workers=1, n_items=2)
-    end(batch, fill(batch)[0], attempt.RATE_LIMITED, 5.0)
+    end(batch, fill(batch)[0], Status.RATE_LIMITED, 5.0)
     assert fill(batch) == []
     batch, retired = keyed_batch(KEYS[:2], workers=2, n_items=3)
-    end(batch, fill(batch)[1], attempt.REJECTED)
+    end(batch, fill(batch)[1], Status.REJECTED)
     assert fill(batch) == []
     assert [line.split(";")[0] for line in said.lines] == ["the only key is busy or cooling"]
     assert retired.lines == ["the only usable key is busy or cooling (1 retired)"]
@@ -132,13 +132,13 @@ def test_the_only_key_and_the_only_usable_key() -> None:
 def test_while_every_key_is_parked_the_status_counts_down_then_the_run_stops() -> None:
     batch, said = keyed_batch(KEYS[:1], workers=1, n_items=2)
     lease = batch.keys.acquire("item-1")
-    batch.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
+    batch.keys.release(lease.lease_id, KeyOutcome.RATE_LIMITED, 600.0, "quota")
     batch.check_keys(every=0.0)  # back within --max-key-wait (900 s): wait, and say how long
     assert batch.progress.note in ("keys back in 10m00s", "keys back in 9m59s")
     assert said.lines[0].startswith("key-1: out of quota; group key-1 parked until ")
     short = keyed_batch(KEYS[:1], workers=1, n_items=2)[0]
     short.key_options = dataclasses.replace(short.key_options, max_key_wait=60.0)
     lease = short.keys.acquire("item-1")
-    short.keys.release(lease.lease_id, creds.RATE_LIMITED, 600.0, "quota")
+    short.keys.release(lease.lease_id, KeyOutcome.RATE_LIMITED, 600.0, "quota")
     with pytest.raises(KeysExhausted, match=r"the only key out of quota until \d\d:\d\d UTC"):
         short.check_keys(every=0.0)

@@ -17,12 +17,9 @@ from support.keys import keys_file
 
 from agentos.errors import ConfigError
 from agentos.governor import credentials as creds
-from agentos.governor.credentials import (
-    Redactor,
-    load_credentials,
-    make_credentials,
-)
+from agentos.governor.credentials import Redactor, load_credentials, make_credentials
 from agentos.governor.governor import Governor as CredentialCoordinator
+from agentos.item.keys import KeyOutcome
 
 KEYS = ["sk-alpha-0000000001", "sk-bravo-0000000002", "sk-charlie-000000003"]
 
@@ -184,8 +181,8 @@ def test_leases_are_exclusive_and_rotate() -> None:
     assert first is not None and second is not None
     assert {first.label, second.label} == {"key-1", "key-2"}
     assert coord.acquire("c") is None  # both leased
-    coord.release(first.lease_id, creds.OK)
-    coord.release(second.lease_id, creds.OK)
+    coord.release(first.lease_id, KeyOutcome.OK)
+    coord.release(second.lease_id, KeyOutcome.OK)
     # least recently used first: key-1 was taken first, so it comes back first
     assert coord.acquire("d").label == first.label  # type: ignore[union-attr]
 
@@ -204,7 +201,7 @@ def test_rate_limited_key_cools_for_retry_after() -> None:
     coord = CredentialCoordinator(KEYS[:1])
     lease = coord.acquire("a")
     assert lease is not None
-    assert coord.release(lease.lease_id, creds.RATE_LIMITED, retry_after=0.3) == 0.3
+    assert coord.release(lease.lease_id, KeyOutcome.RATE_LIMITED, retry_after=0.3) == 0.3
     status = coord.status()
     assert (status.free, status.cooling) == (0, 1)
     assert status.next_free_in is not None and 0 < status.next_free_in <= 0.3
@@ -222,7 +219,7 @@ def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> No
         coord._ring.keys[0].cooling_until = 0  # skip the wait between rounds
         lease = coord.acquire("a")
         assert lease is not None
-        return coord.release(lease.lease_id, creds.RATE_LIMITED)
+        return coord.release(lease.lease_id, KeyOutcome.RATE_LIMITED)
 
     cooldowns = [rate_limit_once() for _ in range(7)]
     for got, want in zip(cooldowns, [30, 60, 120, 240, 480, 900, 900], strict=True):
@@ -231,7 +228,7 @@ def test_cooldown_without_retry_after_is_exponential_capped_and_jittered() -> No
     coord._ring.keys[0].cooling_until = 0
     lease = coord.acquire("a")
     assert lease is not None
-    assert coord.release(lease.lease_id, creds.OK) == 0.0
+    assert coord.release(lease.lease_id, KeyOutcome.OK) == 0.0
     assert rate_limit_once() <= 33  # success reset the exponent
 
 
@@ -239,10 +236,10 @@ def test_revoked_keys_are_never_leased_again() -> None:
     coord = CredentialCoordinator(KEYS[:2])
     lease = coord.acquire("a")
     assert lease is not None
-    coord.release(lease.lease_id, creds.REVOKED)
+    coord.release(lease.lease_id, KeyOutcome.REVOKED)
     other = coord.acquire("b")
     assert other is not None and other.label != lease.label
-    coord.release(other.lease_id, creds.REVOKED)
+    coord.release(other.lease_id, KeyOutcome.REVOKED)
     t0 = time.monotonic()
     assert coord.acquire("c", timeout=5) is None  # all revoked: no waiting
     assert time.monotonic() - t0 < 0.5
@@ -283,6 +280,7 @@ KEY_SERVER_CHILD = """
 import os, sys, time
 from agentos.governor.service import start_key_server
 from agentos.engine.shutdown import spawn_guard
+from agentos.item.keys import KeyOutcome
 with spawn_guard():
     server, proxy = start_key_server(["sk-one", "sk-two"])
 lease = proxy.acquire("x", 0.0, 0)

@@ -13,14 +13,12 @@ import pytest
 from agentos.errors import ConfigError
 from agentos.governor import parked
 from agentos.governor.credentials import KeyConfig, load_keys
-from agentos.governor.governor import ERROR, OK, Governor
+from agentos.governor.governor import Governor
 from agentos.governor.pacing import HEADROOM, Pacer
+from agentos.item.keys import KeyOutcome
 from agentos.item.refusals import (
-    OVERLOADED,
-    QUOTA,
-    RATE,
-    REJECTED,
     RateInfo,
+    RefusalKind,
     classify_http,
     classify_text,
     parse_duration,
@@ -86,7 +84,7 @@ def test_four_kinds_of_no_over_http() -> None:
         '(RPM): Limit 60, Used 60, Requested 1. Please try again in 1.2s.", "type": "requests", '
         '"code": "rate_limit_exceeded"}}',
     )
-    assert rate is not None and rate.kind == RATE and rate.wait == pytest.approx(1.2)
+    assert rate is not None and rate.kind == RefusalKind.RATE and rate.wait == pytest.approx(1.2)
     assert rate.limit is not None and (rate.limit.unit, rate.limit.per, rate.limit.limit) == (
         "requests",
         "min",
@@ -98,7 +96,7 @@ def test_four_kinds_of_no_over_http() -> None:
         '{"error": {"message": "You exceeded your current quota, please check your plan.", '
         '"type": "insufficient_quota", "code": "insufficient_quota"}}',
     )
-    assert quota is not None and quota.kind == QUOTA and quota.wait is None
+    assert quota is not None and quota.kind == RefusalKind.QUOTA and quota.wait is None
     daily = classify_http(
         429,
         {},
@@ -106,21 +104,21 @@ def test_four_kinds_of_no_over_http() -> None:
         'metric generate_requests_per_model_per_day, limit PerDay", "details": '
         '[{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "26s"}]}}',
     )
-    assert daily is not None and daily.kind == QUOTA and daily.wait == 26
-    assert classify_http(503, {}, "{}").kind == OVERLOADED  # type: ignore[union-attr]
+    assert daily is not None and daily.kind == RefusalKind.QUOTA and daily.wait == 26
+    assert classify_http(503, {}, "{}").kind == RefusalKind.OVERLOADED  # type: ignore[union-attr]
     overloaded = classify_http(529, {}, '{"type":"error","error":{"type":"overloaded_error"}}')
-    assert overloaded is not None and overloaded.kind == OVERLOADED
-    assert classify_http(401, {}, '{"error": {"message": "bad key"}}').kind == REJECTED  # type: ignore[union-attr]
+    assert overloaded is not None and overloaded.kind == RefusalKind.OVERLOADED
+    assert classify_http(401, {}, '{"error": {"message": "bad key"}}').kind == RefusalKind.REJECTED  # type: ignore[union-attr]
     assert classify_http(400, {}, '{"error": {"message": "bad request"}}') is None
 
 
 def test_four_kinds_of_no_in_cli_text() -> None:
     now = 1_800_000_000.0
     claude = classify_text("Claude usage limit reached|1800003600", now)
-    assert claude is not None and claude.kind == QUOTA and claude.wait == 3600
-    assert classify_text("API Error: 529 Overloaded").kind == OVERLOADED  # type: ignore[union-attr]
-    assert classify_text("Error: 429 Too Many Requests").kind == RATE  # type: ignore[union-attr]
-    assert classify_text("invalid api key").kind == REJECTED  # type: ignore[union-attr]
+    assert claude is not None and claude.kind == RefusalKind.QUOTA and claude.wait == 3600
+    assert classify_text("API Error: 529 Overloaded").kind == RefusalKind.OVERLOADED  # type: ignore[union-attr]
+    assert classify_text("Error: 429 Too Many Requests").kind == RefusalKind.RATE  # type: ignore[union-attr]
+    assert classify_text("invalid api key").kind == RefusalKind.REJECTED  # type: ignore[union-attr]
     assert classify_text("all good") is None
     assert quota_reset("resets in 3h20m", now) == 3 * 3600 + 20 * 60
     five_pm = quota_reset("usage limit reached, resets at 5pm", now)
@@ -166,10 +164,10 @@ def test_a_rate_refusal_that_shows_a_limit_moves_the_whole_group_to_the_reset() 
     first = gov.acquire_call("i", 10)
     assert first.label == "key-1"
     # the provider's headers say the minute's requests are spent: a limit, not noise
-    gov.end_call(first.call_id, RATE, {"wait": 5.0, "remaining_requests": 0})
+    gov.end_call(first.call_id, RefusalKind.RATE, {"wait": 5.0, "remaining_requests": 0})
     again = gov.acquire_call("j", 10)
     assert again.label == "key-2" and again.delay == 0  # another group goes at once
-    gov.end_call(again.call_id, OK, {})
+    gov.end_call(again.call_id, KeyOutcome.OK, {})
     pinned = gov.acquire_call("k", 10, pinned="key-1")
     assert pinned.delay == pytest.approx(5.0, abs=0.01)
     assert "rate limited" in pinned.reason and "no requests are left" in pinned.reason
@@ -179,14 +177,14 @@ def test_limits_are_learned_from_headers_and_from_the_refusal_body() -> None:
     clock = Clock()
     gov = governor("sk-a", clock=clock)
     grant = gov.acquire_call("i", 10)
-    gov.end_call(grant.call_id, OK, {"limit_requests": 30, "tokens": 50})
+    gov.end_call(grant.call_id, KeyOutcome.OK, {"limit_requests": 30, "tokens": 50})
     row = gov.snapshot()[0]
     assert row["rpm"] == 30
     body_taught = governor("sk-b", clock=clock)
     grant = body_taught.acquire_call("i", 10)
     body_taught.end_call(
         grant.call_id,
-        RATE,
+        RefusalKind.RATE,
         {"wait": 1.0, "limit_unit": "requests", "limit_per": "min", "limit": 12},
     )
     assert body_taught.snapshot()[0]["rpm"] == 12
@@ -201,7 +199,7 @@ def test_a_grant_dropped_before_its_call_went_is_not_counted_as_a_call() -> None
     first = gov.acquire_call("i", 10)
     waiting = gov.acquire_call("j", 10)  # paced: a second later
     assert waiting.delay > 0.5
-    gov.end_call(first.call_id, QUOTA, {"wait": 3600.0})
+    gov.end_call(first.call_id, RefusalKind.QUOTA, {"wait": 3600.0})
     assert gov.confirm_call(waiting.call_id) is False
     assert gov.snapshot()[0]["calls"] == 1
 
@@ -213,7 +211,7 @@ def test_unknown_limits_start_with_one_call_in_flight() -> None:
     assert first.call_id
     blocked = gov.acquire_call("j", 10, wait=0.0)  # the first answer has not come back yet
     assert blocked.call_id == 0 and blocked.reason == "waiting for calls in flight"
-    gov.end_call(first.call_id, OK, {})
+    gov.end_call(first.call_id, KeyOutcome.OK, {})
     grants = [gov.acquire_call("k", 10, wait=0.0) for _ in range(3)]
     assert [bool(g.call_id) for g in grants] == [True, True, False]  # the window doubled
 
@@ -225,7 +223,7 @@ def test_quota_parks_the_group_and_is_remembered(
     clock = Clock()
     gov = governor(KeyConfig("sk-a", group="org"), KeyConfig("sk-b", group="org"), clock=clock)
     grant = gov.acquire_call("i", 10)
-    gov.end_call(grant.call_id, QUOTA, {"wait": 3600.0})
+    gov.end_call(grant.call_id, RefusalKind.QUOTA, {"wait": 3600.0})
     assert gov.events() == [
         "key-1: out of quota; group org parked until "
         + time.strftime("%H:%M UTC", time.gmtime(NOW + 3600))
@@ -246,16 +244,16 @@ def test_overload_backs_everyone_off_and_rejection_retires_the_key() -> None:
     clock = Clock()
     gov = governor("sk-a", "sk-b", clock=clock)
     grant = gov.acquire_call("i", 10)
-    gov.end_call(grant.call_id, OVERLOADED, {})
+    gov.end_call(grant.call_id, RefusalKind.OVERLOADED, {})
     after = gov.acquire_call("i", 10)
     assert after.delay > 0.15 and "overloaded" in after.reason
-    gov.end_call(after.call_id, REJECTED, {"detail": "HTTP 401: bad key"})
+    gov.end_call(after.call_id, RefusalKind.REJECTED, {"detail": "HTTP 401: bad key"})
     assert gov.snapshot()[after.label == "key-2"]["state"] == "revoked"
     clock.t += 100
     assert gov.acquire_call("i", 10).label != after.label
     gov2 = governor("sk-a", clock=clock)
     g = gov2.acquire_call("i", 10)
-    gov2.end_call(g.call_id, REJECTED, {})
+    gov2.end_call(g.call_id, RefusalKind.REJECTED, {})
     none = gov2.acquire_call("i", 10)
     assert none.call_id == 0 and none.delay == math.inf
 
@@ -263,7 +261,7 @@ def test_overload_backs_everyone_off_and_rejection_retires_the_key() -> None:
 def test_errors_release_the_call_without_blame() -> None:
     gov = governor("sk-a")
     grant = gov.acquire_call("i", 10)
-    gov.end_call(grant.call_id, ERROR, {})
+    gov.end_call(grant.call_id, KeyOutcome.ERROR, {})
     assert gov.acquire_call("i", 10, wait=0.0).call_id  # the window is free again
 
 
@@ -283,7 +281,7 @@ def test_an_item_quota_refusal_parks_and_stops_leasing() -> None:
     gov = governor("sk-a")
     lease = gov.acquire("i")
     assert lease is not None
-    gov.release(lease.lease_id, "rate_limited", 600.0, kind=QUOTA)
+    gov.release(lease.lease_id, "rate_limited", 600.0, kind=RefusalKind.QUOTA)
     assert gov.acquire("i") is None
     assert gov.status().all_out_for == pytest.approx(600)
 
@@ -356,7 +354,7 @@ def test_a_daily_budget_is_spent_then_comes_back_the_next_day() -> None:
     gov = Governor([KeyConfig("sk-a", rpd=2)], seed=1, clock=clock, wall=lambda: wall[0])
     for _ in range(2):
         grant = gov.acquire_call("i", 10)
-        gov.end_call(grant.call_id, OK, {})
+        gov.end_call(grant.call_id, KeyOutcome.OK, {})
     none = gov.acquire_call("i", 10)
     assert none.call_id == 0 and none.delay == pytest.approx(86400 - NOW % 86400)
     wall[0] += 86400
@@ -368,7 +366,7 @@ def test_keys_the_provider_names_as_one_organisation_join_one_group() -> None:
     gov = governor("sk-a", "sk-b", KeyConfig("sk-c", group="mine"), clock=clock)
     grants = [gov.acquire_call("i", 10, pinned=label) for label in ("key-1", "key-2", "key-3")]
     for grant in grants:
-        gov.end_call(grant.call_id, OK, {"organization": "org-x", "limit_requests": 60})
+        gov.end_call(grant.call_id, KeyOutcome.OK, {"organization": "org-x", "limit_requests": 60})
     groups = {row["label"]: row["group"] for row in gov.snapshot()}
     # one budget now: calls of key-1 and key-2 queue behind each other; a named group stays
     assert groups == {"key-1": "org-x", "key-2": "org-x", "key-3": "mine"}
@@ -383,11 +381,14 @@ def test_keys_the_provider_names_as_one_organisation_join_one_group() -> None:
     ("text", "kind"),
     [
         # Gemini CLI's words (issue 15): a spent allowance parks the key, a per-minute one waits
-        ("You have exhausted your capacity on this model.", QUOTA),
-        ("429 QUOTA_EXHAUSTED for project 123", QUOTA),
-        ("Quota exceeded for quota metric 'Generate Content API requests per minute'", RATE),
-        ("API key not valid. Please pass a valid API key.", REJECTED),
-        ('{"reason": "API_KEY_INVALID"}', REJECTED),
+        ("You have exhausted your capacity on this model.", RefusalKind.QUOTA),
+        ("429 QUOTA_EXHAUSTED for project 123", RefusalKind.QUOTA),
+        (
+            "Quota exceeded for quota metric 'Generate Content API requests per minute'",
+            RefusalKind.RATE,
+        ),
+        ("API key not valid. Please pass a valid API key.", RefusalKind.REJECTED),
+        ('{"reason": "API_KEY_INVALID"}', RefusalKind.REJECTED),
     ],
 )
 def test_gemini_cli_texts_are_classified(text: str, kind: str) -> None:

@@ -18,9 +18,10 @@ from agentos.engine.plan import KeyPlan, RunPlan
 from agentos.governor.adaptive import FLOOR_SHARE, AdaptiveRate
 from agentos.governor.credentials import KeyConfig, make_credentials
 from agentos.governor.evidence import NOISE_PRIOR, Cause, judge
-from agentos.governor.governor import OK, Governor
+from agentos.governor.governor import Governor
 from agentos.governor.pacing import HEADROOM
-from agentos.item.refusals import RATE
+from agentos.item.keys import KeyOutcome
+from agentos.item.refusals import RefusalKind
 from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
 
@@ -65,10 +66,10 @@ def test_a_lone_refusal_holds_only_its_call_and_the_pace_stays() -> None:
     for n in range(20):
         grant = gov.acquire_call(f"warm-{n}", 10)
         clock.t += grant.delay + 0.1
-        gov.end_call(grant.call_id, OK, {**stated, "organization": "org-a"})
+        gov.end_call(grant.call_id, KeyOutcome.OK, {**stated, "organization": "org-a"})
     assert gov.events()[-1] == "pacing org-a at 600 req/min: the limit the provider states"
     refused = gov.acquire_call("item", 10)
-    gov.end_call(refused.call_id, RATE, {**stated, "wait": 1.0})
+    gov.end_call(refused.call_id, RefusalKind.RATE, {**stated, "wait": 1.0})
     assert gov.events() == []  # no change of pace to tell
     again = gov.acquire_call("item", 10)
     assert again.call_id == 0 and again.delay == pytest.approx(1.0)
@@ -86,7 +87,7 @@ def test_a_refusal_that_shows_a_limit_holds_the_whole_group() -> None:
     clock = Clock()
     gov = Governor([KeyConfig("sk-a", rpm=600)], seed=1, clock=clock, wall=lambda: 0)
     grant = gov.acquire_call("item", 10)
-    gov.end_call(grant.call_id, RATE, {"wait": 2.0, "remaining_requests": 0})
+    gov.end_call(grant.call_id, RefusalKind.RATE, {"wait": 2.0, "remaining_requests": 0})
     other = gov.acquire_call("other", 10)
     assert other.delay == pytest.approx(2.0, abs=0.02)
     assert "rate limited (a refusal saying no requests are left" in other.reason
@@ -228,7 +229,9 @@ def test_waited_seconds_count_pacing_and_retry_afters() -> None:
     gov = Governor([KeyConfig("sk-a", rpm=60)], seed=1, clock=clock, wall=lambda: 0)
     grants = [gov.acquire_call(f"i{n}", 10) for n in range(3)]  # paced: 0, ~1, ~2 s
     assert gov.snapshot()[0]["waited_s"] == pytest.approx(sum(g.delay for g in grants), abs=0.01)
-    gov.end_call(grants[0].call_id, RATE, {"wait": 3.0, "remaining_requests": 5})  # noise
+    gov.end_call(
+        grants[0].call_id, RefusalKind.RATE, {"wait": 3.0, "remaining_requests": 5}
+    )  # noise
     assert gov.snapshot()[0]["waited_s"] == pytest.approx(
         sum(g.delay for g in grants) + 3.0, abs=0.01
     )

@@ -107,14 +107,15 @@ def test_one_call_of_unknown_usage_breaks_an_item_cap() -> None:
 
 
 def test_rate_limited_once_is_one_time() -> None:
-    from agentos.engine.attempt import RATE_LIMITED, AttemptResult
+    from agentos.engine.attempt import AttemptResult
     from agentos.engine.scheduler import Scheduler
     from agentos.item.workflow import Item
+    from agentos.rundir.statuses import Status
 
     scheduler = Scheduler([Item("a", "a", "x")], max_rate_limit_waits=0)
     state = scheduler.states[0]
     attempt = scheduler.start(state)
-    result = AttemptResult("a", attempt, RATE_LIMITED, started=0.0, runtime=0.1, error="429")
+    result = AttemptResult("a", attempt, Status.RATE_LIMITED, started=0.0, runtime=0.1, error="429")
     assert scheduler.finish(state, result)
     assert state.error.startswith("rate limited 1 time (--max-rate-limit-waits 0)")
 

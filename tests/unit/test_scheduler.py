@@ -3,8 +3,9 @@ from __future__ import annotations
 import time
 
 from agentos.engine.attempt import AttemptResult
-from agentos.engine.scheduler import NOT_RUN, PENDING, Backoff, Scheduler
+from agentos.engine.scheduler import Backoff, Scheduler
 from agentos.item.workflow import Item
+from agentos.rundir.statuses import Status
 
 
 def result(item_id: str, status: str, attempt: int = 1, **kw: object) -> AttemptResult:
@@ -31,7 +32,7 @@ def test_failure_is_retried_with_backoff_then_final() -> None:
     assert state is not None
     s.start(state)
     assert s.finish(state, result("i0", "failed", error="boom")) is False
-    assert state.status == PENDING
+    assert state.status == Status.PENDING
     assert s.peek_ready() is None  # not before the backoff
     delay = s.next_delay()
     assert delay is not None and 0 < delay <= 0.05
@@ -95,7 +96,7 @@ def test_bystander_is_requeued_uncounted() -> None:
     assert a is not None
     s.start(a)
     s.bystander(a)
-    assert a.failures == 0 and a.status == PENDING
+    assert a.failures == 0 and a.status == Status.PENDING
     assert s.peek_ready() is a
 
 
@@ -106,7 +107,7 @@ def test_draining_marks_waiting_items_not_run() -> None:
     s.start(a)
     stopped = s.stop_waiting()
     assert [x.id for x in stopped] == ["i1", "i2"]
-    assert all(x.status == NOT_RUN for x in stopped)
+    assert all(x.status == Status.NOT_RUN for x in stopped)
     assert not s.has_waiting()
     assert s.counts()["running"] == 1
 

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from support.processes import agentos_argv, items_file, only_run_dir, run
 
-from agentos.engine.attempt import DONE, FAILED, RATE_LIMITED, AttemptResult
-from agentos.engine.scheduler import NOT_RUN, Scheduler
+from agentos.engine.attempt import AttemptResult
+from agentos.engine.scheduler import Scheduler
 from agentos.item.workflow import Item
 from agentos.run.summary import MAX_TABLE_ROWS, RunFacts, render_summary, summary_data
+from agentos.rundir.statuses import Status
 from agentos.text import ELLIPSIS
 
 
-def row(n: int, status: str = DONE, **extra: Any) -> dict[str, Any]:
+def row(n: int, status: str = Status.DONE, **extra: Any) -> dict[str, Any]:
     return {
         "id": f"item-{n}",
         "status": status,
@@ -57,8 +58,8 @@ def test_a_long_run_of_done_items_shows_rows_and_says_how_many_more() -> None:
 
 def test_a_long_run_lists_its_failures_first() -> None:
     rows = [row(n) for n in range(1, 5001)]
-    rows[4000] = row(4001, FAILED, error="boom")
-    rows[10] = row(11, NOT_RUN)
+    rows[4000] = row(4001, Status.FAILED, error="boom")
+    rows[10] = row(11, Status.NOT_RUN)
     rows[2500] = row(2501, "timeout", error="timed out")
     text = render_summary(data(rows))
     ids = table_ids(text)
@@ -68,12 +69,14 @@ def test_a_long_run_lists_its_failures_first() -> None:
 
 
 def test_a_short_run_keeps_input_order() -> None:
-    rows = [row(1), row(2, FAILED, error="x"), row(3)]
+    rows = [row(1), row(2, Status.FAILED, error="x"), row(3)]
     assert table_ids(render_summary(data(rows))) == ["item-1", "item-2", "item-3"]
 
 
 def test_items_done_in_an_earlier_pass_are_said_of_the_done_ones() -> None:
-    rows = [row(n, earlier_pass=True) for n in (1, 2, 3)] + [row(n, NOT_RUN) for n in range(4, 13)]
+    rows = [row(n, earlier_pass=True) for n in (1, 2, 3)] + [
+        row(n, Status.NOT_RUN) for n in range(4, 13)
+    ]
     line = render_summary(data(rows, skipped_already_done=3)).splitlines()[-1]
     assert line.startswith("12 items: 3 done in an earlier pass, 9 not run in 12.0 s")
 
@@ -104,7 +107,7 @@ def test_a_long_error_is_cut_at_a_word_with_an_ellipsis() -> None:
         "command exited with status 1 after writing part of its output; stderr said: the "
         "disk is full and nothing more can be written"
     )
-    text = render_summary(data([row(1, FAILED, error=error)]))
+    text = render_summary(data([row(1, Status.FAILED, error=error)]))
     shown = text.splitlines()[1].split("  ")[-1]
     assert shown.endswith(ELLIPSIS) and not shown.endswith(";" + ELLIPSIS)
     assert not shown.endswith(" " + ELLIPSIS)
@@ -123,11 +126,11 @@ def test_rate_limit_requeues_are_not_attempts() -> None:
     state = scheduler.states[0]
     for _ in range(9):  # nine refusals: each queued again, uncounted
         attempt = scheduler.start(scheduler.peek_ready(now=float("inf")))  # type: ignore[arg-type]
-        scheduler.finish(state, _result(item, attempt, RATE_LIMITED))
+        scheduler.finish(state, _result(item, attempt, Status.RATE_LIMITED))
     attempt = scheduler.start(scheduler.peek_ready(now=float("inf")))  # type: ignore[arg-type]
-    scheduler.finish(state, _result(item, attempt, FAILED))
+    scheduler.finish(state, _result(item, attempt, Status.FAILED))
     attempt = scheduler.start(scheduler.peek_ready(now=float("inf")))  # type: ignore[arg-type]
-    assert scheduler.finish(state, _result(item, attempt, FAILED))
+    assert scheduler.finish(state, _result(item, attempt, Status.FAILED))
     assert (state.attempts, state.tries, state.requeues) == (11, 2, 9)
 
     summary = summary_data(
@@ -179,12 +182,12 @@ def test_a_resumed_item_keeps_its_tries_and_requeues_apart(tmp_path: Path) -> No
     from agentos.run.resume import plan_resume, read_earlier, summary_rows_from_earlier
 
     records = [
-        {"item": "a", "key": "a", "attempt": 1, "status": RATE_LIMITED, "final": False},
-        {"item": "a", "key": "a", "attempt": 2, "status": FAILED, "final": False},
+        {"item": "a", "key": "a", "attempt": 1, "status": Status.RATE_LIMITED, "final": False},
+        {"item": "a", "key": "a", "attempt": 2, "status": Status.FAILED, "final": False},
         # attempt 3: a bystander of a broken pool, never journaled
         {"item": "a", "key": "a", "attempt": 4, "status": "interrupted", "final": True},
-        {"item": "b", "key": "b", "attempt": 1, "status": RATE_LIMITED, "final": False},
-        {"item": "b", "key": "b", "attempt": 2, "status": DONE, "final": True},
+        {"item": "b", "key": "b", "attempt": 1, "status": Status.RATE_LIMITED, "final": False},
+        {"item": "b", "key": "b", "attempt": 2, "status": Status.DONE, "final": True},
     ]
     (tmp_path / "journal.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     plan = plan_resume([Item("a", "a", "x"), Item("b", "b", "x")], read_earlier(tmp_path))

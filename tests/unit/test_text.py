@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentos.run.summary import _table
+from agentos.run.summary import text_table
 from agentos.text import ELLIPSIS, cell, clip, display_width, ljust, noun_for, plural, rjust
 
 
@@ -110,7 +110,7 @@ def test_a_table_lines_up_wide_characters_tabs_and_escapes() -> None:
         ("item-3", "a\tb\tc", "items.txt:3"),
         ("item-4", "esc \x1b[31mred\x1b[0m", "items.txt:4"),
     ]
-    lines = _table(rows, ("id", "title", "source"))
+    lines = text_table(rows, ("id", "title", "source"))
     # every source column starts at the same terminal column
     starts = {
         display_width(line[: line.index(s)])

@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from agentos.engine.attempt import DONE, FAILED, AttemptSpec, Task, run_attempt
+from agentos.engine.attempt import AttemptSpec, Task, run_attempt
 from agentos.engine.scheduler import Scheduler
 from agentos.errors import ConfigError
 from agentos.item.context import AttemptSetup, ItemContext
 from agentos.item.keys import AttemptKeys
 from agentos.item.workflow import Item
 from agentos.run.summary import render_summary
+from agentos.rundir.statuses import Status
 from agentos.usage.account import RunAccount
 from agentos.usage.budget import START, STOP, WAIT, BudgetReached, ItemLimits, OverBudget, RunBudget
 from agentos.usage.prices import PriceBook, UserPrice, read_price_file
@@ -244,7 +245,7 @@ def test_an_item_over_budget_is_not_retried(tmp_path: Path) -> None:
     spec = AttemptSpec(str(tmp_path), two_calls, None, limits=ItemLimits(tokens=300))
     result = run_attempt(spec, Task(Item("item-1"), 1))
     assert (result.status, result.error, result.retry) == (
-        FAILED,
+        Status.FAILED,
         "over budget: 400 of 300 tokens",
         False,
     )
@@ -259,7 +260,7 @@ def test_an_item_over_budget_is_not_retried(tmp_path: Path) -> None:
     before = Tally()
     before.add(Call("m", 250, 100), None)
     again = run_attempt(spec, Task(Item("item-1"), 2, spent_before=before))
-    assert (again.status, again.usage) == (FAILED, None)  # stopped before its first call
+    assert (again.status, again.usage) == (Status.FAILED, None)  # stopped before its first call
 
 
 # -- the run's budget
@@ -339,7 +340,7 @@ def test_the_summary_table_shows_tokens_cost_and_the_split_by_group() -> None:
         if cost is None:
             usage["unpriced_calls"] = 2
         return {
-            "id": item_id, "status": DONE, "attempts": 1, "seconds": 1.0, "error": "",
+            "id": item_id, "status": Status.DONE, "attempts": 1, "seconds": 1.0, "error": "",
             "usage": usage,
         }  # fmt: skip
 

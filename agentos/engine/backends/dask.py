@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import FAILED, INTERRUPTED, AttemptResult, Task
+from agentos.engine.attempt import AttemptResult, Task
 from agentos.engine.backends.dask_cluster import DaskSetup, connect_scheduler, require_distributed
 from agentos.engine.backends.dask_worker import (
     ATTEMPT_GRACE,
@@ -58,15 +58,15 @@ from agentos.engine.controller import Controller, Running
 from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import spawn_guard
 from agentos.errors import KeyServerLost
-from agentos.governor.credentials import (
-    KeyConfig,
-    Lease,
-)
+from agentos.governor.credentials import KeyConfig, Lease
+from agentos.item.keys import KeyOutcome
 from agentos.item.process_tree import kill_tagged
+from agentos.rundir.statuses import Status
 
 if TYPE_CHECKING:
     from agentos.engine.plan import RunPlan
     from agentos.engine.session import Run
+    from agentos.governor.governor import KeyStatus
 
 OUTPUT_EOF_WAIT = 10.0
 MAX_ACTOR_RESTARTS = 3
@@ -83,8 +83,8 @@ _HTTP_ROUTES = {
 
 
 class ActorKeys:
-    """The coordinator interface the Batch expects, over a Dask actor. Any failure to reach the
-    actor is a ConnectionError, which the Batch turns into KeyServerLost."""
+    """The governor's `KeyService`, over a Dask actor. Any failure to reach the actor is a
+    ConnectionError, which the Batch turns into KeyServerLost."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
@@ -100,7 +100,11 @@ class ActorKeys:
         return lease
 
     def release(
-        self, lease_id: int, outcome: str = "ok", retry_after: float | None = None, kind: str = ""
+        self,
+        lease_id: int,
+        outcome: KeyOutcome = KeyOutcome.OK,
+        retry_after: float | None = None,
+        kind: str = "",
     ) -> float:
         cooldown: float = self._call("release", lease_id, outcome, retry_after, kind)
         return cooldown
@@ -113,14 +117,19 @@ class ActorKeys:
         found: dict[str, tuple[float, str]] = self._call("parked_keys")
         return found
 
-    def reclaim(self, item_ids: list[str] | None = None, holder_pid: int | None = None) -> Any:
-        return self._call("reclaim", item_ids, holder_pid)
+    def reclaim(
+        self, item_ids: list[str] | None = None, holder_pid: int | None = None
+    ) -> list[str]:
+        labels: list[str] = self._call("reclaim", item_ids, holder_pid)
+        return labels
 
-    def status(self) -> Any:
-        return self._call("status")
+    def status(self) -> KeyStatus:
+        status: KeyStatus = self._call("status")
+        return status
 
-    def snapshot(self) -> Any:
-        return self._call("snapshot")
+    def snapshot(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = self._call("snapshot")
+        return rows
 
 
 class DaskBackend:
@@ -136,7 +145,7 @@ class DaskBackend:
         self.actor: Any = None
 
     @contextlib.contextmanager
-    def started(self, plan: RunPlan) -> Iterator[Any]:
+    def started(self, plan: RunPlan) -> Iterator[ActorKeys | None]:
         distributed = require_distributed()
         from dask import config as dask_config
 
@@ -287,15 +296,17 @@ class DaskRun(Controller):
         try:
             result: AttemptResult = future.result()
         except CancelledError:
-            result = self._synthetic(run, INTERRUPTED, "cancelled")
+            result = self._synthetic(run, Status.INTERRUPTED, "cancelled")
         except Exception as exc:  # KilledWorker, or a bug surfacing from the task
-            result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            result = self._synthetic(
+                run, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0]
+            )
         else:
             if not self.listener.wait_closed(run.state.id, run.attempt, OUTPUT_EOF_WAIT):
                 self.listener.mark_lost(run.state.id, "its output did not close after it ended")
         self.batch.end_attempt(run.state, run.lease, result)
 
-    def _synthetic(self, run: Running, status: str, error: str) -> AttemptResult:
+    def _synthetic(self, run: Running, status: Status, error: str) -> AttemptResult:
         return AttemptResult(
             run.state.id,
             run.attempt,
@@ -329,16 +340,16 @@ class DaskRun(Controller):
             self.batch.end_attempt(
                 run.state,
                 run.lease,
-                self._synthetic(run, INTERRUPTED, f"interrupted by {self._signal_name()}"),
+                self._synthetic(run, Status.INTERRUPTED, f"interrupted by {self._signal_name()}"),
             )
         self.inflight.clear()
 
     def _interrupted(self, run: Running, future: Any) -> AttemptResult:
         with contextlib.suppress(Exception):
             result: AttemptResult = future.result(timeout=0)
-            if result.status != INTERRUPTED:
+            if result.status != Status.INTERRUPTED:
                 return result
-        return self._synthetic(run, INTERRUPTED, f"interrupted by {self._signal_name()}")
+        return self._synthetic(run, Status.INTERRUPTED, f"interrupted by {self._signal_name()}")
 
     def _signal_name(self) -> str:
         sig = self.batch.shutdown.first_signal or signal.SIGTERM

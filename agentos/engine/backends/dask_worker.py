@@ -48,16 +48,9 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import (
-    FAILED,
-    INTERRUPTED,
-    AttemptResult,
-    AttemptSpec,
-    Task,
-    run_attempt,
-)
+from agentos.engine.attempt import AttemptResult, AttemptSpec, Task, run_attempt
 from agentos.engine.shutdown import survive_sigint
 from agentos.governor.credentials import CREDENTIALS_ENV
 from agentos.item.keys import DEFAULT_CREDENTIAL_ENV
@@ -67,6 +60,11 @@ from agentos.item.process_tree import (
     kill_tagged,
     set_parent_death_signal,
 )
+from agentos.rundir.statuses import Status
+
+if TYPE_CHECKING:
+    from agentos.item.keys import CallGrant, KeyOutcome
+    from agentos.item.refusals import RefusalKind
 
 POLL = 0.5  # seconds between checks of the terminate event
 #: how long an attempt process may take to end its item's processes after SIGTERM (its handler
@@ -222,7 +220,7 @@ def run_item(
     if payload:
         result: AttemptResult = pickle.loads(payload)
         return result
-    status = INTERRUPTED if interrupted else FAILED
+    status = Status.INTERRUPTED if interrupted else Status.FAILED
     how = f"signal {-child.returncode}" if child.returncode < 0 else f"exit {child.returncode}"
     return AttemptResult(
         item.id,
@@ -373,10 +371,13 @@ class _AttemptKeys:
 
     def acquire_call(
         self, item_id: str, tokens: float | None = None, pinned: str | None = None
-    ) -> Any:
-        return self._ask("acquire_call", item_id, tokens, pinned)
+    ) -> CallGrant:
+        grant: CallGrant = self._ask("acquire_call", item_id, tokens, pinned)
+        return grant
 
-    def end_call(self, call_id: int, outcome: str, info: dict[str, Any] | None = None) -> str:
+    def end_call(
+        self, call_id: int, outcome: KeyOutcome | RefusalKind, info: dict[str, Any] | None = None
+    ) -> str:
         answer: str = self._ask("end_call", call_id, outcome, info)
         return answer
 

@@ -52,14 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentos.beneath import write_beneath
-from agentos.engine.attempt import (
-    FAILED,
-    INTERRUPTED,
-    NOT_STARTED,
-    TIMEOUT,
-    AttemptResult,
-    Task,
-)
+from agentos.engine.attempt import AttemptResult, Task
 from agentos.engine.backends.loky_worker import execute_in_worker, initialize_worker
 from agentos.engine.controller import Controller, Running
 from agentos.engine.scheduler import ItemState
@@ -72,11 +65,13 @@ from agentos.item.process_tree import (
     pid_alive,
     signal_group,
 )
+from agentos.rundir.statuses import Status
 from agentos.text import plural
 
 if TYPE_CHECKING:
     from agentos.engine.plan import RunPlan
     from agentos.engine.session import Run
+    from agentos.governor.protocol import GovernorHandle
 
 MAX_WORKERS = 10  # hard cap, also applied (with a warning) by the runner
 MAX_REBUILDS = 10
@@ -241,7 +236,7 @@ class LokyBackend:
     the keys served to them by a Manager process (agentos.governor.service)."""
 
     @contextlib.contextmanager
-    def started(self, plan: RunPlan) -> Iterator[Any]:
+    def started(self, plan: RunPlan) -> Iterator[GovernorHandle | None]:
         if not plan.keys.configs:
             yield None
             return
@@ -348,10 +343,10 @@ class ParallelRun(Controller):
             return
         run = self.inflight.pop(future)
         if exc is not None:
-            result = self._synthetic(run, FAILED, f"{type(exc).__name__}: {exc}")
+            result = self._synthetic(run, Status.FAILED, f"{type(exc).__name__}: {exc}")
         else:
             result = future.result()
-            if result.status == NOT_STARTED:
+            if result.status == Status.NOT_STARTED:
                 self.batch.scheduler.unstart(run.state)
                 self.batch.reclaim(run.lease)
                 return
@@ -364,7 +359,7 @@ class ParallelRun(Controller):
                 )
         self.batch.end_attempt(run.state, run.lease, result)
 
-    def _synthetic(self, run: Running, status: str, error: str, **kw: Any) -> AttemptResult:
+    def _synthetic(self, run: Running, status: Status, error: str, **kw: Any) -> AttemptResult:
         started_info = self.listener.running_pid(run.state.id, run.attempt)
         started = started_info[1] if started_info else run.submitted
         return AttemptResult(
@@ -408,7 +403,7 @@ class ParallelRun(Controller):
             elif (run.state.id, run.attempt) in self._timed_out:
                 result = self._synthetic(
                     run,
-                    TIMEOUT,
+                    Status.TIMEOUT,
                     f"timed out after {self.spec.timeout:g} s (worker killed)",
                     signal=signal.SIGKILL,
                 )
@@ -416,7 +411,10 @@ class ParallelRun(Controller):
             elif pid is not None and pid in dead:
                 how = _describe_exit(dead[pid])
                 result = self._synthetic(
-                    run, FAILED, f"worker died ({how})", signal=-dead[pid] if dead[pid] < 0 else 0
+                    run,
+                    Status.FAILED,
+                    f"worker died ({how})",
+                    signal=-dead[pid] if dead[pid] < 0 else 0,
                 )
                 self.batch.end_attempt(run.state, run.lease, result)
             elif pid is None:  # still queued in the pool: it never started
@@ -485,7 +483,7 @@ class ParallelRun(Controller):
             return
         sig = self.batch.shutdown.first_signal or signal.SIGTERM
         result = self._synthetic(
-            run, INTERRUPTED, f"interrupted by {signal.Signals(sig).name}", signal=sig
+            run, Status.INTERRUPTED, f"interrupted by {signal.Signals(sig).name}", signal=sig
         )
         self.batch.end_attempt(run.state, run.lease, result)
 

@@ -23,23 +23,24 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from agentos.engine.attempt import NOT_STARTED, AttemptResult, AttemptSpec, Task, run_attempt
+from agentos.engine.attempt import AttemptResult, AttemptSpec, Task, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.shutdown import survive_sigint
+from agentos.item.keys import AttemptKeyService
 from agentos.item.process import kill_started_processes
 from agentos.item.process_tree import (
     RUN_TAG_ENV,
     set_parent_death_signal,
 )
 from agentos.item.workflow import Item
+from agentos.rundir.statuses import Status
 
 
 @dataclass
 class _WorkerState:
     spec: AttemptSpec
-    keys: Any  # the Governor's Manager proxy, or None
+    keys: AttemptKeyService | None  # the Governor's Manager proxy
     channel: OutputChannel  # to the parent's output listener; connects on the first item
 
 
@@ -59,7 +60,7 @@ def initialize_worker(
     parent_pid: int,
     run_id: str,
     spec: AttemptSpec,
-    keys: Any,
+    keys: AttemptKeyService | None,
     listener_address: str,
     listener_token: str,
 ) -> None:
@@ -94,6 +95,6 @@ def execute_in_worker(task: Task) -> AttemptResult:
     flag = _STATE.spec.drain_flag
     if flag and os.path.lexists(flag):
         return AttemptResult(
-            task.item.id, task.attempt, NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
+            task.item.id, task.attempt, Status.NOT_STARTED, time.time(), 0.0, worker_pid=os.getpid()
         )
     return run_attempt(_STATE.spec, task, _STATE.keys, _capture)

@@ -14,24 +14,27 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from agentos.engine.attempt import INTERRUPTED, AttemptSpec, CaptureFactory, Task, run_attempt
+from agentos.engine.attempt import AttemptSpec, CaptureFactory, Task, run_attempt
 from agentos.engine.batch import Batch
-from agentos.engine.shutdown import DRAINING, GraceTimer
+from agentos.engine.shutdown import GraceTimer
 from agentos.errors import Interrupted, KeysExhausted
+from agentos.item.keys import AttemptKeyService
 from agentos.item.process_tree import kill_tagged
+from agentos.rundir.statuses import Phase, Status
 
 if TYPE_CHECKING:
     from agentos.engine.plan import RunPlan
     from agentos.engine.session import Run
+    from agentos.governor.governor import Governor
 
 
 class SequentialBackend:
     """No `--parallel`: the items one after another, in this process; the governor too."""
 
     @contextlib.contextmanager
-    def started(self, plan: RunPlan) -> Iterator[Any]:
+    def started(self, plan: RunPlan) -> Iterator[Governor | None]:
         if not plan.keys.configs:
             yield None
             return
@@ -55,8 +58,8 @@ def run_sequential(batch: Batch, spec: AttemptSpec, capture: CaptureFactory | No
     in_item = False
 
     def on_signal(signum: int) -> None:
-        if state.phase == DRAINING and state.announced != DRAINING:
-            state.announced = DRAINING
+        if state.phase == Phase.DRAINING and state.announced != Phase.DRAINING:
+            state.announced = Phase.DRAINING
             if scheduler.running:
                 batch.terminal.message(
                     "stopping: waiting for 1 running item (Ctrl+C again to terminate)", force=True
@@ -123,7 +126,9 @@ def _loop(
             lease.lease_id if lease is not None else None,
             batch.account.spent_before(current.id),
         )
-        result = run_attempt(spec, task, batch.keys, capture, around_item=item_running)
+        # in this process the batch's keys are the Governor itself: it answers an attempt too
+        keys = cast("AttemptKeyService | None", batch.keys)
+        result = run_attempt(spec, task, keys, capture, around_item=item_running)
         batch.end_attempt(current, lease, result)
-        if result.status == INTERRUPTED:
+        if result.status == Status.INTERRUPTED:
             break

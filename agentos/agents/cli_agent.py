@@ -39,15 +39,7 @@ from agentos.agents.base import Agent, AgentRequest
 from agentos.errors import ConfigError, CredentialRejected, ItemError, RateLimited
 from agentos.item.context import ItemContext
 from agentos.item.process import CommandResult, LineWatcher
-from agentos.item.refusals import (
-    OVERLOADED,
-    QUOTA,
-    RATE,
-    REJECTED,
-    Refusal,
-    classify_http,
-    classify_text,
-)
+from agentos.item.refusals import Refusal, RefusalKind, classify_http, classify_text
 
 log = logging.getLogger("agentos")
 
@@ -217,13 +209,13 @@ def refused(name: str, status: int | None, text: str, ctx: ItemContext) -> BaseE
     if refusal is None:
         return None
     detail = f"{name}: {short(refusal.detail)}"
-    if refusal.kind == REJECTED:
+    if refusal.kind == RefusalKind.REJECTED:
         if ctx.credential:
             return CredentialRejected(detail)
         # no leased key: the CLI's own login (or the user's variable) was refused; another
         # attempt with the same login fails the same way
         return NotRetried(f"{detail} (the CLI's own login or key)")
-    if refusal.kind in (RATE, QUOTA, OVERLOADED):
+    if refusal.kind in (RefusalKind.RATE, RefusalKind.QUOTA, RefusalKind.OVERLOADED):
         return RateLimited(detail, refusal.wait, kind=refusal.kind)
     return None
 
