@@ -26,7 +26,8 @@ from agentos.governor.credentials import (
     load_keys,
     make_credentials,
 )
-from agentos.governor.protocol import KeyService, KeyState
+from agentos.governor.protocol import KeyService
+from agentos.governor.report import KeyState
 from agentos.item.workflow import Item, Workflow
 from agentos.usage.account import RunAccount
 from agentos.usage.prices import PriceBook

@@ -15,21 +15,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from agentos.item.keys import AttemptKeyService, KeyOutcome
-from agentos.vocabulary import StrEnum
 
 if TYPE_CHECKING:
     from agentos.governor.credentials import Lease
     from agentos.governor.report import KeyStatus
-
-
-class KeyState(StrEnum):
-    """A key's state in the governor's `snapshot` (the summary's keys, `agentos keys`)."""
-
-    FREE = "free"
-    LEASED = "leased"
-    COOLING = "cooling"
-    PARKED = "parked"
-    REVOKED = "revoked"
 
 
 class KeyService(Protocol):
