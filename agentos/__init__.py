@@ -18,10 +18,9 @@ Everything else is internal and may change. The names are loaded when first used
 stays as cheap as it is for the `agentos` command, whose start-up every run pays.
 """
 
-__version__ = "0.1.0"
-
 #: public name -> (module, name there)
 _EXPORTS = {
+    "__version__": ("agentos.version", "__version__"),
     "Item": ("agentos.item.workflow", "Item"),
     "Workflow": ("agentos.item.workflow", "Workflow"),
     "Option": ("agentos.item.workflow", "Option"),
@@ -74,6 +73,7 @@ if TYPE_CHECKING:
     from agentos.item.context import ItemContext
     from agentos.item.workflow import Item, OnResume, Option, Workflow
     from agentos.usage.prices import ModelRef
+    from agentos.version import __version__
 
 
 def __getattr__(name: str) -> object:

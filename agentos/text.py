@@ -118,3 +118,18 @@ def ljust(text: str, width: int) -> str:
 def rjust(text: str, width: int) -> str:
     """`str.rjust` in display columns."""
     return " " * max(0, width - display_width(text)) + text
+
+
+def seconds(value: float) -> str:
+    """3.2 s, 42 s: a tenth of a second where it matters, whole seconds otherwise."""
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+def countdown(seconds: float) -> str:
+    """4m12s, 1h05m, 42s."""
+    whole = max(0, int(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    if whole >= 60:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole}s"

@@ -18,7 +18,6 @@ from typing import Any, NoReturn
 
 import click
 
-from agentos import __version__
 from agentos.commands import quick_exit
 from agentos.commands.interrupted import exit_interrupted
 from agentos.engine.output.escape import escape_text
@@ -26,6 +25,7 @@ from agentos.engine.shutdown import EarlyInterrupt, run_began
 from agentos.errors import AgentosError
 from agentos.item.workflow import Workflow
 from agentos.run.runner import build_command, configure_logging
+from agentos.version import __version__
 
 #: command name -> module whose WORKFLOW it runs; imported only when that command is used,
 #: so `agentos run` does not pay for loading the LLD workflows and their agents

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import click
 
-from agentos.commands.status import GONE, is_run_dir, resolve_run_dir, status_data
 from agentos.engine.output.escape import escape_lines
 from agentos.errors import ConfigError, UsageError
 from agentos.run.options import SAFE_PATH
 from agentos.rundir.journal import read_journal
+from agentos.rundir.status import GONE, is_run_dir, resolve_run_dir, status_data
 from agentos.rundir.statuses import Phase
 
 POLL = 0.25

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from agentos.commands.status import resolve_run_dir
 from agentos.errors import ConfigError, UsageError
 from agentos.run.options import SAFE_PATH
 from agentos.rundir.journal import atomic_write_text
+from agentos.rundir.status import resolve_run_dir
 
 
 @click.command(name="report", context_settings={"help_option_names": ["-h", "--help"]})

@@ -42,11 +42,12 @@ from agentos.item.context import AttemptSetup, ItemContext
 from agentos.item.keys import AttemptKeys, AttemptKeyService
 from agentos.item.process import CommandPolicy, kill_started_processes
 from agentos.item.workflow import ExecuteItem, Item
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 from agentos.usage.budget import ItemLimits
 from agentos.usage.meter import Spending
 from agentos.usage.prices import PriceBook
-from agentos.usage.record import Tally, UsageLog
+from agentos.usage.record import Tally
 
 
 @dataclass(frozen=True)
@@ -87,34 +88,6 @@ class Task:
     attempt: int
     lease_id: int | None = None
     spent_before: Tally | None = None
-
-
-@dataclass
-class AttemptResult:
-    item_id: str
-    attempt: int
-    status: Status
-    started: float  # epoch seconds
-    runtime: float
-    exit_code: int = 0
-    signal: int = 0
-    error: str = ""
-    retry_after: float | None = None
-    key_label: str | None = None
-    worker_pid: int = 0
-    command: str = ""
-    refusal: str = ""  # the kind of "no" when rate limited (a RefusalKind)
-    detail: str = ""  # how a done item ended, in a word ("Draft"): ItemContext.detail
-    outputs: dict[str, str] | None = None  # what the item produced: ItemContext.outputs
-    #: seconds the attempt's calls waited for the governor, by reason (the journal says why)
-    waits: dict[str, float] | None = None
-    #: the attempt's model calls (ItemContext.record_usage, the CLI usage file); None: none
-    usage: UsageLog | None = None
-    #: False when another attempt cannot help (the item is over its budget)
-    retry: bool = True
-    #: False when the parent made this result up because the attempt could not report how it
-    #: ended (its worker was killed or died): what it spent is then read from its usage files
-    reported: bool = True
 
 
 CaptureFactory = Callable[[Item, int], AbstractContextManager[Any]]

@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import AttemptResult
 from agentos.engine.output.progress import Progress
 from agentos.engine.output.terminal import Terminal
-from agentos.engine.output.waiting import all_out, countdown, keys_busy, seconds
+from agentos.engine.output.waiting import all_out, keys_busy
 from agentos.engine.scheduler import Backoff, ItemState, Scheduler
 from agentos.engine.shutdown import ShutdownState
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
@@ -24,9 +23,11 @@ from agentos.governor.credentials import Lease, Redactor
 from agentos.governor.protocol import KeyService
 from agentos.item.keys import KeyOutcome
 from agentos.item.refusals import RefusalKind
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.journal import Journal
 from agentos.rundir.state import StateWriter
 from agentos.rundir.statuses import Phase, Status
+from agentos.text import countdown, seconds
 from agentos.usage.budget import STOP, WAIT, BudgetReached
 from agentos.usage.record import UsageLog
 from agentos.usage.report import lost_attempt_usage

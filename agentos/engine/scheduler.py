@@ -23,8 +23,8 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agentos.engine.attempt import AttemptResult
 from agentos.item.workflow import Item
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import FINAL_STATUSES, Status
 from agentos.text import plural
 

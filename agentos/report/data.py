@@ -173,7 +173,7 @@ class RunRecord:
     @property
     def parent_gone(self) -> bool:
         """A run without a summary whose parent process no longer runs (on this machine)."""
-        from agentos.commands.status import GONE, status_data
+        from agentos.rundir.status import GONE, status_data
 
         return self.summary is None and status_data(self.path).get("state") == GONE
 

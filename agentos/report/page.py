@@ -15,11 +15,11 @@ from typing import Any
 import plotly
 from plotly.offline import get_plotlyjs
 
-from agentos import __version__
-from agentos.commands.status import counts_text, details_of, duration, status_data
 from agentos.report import charts
 from agentos.report.data import RunRecord
+from agentos.rundir.status import counts_text, details_of, duration, status_data
 from agentos.usage.record import money
+from agentos.version import __version__
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 

@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from agentos.beneath import Beneath, UnsafePath
-from agentos.engine.attempt import AttemptResult
 from agentos.errors import ConfigError
 from agentos.item.workflow import Item
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
@@ -301,7 +301,7 @@ def write_manifest(
     """`identity`: what `--resume` compares; `about`: what the run was, for reports
     (agentos.run.about); `invocation`: the options it was started with and where
     (`params`, `cwd`: agentos.run.recorded)."""
-    from agentos import __version__
+    from agentos.version import __version__
 
     data = {
         **identity,

@@ -348,7 +348,8 @@ def _state_dir(tmp_path: Path, **state: Any) -> Path:
 def test_started_ago_and_elapsed_agree_while_running(tmp_path: Path) -> None:
     """A run 3.96 s old read "started 3s ago" beside "elapsed 4s": the elapsed time was rounded
     to a tenth (4.0) and then cut to whole seconds, the start only cut."""
-    from agentos.commands.status import render, status_data
+    from agentos.commands.status import render
+    from agentos.rundir.status import status_data
 
     run_dir = _state_dir(
         tmp_path,
@@ -395,7 +396,7 @@ def test_logs_without_a_run_dir_reads_the_latest_run(workdir: Path) -> None:
 
 
 def test_counts_read_as_the_summary_line_has_them() -> None:
-    from agentos.commands.status import counts_text
+    from agentos.rundir.status import counts_text
 
     said = counts_text({"done": 4970, "failed": 30}, {"Approved": 4970})
     assert said == "4,970 done (4,970 Approved), 30 failed"

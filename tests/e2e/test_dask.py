@@ -30,7 +30,7 @@ from support.processes import (
 )
 from support.rundir import journal
 
-from agentos.commands.status import status_data
+from agentos.rundir.status import status_data
 
 pytest.importorskip("distributed")
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]

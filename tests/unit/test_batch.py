@@ -13,7 +13,6 @@ from typing import cast
 
 import pytest
 
-from agentos.engine.attempt import AttemptResult
 from agentos.engine.batch import Batch
 from agentos.engine.options import RunnerOptions
 from agentos.engine.output.terminal import Terminal
@@ -24,6 +23,7 @@ from agentos.governor.credentials import Lease, make_credentials
 from agentos.governor.governor import Governor as CredentialCoordinator
 from agentos.item.keys import KeyOutcome
 from agentos.item.workflow import Item, Workflow
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.journal import Journal
 from agentos.rundir.statuses import Status
 

@@ -107,9 +107,9 @@ def test_one_call_of_unknown_usage_breaks_an_item_cap() -> None:
 
 
 def test_rate_limited_once_is_one_time() -> None:
-    from agentos.engine.attempt import AttemptResult
     from agentos.engine.scheduler import Scheduler
     from agentos.item.workflow import Item
+    from agentos.rundir.attempts import AttemptResult
     from agentos.rundir.statuses import Status
 
     scheduler = Scheduler([Item("a", "a", "x")], max_rate_limit_waits=0)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import time
 
-from agentos.engine.attempt import AttemptResult
 from agentos.engine.scheduler import Backoff, Scheduler
 from agentos.item.workflow import Item
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from support.processes import agentos_argv, items_file, only_run_dir, run
 
-from agentos.engine.attempt import AttemptResult
 from agentos.engine.scheduler import Scheduler
 from agentos.item.workflow import Item
 from agentos.run.summary import MAX_TABLE_ROWS, RunFacts, render_summary, summary_data
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 from agentos.text import ELLIPSIS
 

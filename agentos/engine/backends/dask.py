@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import AttemptResult, Task
+from agentos.engine.attempt import Task
 from agentos.engine.backends.dask_cluster import DaskSetup, connect_scheduler, require_distributed
 from agentos.engine.backends.dask_worker import (
     ATTEMPT_GRACE,
@@ -61,6 +61,7 @@ from agentos.errors import KeyServerLost
 from agentos.governor.credentials import KeyConfig, Lease
 from agentos.item.keys import KeyOutcome
 from agentos.item.process_tree import kill_tagged
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentos.engine.attempt import AttemptResult, AttemptSpec, Task, run_attempt
+from agentos.engine.attempt import AttemptSpec, Task, run_attempt
 from agentos.engine.shutdown import survive_sigint
 from agentos.governor.credentials import CREDENTIALS_ENV
 from agentos.item.keys import DEFAULT_CREDENTIAL_ENV
@@ -60,6 +60,7 @@ from agentos.item.process_tree import (
     kill_tagged,
     set_parent_death_signal,
 )
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentos.beneath import write_beneath
-from agentos.engine.attempt import AttemptResult, Task
+from agentos.engine.attempt import Task
 from agentos.engine.backends.loky_worker import execute_in_worker, initialize_worker
 from agentos.engine.controller import Controller, Running
 from agentos.engine.scheduler import ItemState
@@ -65,6 +65,7 @@ from agentos.item.process_tree import (
     pid_alive,
     signal_group,
 )
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 from agentos.text import plural
 

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from agentos.engine.attempt import AttemptResult, AttemptSpec, Task, run_attempt
+from agentos.engine.attempt import AttemptSpec, Task, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
 from agentos.engine.shutdown import survive_sigint
 from agentos.item.keys import AttemptKeyService
@@ -34,6 +34,7 @@ from agentos.item.process_tree import (
     set_parent_death_signal,
 )
 from agentos.item.workflow import Item
+from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 

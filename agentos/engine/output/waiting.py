@@ -10,10 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-
-def seconds(value: float) -> str:
-    """3.2 s, 42 s: a tenth of a second where it matters, whole seconds otherwise."""
-    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+from agentos.text import seconds
 
 
 def all_out(status: Any) -> str:
@@ -30,16 +27,6 @@ def all_out(status: Any) -> str:
         return f"{keys} out of quota for this run; rerun when it is back (done items are kept)"
     when = time.strftime("%H:%M UTC", time.gmtime(back))
     return f"{keys} out of quota until {when}; rerun then (done items are kept)"
-
-
-def countdown(seconds: float) -> str:
-    """4m12s, 1h05m, 42s."""
-    whole = max(0, int(seconds))
-    if whole >= 3600:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    if whole >= 60:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    return f"{whole}s"
 
 
 def keys_busy(status: Any) -> str:
