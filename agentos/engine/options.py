@@ -36,6 +36,10 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # ---- the groups
 
 
+#: the most worker processes a run starts, whatever --parallel asks (with a warning)
+MAX_WORKERS = 10
+
+
 @dataclass(frozen=True)
 class ExecutionOptions:
     parallel: int | None = option(

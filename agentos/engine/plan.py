@@ -27,7 +27,7 @@ from agentos.governor.credentials import (
     make_credentials,
 )
 from agentos.governor.protocol import KeyService
-from agentos.governor.report import KeyState
+from agentos.governor.states import KeyState
 from agentos.item.workflow import Item, Workflow
 from agentos.usage.account import RunAccount
 from agentos.usage.prices import PriceBook

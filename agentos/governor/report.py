@@ -8,17 +8,7 @@ from dataclasses import dataclass
 from agentos.governor.clocks import Clocks
 from agentos.governor.keys import Key, KeyRing
 from agentos.governor.outages import FOREVER, Outages
-from agentos.vocabulary import StrEnum
-
-
-class KeyState(StrEnum):
-    """A key's state in the governor's `snapshot` (the summary's keys, `agentos keys`)."""
-
-    FREE = "free"
-    LEASED = "leased"
-    COOLING = "cooling"
-    PARKED = "parked"
-    REVOKED = "revoked"
+from agentos.governor.states import KeyState
 
 
 @dataclass

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agentos.engine.backends.loky import MAX_WORKERS
-from agentos.engine.options import RunnerOptions
+from agentos.engine.options import MAX_WORKERS, RunnerOptions
 from agentos.engine.plan import KeyPlan, RunPlan
 from agentos.errors import ConfigError, UsageError
 from agentos.governor.credentials import Redactor, take_secret_environment

@@ -55,6 +55,7 @@ from agentos.beneath import write_beneath
 from agentos.engine.attempt import Task
 from agentos.engine.backends.loky_worker import execute_in_worker, initialize_worker
 from agentos.engine.controller import Controller, Running
+from agentos.engine.options import MAX_WORKERS
 from agentos.engine.scheduler import ItemState
 from agentos.engine.shutdown import spawn_guard
 from agentos.errors import PoolBroken
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
     from agentos.engine.session import Run
     from agentos.governor.protocol import GovernorHandle
 
-MAX_WORKERS = 10  # hard cap, also applied (with a warning) by the runner
 MAX_REBUILDS = 10
 OUTPUT_EOF_WAIT = 5.0  # seconds to wait for an attempt's output after its result arrived
 TIMEOUT_BACKSTOP = 10.0  # parent kills a worker this long after the worker's own deadline
