@@ -20,7 +20,6 @@ agent printed. `RateInfo.from_headers` reads the limit headers every answer carr
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 import time
@@ -100,6 +99,8 @@ def _seconds_until(value: str, now: float) -> float | None:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
+        import email.utils  # here: an HTTP date is rare, and the package costs every start-up
+
         try:
             when = email.utils.parsedate_to_datetime(value).timestamp()
         except (TypeError, ValueError):
