@@ -30,6 +30,7 @@ if _signal.getsignal(_signal.SIGINT) is _note:
 
 import gc  # noqa: E402
 import signal  # noqa: E402
+import sys  # noqa: E402
 
 from agentos.commands import quick_exit  # noqa: E402
 
@@ -58,8 +59,16 @@ def main() -> None:
         # a KeyboardInterrupt raised where Python wraps it (a class body's __set_name__ makes
         # it a RuntimeError) is still the user's Ctrl+C, not a bug
         if _interrupt_in(exc):
-            exit_interrupted()
+            exit_interrupted(before_run=not _run_began())
         raise
+
+
+def _run_began() -> bool:
+    """Whether the run's own handlers were in (it then said what it stopped); read without an
+    import, which a Ctrl+C may have cut short."""
+    shutdown = sys.modules.get("agentos.engine.shutdown")
+    began = getattr(shutdown, "run_began", None)
+    return bool(began()) if callable(began) else False
 
 
 def _interrupt_in(exc: BaseException | None) -> bool:
