@@ -117,7 +117,7 @@ def _invoke(command: click.Command, args: Sequence[str] | None, prog_name: str |
     except (KeyboardInterrupt, click.exceptions.Abort):  # Abort: click's form of a Ctrl+C
         exit_interrupted(before_run=_before_run(command, args))
     if EarlyInterrupt.was_received():  # a Ctrl+C dropped before any handler of ours saw it
-        exit_interrupted(before_run=_before_run(command, args))
+        exit_interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 
