@@ -3,11 +3,11 @@
 Each vocabulary is defined once, where the floors of the package let everyone who uses it import
 it:
 
-    agentos.rundir.statuses   Status (an item's or an attempt's), Phase (a run's): the words of
-                              journal.jsonl, summary.json and state.json
-    agentos.item.refusals     RefusalKind: the four kinds of a provider's "no"
-    agentos.item.keys         KeyOutcome: how a lease or a call ended, as the governor is told
-    agentos.governor.protocol KeyState: a key's state in the governor's snapshot
+    agentos.rundir.statuses     Status (an item's or an attempt's), Phase (a run's): the words
+                                of journal.jsonl, summary.json and state.json
+    agentos.item.refusal_kinds  RefusalKind: the four kinds of a provider's "no"
+    agentos.item.keys           KeyOutcome: how a lease or a call ended, as the governor is told
+    agentos.governor.states     KeyState: a key's state in the governor's snapshot
 
 A member is its value, a `str`: it is written to JSON, compared with what an older run directory
 holds and printed exactly as that string, so the files keep their format. `enum.StrEnum` is

@@ -22,7 +22,7 @@ from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhaus
 from agentos.governor.credentials import Lease, Redactor
 from agentos.governor.protocol import KeyService
 from agentos.item.keys import KeyOutcome
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.journal import Journal
 from agentos.rundir.state import StateWriter

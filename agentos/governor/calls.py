@@ -23,7 +23,7 @@ from agentos.governor.keys import Cooldown, Key, KeyRing
 from agentos.governor.notices import Notices
 from agentos.governor.outages import OVERLOAD_BASE, Outages
 from agentos.item.keys import CallGrant, KeyOutcome
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 
 #: after a refusal judged noise, other calls go to other keys for this long at most (its own
 #: call waits the whole retry-after); a key with no other beside it keeps its pace: holding it

@@ -54,7 +54,7 @@ from agentos.governor.notices import Notices
 from agentos.governor.outages import Outages
 from agentos.governor.report import KeyReport, KeyStatus
 from agentos.item.keys import CallGrant, KeyOutcome
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 
 WINDOW_WAIT = 2.0  # seconds a call waits in the governor for a window before asking again
 

@@ -25,7 +25,7 @@ from agentos.governor.adaptive import AdaptiveRate, Change
 from agentos.governor.credentials import KeyConfig
 from agentos.governor.evidence import MIN_CALLS, NOISE_PRIOR, Cause, Verdict, judge
 from agentos.governor.pacing import Pacer
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 from agentos.vocabulary import StrEnum
 
 DEFAULT_TOKENS_PER_CALL = 1000.0

@@ -21,7 +21,7 @@ from agentos.governor.keys import Cooldown, Key, KeyRing
 from agentos.governor.outages import Outages
 from agentos.item.keys import KeyOutcome
 from agentos.item.process_tree import pid_alive
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 
 
 @dataclass

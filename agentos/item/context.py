@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from agentos.item.keys import KeyOutcome
-    from agentos.item.refusals import RefusalKind
+    from agentos.item.refusal_kinds import RefusalKind
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from agentos.errors import RateLimited
 from agentos.vocabulary import StrEnum
 
 if TYPE_CHECKING:
-    from agentos.item.refusals import RefusalKind
+    from agentos.item.refusal_kinds import RefusalKind
 
 #: the variable that may hold every key of the run (comma or newline separated): the runner reads
 #: it once; a command an item runs gets its own lease, never this
@@ -130,7 +130,7 @@ class AttemptKeys:
                         continue
                 return grant
             if grant.delay > self.max_key_wait or waited + grant.delay > self.max_key_wait:
-                from agentos.item.refusals import RefusalKind
+                from agentos.item.refusal_kinds import RefusalKind
 
                 raise RateLimited(
                     f"no key can serve: {grant.reason}", grant.delay, kind=RefusalKind.QUOTA

@@ -1,21 +1,11 @@
-"""What a provider's answer says about its limits, and the four kinds of "no".
-
-A refusal is not one thing, and treating every refusal as "rate limited, cool the key" is what
-made the project this tool comes from freeze its parallel mode:
-
-    kind          what it means                         what to do
-    ----          -------------                         ----------
-    rate          too many requests/tokens this minute  wait for the stated reset (seconds), go on
-    quota         the key's (organisation's) allowance  park the key until the stated reset, or
-                  is spent: per day, billing, plan      for the run; another key may go on
-    overloaded    the provider has no capacity (503,    back off everyone, briefly: it is not the
-                  529, MODEL_CAPACITY_EXHAUSTED)        key's fault and another key will not help
-    rejected      the key itself is refused (401/403)   retire the key for the run
+"""What a provider's answer says about its limits, and which of the four kinds of "no" it is.
 
 `classify_http` reads an HTTP answer (status, headers, body); `classify_text` reads what a CLI
 agent printed. `RateInfo.from_headers` reads the limit headers every answer carries (OpenAI's
 `x-ratelimit-*` with durations such as `6m0s`, `1s`, `12ms`; Anthropic's
-`anthropic-ratelimit-*` with RFC 3339 resets; `retry-after-ms`, `retry-after`).
+`anthropic-ratelimit-*` with RFC 3339 resets; `retry-after-ms`, `retry-after`). The kinds
+themselves are `agentos.item.refusal_kinds`: the run's parent names them without compiling the
+patterns here, which only a process that reads answers needs.
 """
 
 from __future__ import annotations
@@ -27,18 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from agentos.vocabulary import StrEnum
-
-
-class RefusalKind(StrEnum):
-    """The kind of a provider's "no" (the table above): what the journal's `refusal` field,
-    `RateLimited.kind` and the governor's call outcomes say."""
-
-    RATE = "rate"
-    QUOTA = "quota"
-    OVERLOADED = "overloaded"
-    REJECTED = "rejected"
-
+from agentos.item.refusal_kinds import RefusalKind
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _HINT = re.compile(

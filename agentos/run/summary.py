@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentos.engine.scheduler import ItemState
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 from agentos.item.workflow import Item
 from agentos.rundir.journal import atomic_write_text, json_text
 from agentos.rundir.statuses import FINAL_STATUSES, Status

@@ -18,7 +18,7 @@ from typing import Any
 
 from agentos.governor.governor import Governor
 from agentos.item.keys import KeyOutcome
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 
 Provider = Callable[[float], tuple[bool, dict[str, Any]]]
 START = 1000.0

@@ -21,7 +21,7 @@ from agentos.governor.evidence import NOISE_PRIOR, Cause, judge
 from agentos.governor.governor import Governor
 from agentos.governor.pacing import HEADROOM
 from agentos.item.keys import KeyOutcome
-from agentos.item.refusals import RefusalKind
+from agentos.item.refusal_kinds import RefusalKind
 from agentos.item.workflow import Item, Workflow
 from agentos.rundir.journal import Journal
 

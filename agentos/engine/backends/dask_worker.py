@@ -65,7 +65,7 @@ from agentos.rundir.statuses import Status
 
 if TYPE_CHECKING:
     from agentos.item.keys import CallGrant, KeyOutcome
-    from agentos.item.refusals import RefusalKind
+    from agentos.item.refusal_kinds import RefusalKind
 
 POLL = 0.5  # seconds between checks of the terminate event
 #: how long an attempt process may take to end its item's processes after SIGTERM (its handler
