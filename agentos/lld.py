@@ -130,6 +130,8 @@ _TITLE_NUMBER = re.compile(r"^#?\d+\s*[:\-–—.)]\s+")
 
 @dataclass(frozen=True)
 class Scenario:
+    """One row of an LLD's test scenarios."""
+
     id: str
     requirement: str  # "R1", "R1, R3", or "" when the table names none
     scenario: str
@@ -138,6 +140,8 @@ class Scenario:
 
 @dataclass(frozen=True)
 class FileChange:
+    """One row of an LLD's files to change: the path and what changes in it."""
+
     path: str
     change: str
 

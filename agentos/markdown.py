@@ -23,6 +23,8 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 
 @dataclass(frozen=True)
 class Table:
+    """A Markdown table: its header cells and its rows' cells."""
+
     header: list[str]
     rows: list[list[str]]
 
@@ -53,6 +55,8 @@ def code_flags(lines: list[str]) -> list[bool]:
 
 @dataclass(frozen=True)
 class Heading:
+    """A Markdown heading: its level, its name, and where it and its body begin."""
+
     level: int
     name: str  # normalised: no number, no markup, lower case, "and" as "&"
     start: int

@@ -41,6 +41,9 @@ class ToolPolicy(StrEnum):
 
 @dataclass(frozen=True)
 class AgentRequest:
+    """What a workflow asks of an agent: the task, its prompt and inputs, where it runs, and what
+    it may do there."""
+
     task: str  # "draft" | "review" | "implement"
     prompt: str
     inputs: dict[str, str] = field(default_factory=dict)

@@ -66,6 +66,8 @@ ENV = {
 
 @dataclass(frozen=True)
 class ClaudeAgent(CliAgent):
+    """Claude Code (`claude -p`), `claude:MODEL`."""
+
     edits_files = True
     program = "claude"
     install = INSTALL

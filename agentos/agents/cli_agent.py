@@ -58,6 +58,8 @@ class NotRetried(ItemError):
 
 @dataclass(frozen=True)
 class Executable:
+    """An agent CLI as found on PATH, and the version it says it is."""
+
     path: str
     version: str  # as the CLI prints it, e.g. "2.1.197 (Claude Code)"
 

@@ -31,6 +31,8 @@ from agentos.usage.budget import OverBudget
 
 @dataclass(frozen=True)
 class CommandAgent(Agent):
+    """Any command (`cmd:./agent.sh`): the prompt on its stdin, the answer on its stdout."""
+
     spec: str
     argv: tuple[str, ...]
     #: it runs in the item's working directory (a worktree, for implement) and may change it

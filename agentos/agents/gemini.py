@@ -72,6 +72,8 @@ _ATTEMPT_FAILED = re.compile(r"^\s*Attempt \d+ failed\b")
 
 @dataclass(frozen=True)
 class GeminiAgent(CliAgent):
+    """Gemini CLI, headless (the prompt on its stdin), `gemini:MODEL`."""
+
     edits_files = True
     program = "gemini"
     install = INSTALL

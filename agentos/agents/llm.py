@@ -89,6 +89,8 @@ print(json.dumps(found))
 
 @dataclass(frozen=True)
 class LlmAgent(CliAgent):
+    """Simon Willison's `llm`, `llm:MODEL`."""
+
     program = "llm"
     install = INSTALL
     minimum = MINIMUM

@@ -49,6 +49,8 @@ def _env_float(name: str, default: float = 0.0) -> float:
 
 @dataclass(frozen=True)
 class MockAgent(Agent):
+    """An offline agent (`mock`) that does each task by rules: for demos and tests."""
+
     spec: str = "mock"
     edits_files = True
 

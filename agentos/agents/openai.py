@@ -95,6 +95,8 @@ def _error_text(body: str) -> str:
 
 @dataclass(frozen=True)
 class OpenAIAgent(Agent):
+    """An OpenAI-compatible chat completions API, a key per call (`openai:MODEL`)."""
+
     spec: str
     model: str
     api_base: str = DEFAULT_API_BASE
@@ -302,6 +304,8 @@ class OpenAIAgent(Agent):
 
 @dataclass(frozen=True)
 class _Reply:
+    """One answer: its text, the tokens it says it used, and the limits its headers state."""
+
     answer: str
     tokens: float | None  # the call's total, when the answer says
     output: float | None  # of which the answer's own

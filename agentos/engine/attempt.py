@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentos.engine.options import AttemptOptions, KeyOptions
 from agentos.errors import (
@@ -50,7 +50,7 @@ from agentos.usage.prices import PriceBook
 from agentos.usage.record import Tally
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttemptSpec:
     """Everything an attempt needs that is the same for the whole run. Sent to each worker once,
     through the loky initializer (or scattered to the Dask workers)."""
@@ -79,8 +79,7 @@ class AttemptSpec:
         return f"{self.run_dir}/.draining" if self.parallel else ""
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """One attempt to run: the item, the attempt's number, the key lease it holds (keys per
     item), and what the item's earlier attempts spent (its caps are the item's)."""
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 TICK = 0.5  # seconds between backend ticks when no event comes
 
 
-@dataclass
+@dataclass(eq=False)
 class Running:
     """A submitted attempt."""
 

@@ -40,8 +40,10 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_WORKERS = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ExecutionOptions:
+    """How the run goes: how many items at once, where, how it stops."""
+
     parallel: int | None = option(
         "--parallel", "-j",
         kind=Whole(1),
@@ -133,8 +135,10 @@ class ExecutionOptions:
         return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttemptOptions:
+    """One attempt of one item: its time, its retries, its limits."""
+
     timeout: float | None = option(
         "--timeout",
         kind=Decimal(0),
@@ -183,8 +187,10 @@ class AttemptOptions:
         return self if self.timeout else dataclasses.replace(self, timeout=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KeyOptions:
+    """The keys, their groups and limits, and what a refusal looks like."""
+
     credentials_file: Path | None = option(
         "--credentials-file",
         kind=PathOf(),
@@ -292,8 +298,10 @@ class KeyOptions:
         return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BudgetOptions:
+    """What the run and each item may spend."""
+
     budget: float | None = option(
         "--budget",
         kind=Decimal(0, open=True),
@@ -336,8 +344,10 @@ class BudgetOptions:
         return self.budget is not None or self.item_budget is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class OutputOptions:
+    """What the run says, and whom it tells at the end."""
+
     notify: tuple[str, ...] = option(
         "--notify",
         default=(),
@@ -359,14 +369,14 @@ class OutputOptions:
     )
     quiet: int = option(
         "-q", "--quiet",
-        count=True,
+        counting=True,
         default=0,
         on_resume=OnResume.FRESH,
         help="Only errors and the items' own output.",
     )  # fmt: skip
     verbose: int = option(
         "-v", "--verbose",
-        count=True,
+        counting=True,
         default=0,
         on_resume=OnResume.FRESH,
         help="Say when each item starts and ends.",
@@ -399,7 +409,7 @@ def _group(group: type[_Group], params: dict[str, Any]) -> _Group:
 GROUPS = (ExecutionOptions, AttemptOptions, KeyOptions, BudgetOptions, OutputOptions)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunnerOptions:
     """Every shared option of a run, by group."""
 

@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentos.engine.attempt import AttemptSpec
 from agentos.engine.options import KeyOptions, RunnerOptions
@@ -49,8 +49,7 @@ _REMEMBERED = (
 )
 
 
-@dataclass(frozen=True)
-class KeyPlan:
+class KeyPlan(NamedTuple):
     """The run's keys and how they are used: per call (HTTP agents ask the governor for each
     call; --parallel is the number of items in flight, whatever the number of keys) or per
     item (a subprocess reads its key once: each attempt leases one, `slots` items per key)."""
@@ -103,7 +102,7 @@ class KeyPlan:
             parked_keys.save(governor.parked_keys(), set(by_label.values()), notes=notes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunPlan:
     """A run, decided: see the module docstring."""
 

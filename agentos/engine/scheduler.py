@@ -21,7 +21,7 @@ import heapq
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agentos.item.workflow import Item
 from agentos.rundir.attempts import AttemptResult
@@ -86,8 +86,7 @@ class ItemState:
         return self.attempts - self.requeues
 
 
-@dataclass(frozen=True)
-class Backoff:
+class Backoff(NamedTuple):
     """The wait before a failed item's next try: `base` seconds, doubled with each failure,
     at most `cap` (--retry-backoff is the base)."""
 
@@ -98,6 +97,9 @@ class Backoff:
         return min(self.base * 2 ** (failures - 1), self.cap)
 
 
+DEFAULT_BACKOFF = Backoff()
+
+
 class Scheduler:
     def __init__(
         self,
@@ -105,7 +107,7 @@ class Scheduler:
         *,
         retries: int = 1,
         max_rate_limit_waits: int = 20,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         attempts_before: Mapping[str, int] | None = None,
         requeues_before: Mapping[str, int] | None = None,
     ) -> None:

@@ -25,9 +25,8 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agentos.engine.batch import Batch
 from agentos.engine.output.capture import ItemCapture, OutputChannel
@@ -55,8 +54,7 @@ class Backend(Protocol):
         """Run the batch to its end: every item tried, or the run stopped."""
 
 
-@dataclass(frozen=True)
-class RunParts:
+class RunParts(NamedTuple):
     """What a run holds open while it goes (made by `open_run`)."""
 
     terminal: Terminal

@@ -74,6 +74,8 @@ class Change:
 
 @dataclass(eq=False)
 class _Epoch:
+    """A stretch of calls sent at one pace."""
+
     start: float  # calls sent from then on, until the next epoch's start
     pace: float | None
     #: its refusals were judged a limit: not a measure of the noise to expect
@@ -82,6 +84,8 @@ class _Epoch:
 
 @dataclass
 class AdaptiveRate:
+    """A group's pace learned from its refusals (see the module docstring)."""
+
     pace: float | None = None  # requests/min; None: no evidence yet, nothing to pace by
     outcomes: Outcomes = field(default_factory=Outcomes)
     _epochs: deque[_Epoch] = field(default_factory=lambda: deque([_Epoch(float("-inf"), None)]))

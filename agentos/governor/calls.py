@@ -33,6 +33,8 @@ NOISE_KEY_HOLD = 1.0
 
 @dataclass
 class _CallRecord:
+    """A call granted and not yet reported."""
+
     key: Key
     item_id: str
     tokens: float

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Clocks:
+    """The governor's time and chance, replaced in tests."""
+
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     random: random.Random = field(default_factory=random.Random)

@@ -21,6 +21,7 @@ import stat
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from agentos.errors import ConfigError
 from agentos.item.keys import CREDENTIALS_ENV
@@ -32,6 +33,8 @@ MAX_COOLDOWN = 900.0
 
 @dataclass(frozen=True)
 class Credential:
+    """A key as the run knows it: its label, a fingerprint that names it without it, the secret."""
+
     label: str
     fingerprint: str
     secret: str = field(repr=False)
@@ -301,8 +304,7 @@ class Redactor:
         return value
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(NamedTuple):
     """An item's hold on a key for one attempt (governor/leases.py): the parent keeps it, the
     worker claims the key behind it."""
 

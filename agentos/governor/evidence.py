@@ -66,12 +66,16 @@ class Cause(StrEnum):
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a group's refusals show a limit or the provider's noise, and why, in words."""
+
     cause: Cause
     why: str  # in words, for the user: "3 refusals in 10 s", "a lone refusal among 40 answers"
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """One call: when it was sent, when it came back, whether it was refused."""
+
     sent: float  # when the call was allowed to start (monotonic)
     done: float  # when it came back
     refused: bool

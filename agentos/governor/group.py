@@ -44,6 +44,9 @@ class RateSource(StrEnum):
 
 @dataclass
 class KeyGroup:
+    """The keys of one provider group (organisation or project): the limits they share, how
+    they are paced, and what the group has learned."""
+
     name: str
     requests: Pacer | None = None
     tokens: Pacer | None = None

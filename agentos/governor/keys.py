@@ -25,6 +25,8 @@ from agentos.governor.group import KeyGroup
 
 @dataclass(eq=False)
 class Key:
+    """One key of the ring: its group, its leases, and whether it cools, is parked or revoked."""
+
     credential: Credential
     group: KeyGroup
     slots: int = 1

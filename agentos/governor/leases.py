@@ -26,6 +26,8 @@ from agentos.item.refusal_kinds import RefusalKind
 
 @dataclass
 class _LeaseRecord:
+    """A lease held: its key, its item, the process that claimed it."""
+
     key: Key
     item_id: str
     holder_pid: int = 0

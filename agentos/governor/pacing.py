@@ -26,6 +26,8 @@ HEADROOM = 0.98
 
 @dataclass
 class Pacer:
+    """Spaces units (requests or tokens) at `per_minute` (see the module docstring)."""
+
     per_minute: float
     #: units that may go at once beyond the schedule after an idle spell; none by default: the
     #: provider's window may forgive no more than one call

@@ -13,6 +13,8 @@ from agentos.governor.states import KeyState
 
 @dataclass
 class KeyStatus:
+    """How many keys are free, leased, cooling, revoked or parked, and when one comes back."""
+
     total: int
     free: int
     leased: int

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from agentos.item.refusal_kinds import RefusalKind
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AttemptSetup:
     """What the run gives an attempt besides its item and keys: how its commands run, what it
     may spend, and when it times out."""
@@ -61,7 +61,7 @@ class AttemptSetup:
     parallel: bool = True
 
 
-@dataclass
+@dataclass(eq=False)
 class ItemContext:
     """Per-attempt context. `keys.secret` is the leased key (None without keys); it is also in
     the environment of every `ctx.run` subprocess under `keys.env_name`."""

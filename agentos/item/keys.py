@@ -51,7 +51,7 @@ class KeyOutcome(StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CallGrant:
     """The answer to `acquire_call`. With a key: start the call after `delay` seconds. Without
     (`call_id` 0): no key can serve now; ask again after `delay` (inf: none will this run)."""
@@ -81,7 +81,7 @@ class AttemptKeyService(Protocol):
     ) -> str: ...
 
 
-@dataclass
+@dataclass(eq=False)
 class AttemptKeys:
     """The attempt's lease (`secret`, shown as `label`; None without keys), the variable it is
     put in (`env_name`), and the governor (or its proxy) that hands out keys per call, with how

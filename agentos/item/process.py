@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from agentos.errors import ItemError, RateLimited
 from agentos.item.process_tree import kill_tagged, terminate_groups
@@ -71,7 +71,7 @@ def limited(argv: list[str], memory: int | None) -> list[str]:
     return ["/bin/sh", "-c", 'ulimit -d "$0" && exec "$@"', str(kib), *argv]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CommandPolicy:
     """What the run says about every command of an attempt: the stderr pattern that means
     "rate limited" (--rate-limit-pattern), and the data memory each may use (--item-memory)."""
@@ -98,8 +98,7 @@ class CommandOptions(TypedDict, total=False):
     timeout: float | None
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """One command as an item asked for it. `input`: bytes for its stdin. `capture_stdout`:
     keep its stdout (else it goes to the item's output). `env`: variables to add to the
     environment the context makes. `key_env`: the variable the leased key goes in instead of
@@ -121,8 +120,11 @@ class Command:
     timeout: float | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class CommandResult:
+    """How one command ended: its exit, what it printed that the item keeps, and whether the
+    provider refused it."""
+
     argv: list[str]
     returncode: int
     stdout: bytes

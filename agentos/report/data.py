@@ -25,6 +25,8 @@ TAIL_LINES = 20
 
 @dataclass(frozen=True)
 class AttemptRow:
+    """One attempt as the report shows it."""
+
     item: str
     attempt: int
     status: str
@@ -45,6 +47,8 @@ class AttemptRow:
 
 @dataclass
 class RunRecord:
+    """What the report reads of one run directory."""
+
     path: Path
     manifest: dict[str, Any]
     summary: dict[str, Any] | None

@@ -127,7 +127,7 @@ def shared_params() -> list[click.Option]:
             settings: dict[str, Any] = {"help": spec.help}
             if spec.flag:
                 settings["is_flag"] = True
-            elif spec.count:
+            elif spec.counting:
                 settings["count"] = True
             else:
                 settings.update(

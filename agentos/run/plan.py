@@ -20,7 +20,7 @@ import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -50,8 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("agentos")
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """A run, decided (see the module docstring)."""
 
     plan: RunPlan
@@ -95,7 +94,7 @@ class Prepared:
             ) from None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Draft:
     """What `prepare` has found so far."""
 

@@ -46,7 +46,7 @@ def policies(workflow: Workflow) -> dict[str, OnResume]:
     return found
 
 
-@dataclass
+@dataclass(eq=False)
 class Invocation:
     """This pass's command line, as run.json records it and as the resume hint repeats it."""
 

@@ -67,6 +67,8 @@ class EarlierItem:
 
 @dataclass
 class EarlierPasses:
+    """What the journal says of the items of earlier passes."""
+
     items: dict[str, EarlierItem] = field(default_factory=dict)
     corrupt_lines: list[int] = field(default_factory=list)
 
@@ -153,6 +155,8 @@ def check_same_run(run_dir: Path, identity: dict[str, str]) -> None:
 
 @dataclass
 class ResumePlan:
+    """What a resume runs, what it skips, and what the items' earlier attempts count."""
+
     pending: list[Item]  # to run, ids as in the earlier pass where the work is the same
     #: done in an earlier pass: skipped, and reported in the summary; so are the earlier items
     #: this input no longer lists (a workflow lists no item whose output exists, even when the

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentos.engine.scheduler import ItemState
 from agentos.item.refusal_kinds import RefusalKind
@@ -19,8 +18,7 @@ MAX_TABLE_ROWS = 30
 TITLE_WIDTH = 60
 
 
-@dataclass(frozen=True)
-class RunFacts:
+class RunFacts(NamedTuple):
     """What summary.json says of the run besides its items. `skipped`: items an earlier pass
     finished (--resume); `usage`: the run's (agentos.usage.account)."""
 

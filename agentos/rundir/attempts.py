@@ -12,8 +12,10 @@ from agentos.rundir.statuses import Status
 from agentos.usage.record import UsageLog
 
 
-@dataclass
+@dataclass(eq=False)
 class AttemptResult:
+    """How one attempt of one item ended: what a worker sends back and the journal records."""
+
     item_id: str
     attempt: int
     status: Status

@@ -260,8 +260,10 @@ class Journal:
             os.close(fd)
 
 
-@dataclass
+@dataclass(eq=False)
 class JournalRecords:
+    """What a journal holds: its records, and the lines that were not records."""
+
     records: list[dict[str, Any]]
     corrupt_lines: list[int]  # 1-based numbers of lines that are not records
 

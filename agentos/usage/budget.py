@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agentos.errors import AgentosError, ItemError
 from agentos.text import plural
@@ -35,8 +36,9 @@ class OverBudget(ItemError):
     retry = False
 
 
-@dataclass(frozen=True)
-class ItemLimits:
+class ItemLimits(NamedTuple):
+    """An item's caps (--item-budget, --item-tokens); false when it has none."""
+
     usd: float | None = None
     tokens: int | None = None
 
@@ -98,8 +100,10 @@ class BudgetReached(AgentosError):
         return f"budget reached: {spent}; {items}; {rerun}"
 
 
-@dataclass
+@dataclass(eq=False)
 class RunBudget:
+    """The run's --budget: what is spent, what running items may still spend, whether it held."""
+
     limit: float
     item_cap: float | None = None  # --item-budget: each item's estimate when given
     spent: float = 0.0  # by every attempt of the run, earlier passes included

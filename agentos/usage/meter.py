@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Spending:
     """What an item's calls cost and may cost: the prices, its caps (--item-budget,
     --item-tokens), and what its earlier attempts spent (the caps are the item's, not the

@@ -55,8 +55,7 @@ class ModelRef(NamedTuple):
 _FIELDS = ("input", "output", "cached_input")
 
 
-@dataclass(frozen=True)
-class UserPrice:
+class UserPrice(NamedTuple):
     """USD per million tokens."""
 
     input: float
@@ -81,7 +80,7 @@ def _database() -> ModuleType | None:
     return genai_prices
 
 
-@dataclass
+@dataclass(eq=False)
 class PriceBook:
     """Prices for a run: the user's, then the database's. Travels to the workers in the
     attempt's spec; lookups are cached per process."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 UNKNOWN_MODEL = "unknown"
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """What one model call used, as its agent reported it. `input_tokens` counts every input
     token, the `cached_tokens` read from a prompt cache among them (OpenAI's convention: an
     Anthropic wrapper adds its cache reads to its input tokens). None: the provider did not

@@ -28,7 +28,6 @@ answered it.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -87,7 +86,7 @@ def parse_line(line: bytes) -> Call | str:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class UsageFile:
     """Reads what was appended to one attempt's usage file since the last read."""
 
@@ -187,7 +186,7 @@ def lost_attempt_usage(
         usage.scrub(redact)  # the worker that would have scrubbed it is gone
     for _, found in usage.read_new():
         if isinstance(found, Call):
-            call = dataclasses.replace(found, key=key_label)
+            call = found._replace(key=key_label)
             log.add(call, prices.cost(call))
         else:
             log.skipped_lines += 1
@@ -214,7 +213,7 @@ def lost_attempt_usage(
         else:
             found = parse_line(line)
             if isinstance(found, Call):
-                call = dataclasses.replace(found, key=label)
+                call = found._replace(key=label)
                 log.add(call, prices.cost(call))
     for model, label in open_calls:  # begun, never ended: answered or not, nobody can say
         call = Call(model=model, key=label)

@@ -54,6 +54,8 @@ STDIN_COPY = "items-from-stdin.txt"
 
 @dataclass(frozen=True)
 class CommandConfig:
+    """`agentos run`'s own options: where the items come from and the command each runs."""
+
     items_path: Path | None
     id_from_item: bool
     argv: tuple[str, ...]

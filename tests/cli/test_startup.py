@@ -102,7 +102,8 @@ def test_without_a_numeric_code_the_normal_exit_runs(tmp_path: Path) -> None:
 
 def test_a_run_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
     """A small run's start-up is mostly importing: colours (colorama) only on a terminal, no
-    OpenSSL (hashlib, hmac: via secrets) for item keys and the listener's token."""
+    OpenSSL (hashlib, hmac: via secrets) for item keys and the listener's token, none of the
+    patterns that read a provider's answer (a command run has no provider)."""
     items = tmp_path / "items.txt"
     items.write_text("a\nb\n")
     script = textwrap.dedent(
@@ -110,7 +111,7 @@ def test_a_run_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
         import atexit, sys
         from agentos.commands import quick_exit
         quick_exit.install()  # the same as main() does; ours runs before it leaves
-        unwanted = ("colorama", "secrets", "hmac", "_hashlib")
+        unwanted = ("colorama", "secrets", "hmac", "_hashlib", "agentos.item.refusals")
         atexit.register(lambda: print("loaded:", *[m for m in unwanted if m in sys.modules]))
         from agentos.__main__ import main
         main()
@@ -126,3 +127,33 @@ def test_a_run_loads_no_module_it_does_not_use(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "loaded:"
+
+
+def test_every_dataclass_has_its_own_docstring() -> None:
+    """Without one, defining the class makes one from `inspect.signature` at every start-up
+    (docs/architecture.md, Start-up); with one, a reader learns what the record is."""
+    script = textwrap.dedent(
+        """
+        import dataclasses, importlib, pkgutil
+        made = []
+        define = dataclasses._process_class
+        def noting(cls, *args, **kwargs):
+            made.append((cls, cls.__dict__.get("__doc__")))
+            return define(cls, *args, **kwargs)
+        dataclasses._process_class = noting
+        import agentos
+        for module in pkgutil.walk_packages(agentos.__path__, "agentos."):
+            importlib.import_module(module.name)
+        print(len(made))
+        for cls, doc in made:
+            if cls.__module__.startswith("agentos") and not doc:
+                print(f"{cls.__module__}.{cls.__qualname__}")
+        """
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", script], cwd=REPO, env=clean_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    count, *undocumented = done.stdout.split()
+    assert int(count) > 50  # every module was read
+    assert undocumented == []

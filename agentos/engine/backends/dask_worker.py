@@ -36,7 +36,6 @@ Imports nothing of the CLI and nothing of distributed until it runs inside a Das
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import pickle
 import selectors
@@ -413,7 +412,7 @@ def child_main() -> None:
     relay = socket.socket(fileno=int(os.environ.pop(_RELAY_FD_ENV)))
     keys = _AttemptKeys(key, label, relay)
     # the leased key came on stdin: the attempt claims it from `keys` under any lease id
-    task = dataclasses.replace(task, lease_id=0 if key is not None else None)
+    task = task._replace(lease_id=0 if key is not None else None)
     result = run_attempt(spec, task, keys)
     with os.fdopen(result_fd, "wb") as out:
         out.write(pickle.dumps(result))

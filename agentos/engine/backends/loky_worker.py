@@ -38,8 +38,10 @@ from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 
-@dataclass
+@dataclass(eq=False)
 class _WorkerState:
+    """What a worker keeps from its initializer for every attempt it runs."""
+
     spec: AttemptSpec
     keys: AttemptKeyService | None  # the Governor's Manager proxy
     channel: OutputChannel  # to the parent's output listener; connects on the first item

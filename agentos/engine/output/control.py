@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from agentos.engine.output.capture import MAGIC
 from agentos.engine.output.lines import AttemptOutput
@@ -110,20 +111,22 @@ class PipesLost(Exception):
         self.items = items
 
 
-@dataclass(frozen=True)
-class Begin:
+class Begin(NamedTuple):
+    """A worker's word that an attempt begins, with the two pipes its output comes on."""
+
     item_id: str
     attempt: int
     out_fd: int
     err_fd: int
 
 
-@dataclass(frozen=True)
-class End:
+class End(NamedTuple):
+    """A worker's word that an attempt ended: its output closes at EOF."""
+
     record: AttemptOutput
 
 
-@dataclass
+@dataclass(eq=False)
 class Control:
     """One worker's control connection: its hello, then a begin and an end per attempt."""
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from agentos.beneath import Beneath, UnsafePath
 from agentos.engine.output.escape import escape_lines
@@ -40,7 +40,7 @@ def attempt_header(item_id: str, attempt: int, started: float) -> bytes:
     return f"==> {item_id} attempt {attempt}, started {when} <==\n".encode()
 
 
-@dataclass
+@dataclass(eq=False)
 class AttemptOutput:
     """Both streams of one item attempt, and its log file."""
 
@@ -55,7 +55,7 @@ class AttemptOutput:
     streams: list[Stream] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False)
 class Stream:
     """One output stream of one attempt: a pipe's read end, or fed from elsewhere (Dask)."""
 
@@ -69,8 +69,7 @@ class Stream:
     keep_sgr: bool = False
 
 
-@dataclass(frozen=True)
-class LineRules:
+class LineRules(NamedTuple):
     """How lines are shown and kept: `prefix` each with its item's id, `redactor` the keys out
     of them, each item's log at most `log_limit` bytes (--item-log-size)."""
 

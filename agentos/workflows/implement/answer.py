@@ -49,6 +49,8 @@ CONTROL_PATHS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class AnswerFile:
+    """A file an answer writes: its path in the repository and its content."""
+
     path: str
     content: str
 

@@ -23,6 +23,8 @@ EDITS_TEXT = "text"
 
 @dataclass(frozen=True)
 class ImplementConfig:
+    """What `implement`'s command line asked, checked."""
+
     repo: Path  # where --repo points (the LLDs are under it)
     implementer: Agent
     force: bool

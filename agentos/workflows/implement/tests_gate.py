@@ -113,6 +113,8 @@ def is_test_file(path: str) -> bool:
 
 @dataclass(frozen=True)
 class TestRun:
+    """How one run of the repository's tests ended."""
+
     __test__ = False
 
     passed: bool

@@ -20,6 +20,8 @@ DRAFTS = "docs/lld/drafts"
 
 @dataclass(frozen=True)
 class RequirementsConfig:
+    """What `requirements`'s command line asked, checked."""
+
     repo: Path
     drafter: Agent
     reviewer: Agent
