@@ -26,7 +26,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -50,16 +49,15 @@ from agentos.usage.prices import PriceBook
 from agentos.usage.record import Tally
 
 
-@dataclass(frozen=True, eq=False)
-class AttemptSpec:
+class AttemptSpec(NamedTuple):
     """Everything an attempt needs that is the same for the whole run. Sent to each worker once,
     through the loky initializer (or scattered to the Dask workers)."""
 
     run_dir: str
     execute_item: ExecuteItem
     config: Any
-    attempts: AttemptOptions = field(default_factory=AttemptOptions)
-    keys: KeyOptions = field(default_factory=KeyOptions)
+    attempts: AttemptOptions = AttemptOptions()  # frozen: one default serves every spec
+    keys: KeyOptions = KeyOptions()
     parallel: bool = False
     run_id: str = ""  # tags every process the items start (process_tree.RUN_TAG_ENV)
     #: keys per call (HTTP agents ask the governor for each call) rather than per item

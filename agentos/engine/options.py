@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from agentos.engine.fields import Choices, Decimal, PathOf, Size, Whole, option, option_fields
 from agentos.errors import UsageError
@@ -409,15 +409,15 @@ def _group(group: type[_Group], params: dict[str, Any]) -> _Group:
 GROUPS = (ExecutionOptions, AttemptOptions, KeyOptions, BudgetOptions, OutputOptions)
 
 
-@dataclass(frozen=True, eq=False)
-class RunnerOptions:
+class RunnerOptions(NamedTuple):
     """Every shared option of a run, by group."""
 
-    execution: ExecutionOptions = field(default_factory=ExecutionOptions)
-    attempts: AttemptOptions = field(default_factory=AttemptOptions)
-    keys: KeyOptions = field(default_factory=KeyOptions)
-    budget: BudgetOptions = field(default_factory=BudgetOptions)
-    output: OutputOptions = field(default_factory=OutputOptions)
+    # the groups are frozen: one default instance of each serves every record
+    execution: ExecutionOptions = ExecutionOptions()
+    attempts: AttemptOptions = AttemptOptions()
+    keys: KeyOptions = KeyOptions()
+    budget: BudgetOptions = BudgetOptions()
+    output: OutputOptions = OutputOptions()
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RunnerOptions:

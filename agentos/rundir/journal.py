@@ -33,10 +33,9 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentos.beneath import Beneath, UnsafePath
 from agentos.errors import ConfigError
@@ -260,8 +259,7 @@ class Journal:
             os.close(fd)
 
 
-@dataclass(eq=False)
-class JournalRecords:
+class JournalRecords(NamedTuple):
     """What a journal holds: its records, and the lines that were not records."""
 
     records: list[dict[str, Any]]

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from agentos.engine.attempt import AttemptSpec, Task, run_attempt
 from agentos.engine.output.capture import ItemCapture, OutputChannel
@@ -38,8 +38,7 @@ from agentos.rundir.attempts import AttemptResult
 from agentos.rundir.statuses import Status
 
 
-@dataclass(eq=False)
-class _WorkerState:
+class _WorkerState(NamedTuple):
     """What a worker keeps from its initializer for every attempt it runs."""
 
     spec: AttemptSpec
