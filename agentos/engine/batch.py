@@ -20,7 +20,6 @@ from agentos.engine.scheduler import Backoff, ItemState, Scheduler
 from agentos.engine.shutdown import ShutdownState
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
 from agentos.governor.credentials import Lease, Redactor
-from agentos.governor.protocol import KeyService
 from agentos.item.keys import KeyOutcome
 from agentos.item.refusal_kinds import RefusalKind
 from agentos.rundir.attempts import AttemptResult
@@ -34,6 +33,7 @@ from agentos.usage.report import lost_attempt_usage
 
 if TYPE_CHECKING:
     from agentos.engine.plan import RunPlan
+    from agentos.governor.protocol import KeyService
 
 
 _OUTCOME = {

@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agentos.engine.attempt import AttemptSpec
 from agentos.engine.options import KeyOptions, RunnerOptions
@@ -26,11 +26,12 @@ from agentos.governor.credentials import (
     load_keys,
     make_credentials,
 )
-from agentos.governor.protocol import KeyService
-from agentos.governor.states import KeyState
 from agentos.item.workflow import Item, Workflow
 from agentos.usage.account import RunAccount
 from agentos.usage.prices import PriceBook
+
+if TYPE_CHECKING:
+    from agentos.governor.protocol import KeyService
 
 log = logging.getLogger("agentos")
 
@@ -88,6 +89,7 @@ class KeyPlan(NamedTuple):
         """What the run learned about its keys (parked ones, groups, limits, calls), for the next
         run and `agentos keys`; never the keys themselves."""
         from agentos.governor import parked as parked_keys
+        from agentos.governor.states import KeyState
 
         with contextlib.suppress(Exception):  # a dead key server has nothing more to say
             by_label = {c.label: c.full_fingerprint for c in self.credentials}

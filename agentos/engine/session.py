@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from agentos.engine.batch import Batch
 from agentos.engine.output.capture import ItemCapture, OutputChannel
@@ -35,10 +35,12 @@ from agentos.engine.output.terminal import Terminal, colour_wanted
 from agentos.engine.plan import RunPlan
 from agentos.engine.shutdown import ShutdownState, handle_signals, mark_run_began
 from agentos.errors import AgentosError
-from agentos.governor.protocol import KeyService
 from agentos.item.workflow import Item
 from agentos.rundir.journal import Journal, RunDir
 from agentos.text import plural
+
+if TYPE_CHECKING:
+    from agentos.governor.protocol import KeyService
 
 log = logging.getLogger("agentos")
 

@@ -31,7 +31,7 @@ BASE_COOLDOWN = 30.0
 MAX_COOLDOWN = 900.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Credential:
     """A key as the run knows it: its label, a fingerprint that names it without it, the secret."""
 
@@ -49,7 +49,7 @@ class Credential:
         return _sha256(self.secret)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KeyConfig:
     """A key and what the credentials file says about it (all optional): the provider group
     (organisation/project) whose limits it shares, requests/min, tokens/min, requests/day, and

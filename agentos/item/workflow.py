@@ -73,7 +73,7 @@ def _dict_config(**values: Any) -> dict[str, Any]:
     return values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Workflow:
     """What a command runs. `make_config(**option_values)` builds the config object both
     callbacks receive (it may raise `ConfigError` to reject bad options before anything starts);
