@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from agentos.engine.output.progress import Progress
 from agentos.engine.output.terminal import Terminal
-from agentos.engine.output.waiting import all_out, keys_busy
 from agentos.engine.scheduler import Backoff, ItemState, Scheduler
 from agentos.engine.shutdown import ShutdownState
 from agentos.errors import EXIT_ITEMS_FAILED, EXIT_OK, KeyServerLost, KeysExhausted
@@ -178,6 +177,9 @@ class Batch:
             for s in failed:
                 self.terminal.message(f"{s.id} failed: {s.error}", force=True)
             return None
+        # what a wait for keys says is loaded only by a run that waits for one
+        from agentos.engine.output.waiting import all_out, keys_busy
+
         out_for = getattr(status, "all_out_for", None)
         if out_for is not None and out_for > self.key_options.max_key_wait:
             raise KeysExhausted(all_out(status))
@@ -204,6 +206,8 @@ class Batch:
         status = self._ask("status")
         out_for = getattr(status, "all_out_for", None)
         if out_for is not None and out_for > self.key_options.max_key_wait:
+            from agentos.engine.output.waiting import all_out
+
             raise KeysExhausted(all_out(status))
         # every key out, but back within --max-key-wait: the run waits, and shows for how long
         self.progress.set_note("keys", f"keys back in {countdown(out_for)}" if out_for else "")

@@ -31,7 +31,6 @@ from agentos.governor.credentials import Redactor, take_secret_environment
 from agentos.item.ids import duplicate_ids, id_problem
 from agentos.item.workflow import Item, Workflow
 from agentos.run.about import run_about
-from agentos.run.locks import WorkspaceLock
 from agentos.run.summary import render_dry_run
 from agentos.run.writable import check_writable
 from agentos.rundir.journal import MANIFEST, default_run_dir, update_manifest, write_manifest
@@ -64,6 +63,8 @@ class Prepared(NamedTuple):
         plan = self.plan
         if plan.workspace is None:
             return contextlib.nullcontext()
+        from agentos.run.locks import WorkspaceLock  # only workflows with a workspace
+
         return WorkspaceLock(plan.workspace, plan.name, plan.run_path)
 
     def record(self, run_path: Path) -> None:
