@@ -3,7 +3,7 @@
 The groups of `agentos.engine.options` are made of such fields; `agentos.run.options` turns each
 into a click option. Kinds name the command line's types without importing click, so that the
 groups (which workers unpickle) stay light. Kinds and flags are named tuples: plain values that
-every start-up defines, at a third of a frozen dataclass's cost to define.
+every start-up defines, at a quarter of a frozen dataclass's cost to define.
 """
 
 from __future__ import annotations
